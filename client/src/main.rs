@@ -1,0 +1,2 @@
+//! `sumclient`: filled in by issue 4.
+fn main() {}

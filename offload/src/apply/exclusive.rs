@@ -1,0 +1,83 @@
+//! `exclusive`: the job runs on the calling thread, but only one job at a time
+//! in the whole process, as the original's `exclusive_apply`.
+//!
+//! Under CPython's GIL that lock stopped threads fighting over the
+//! interpreter; in Rust it only serialises the work onto one core, which is
+//! what the benchmark shows.
+//!
+//! The lock is a token in a one-slot channel, so that waiting for it can be
+//! bounded by the queue wait, which `std::sync::Mutex` cannot do.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::run::{deadline, join_queue, run_here};
+use super::{StrategyConfig, Timing};
+use crate::error::ApplyError;
+use crate::job::{Answer, Cancel, Job};
+use crate::stats::{Gauge, Stats};
+
+/// One global lock around the work.
+#[derive(Debug)]
+pub(crate) struct Exclusive {
+    /// Holds the token while nobody runs a job.
+    free: Receiver<()>,
+    /// Puts the token back.
+    release: Sender<()>,
+    queue: usize,
+    queue_wait: Duration,
+    job_timeout: Option<Duration>,
+    stats: Arc<Stats>,
+}
+
+/// Holding the lock; dropping it (even while unwinding) gives the token back.
+struct Held<'a>(&'a Sender<()>);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // The channel has one slot and this guard took the only token, so
+        // putting it back cannot fail.
+        let _ = self.0.try_send(());
+    }
+}
+
+impl Exclusive {
+    pub(crate) fn new(config: &StrategyConfig, stats: &Arc<Stats>) -> Self {
+        let (release, free) = crossbeam_channel::bounded(1);
+        release
+            .send(())
+            .expect("the receiver is alive and the slot empty");
+        stats.alive.store(1, std::sync::atomic::Ordering::Relaxed);
+        Exclusive {
+            free,
+            release,
+            queue: config.queue,
+            queue_wait: config.queue_wait,
+            job_timeout: config.job_timeout,
+            stats: Arc::clone(stats),
+        }
+    }
+
+    /// Waits for the lock (at most the queue wait), then runs `job`.
+    pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+        let arrived = Instant::now();
+        let place = join_queue(&self.stats, self.queue, job)?;
+        let waited = self.free.recv_timeout(self.queue_wait);
+        timing.queue_wait = Some(arrived.elapsed());
+        let queued = self.stats.queued.load(std::sync::atomic::Ordering::Relaxed) - 1;
+        drop(place);
+        if waited.is_err() {
+            return Err(ApplyError::Busy {
+                job,
+                waited: arrived.elapsed(),
+                queued,
+            });
+        }
+        let _held = Held(&self.release);
+        let _running = Gauge::raise(&self.stats.running);
+        let cancel = Cancel::never().with_deadline(deadline(self.job_timeout));
+        run_here(job, &cancel, &mut timing.run)
+    }
+}

@@ -1,0 +1,342 @@
+//! Strategies: where a job runs while its caller blocks.
+//!
+//! [`Strategy`] is the one type that callers see. It wraps a private closed
+//! enum of implementations (the way crossbeam's `Sender` wraps its flavors),
+//! so the code that serves a connection never knows, or matches on, which one
+//! it has:
+//!
+//! | name | where the job runs | what it shows |
+//! |---|---|---|
+//! | `inline` | on the calling thread | the original's default `apply` |
+//! | `exclusive` | on the calling thread, under one global lock | the original's `exclusive_apply` |
+//! | `threads` | in a pool of worker threads fed by a bounded queue | Rust's native answer: no GIL |
+//! | `procs` (`pool`) | in a pool of forked worker processes, over ipc-channel | `multiprocessing.Pool.apply`, with isolation and killable jobs |
+//!
+//! Every strategy applies the same limits: a job waits at most
+//! [`StrategyConfig::queue_wait`] for a worker (and at most
+//! [`StrategyConfig::queue`] jobs wait at once) before it is refused as
+//! [`ApplyError::Busy`]; it runs at most [`StrategyConfig::job_timeout`]
+//! before [`ApplyError::Timeout`]; a panic becomes [`ApplyError::JobPanicked`]
+//! for its caller alone.
+
+mod exclusive;
+mod inline;
+mod procs;
+mod run;
+mod threads;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{ApplyError, StartError};
+use crate::job::{Answer, Job};
+use crate::stats::{Outcome, Stats, StatsSnapshot};
+
+pub use procs::ForkServer;
+
+/// The names a user can type after `--apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrategyKind {
+    /// Run on the calling thread.
+    Inline,
+    /// Run on the calling thread under one global lock.
+    Exclusive,
+    /// Run in a pool of worker threads.
+    Threads,
+    /// Run in a pool of forked worker processes (alias `pool`).
+    Procs,
+}
+
+impl StrategyKind {
+    /// Every strategy, in the order the documentation lists them.
+    pub const ALL: [StrategyKind; 4] = [
+        StrategyKind::Inline,
+        StrategyKind::Exclusive,
+        StrategyKind::Threads,
+        StrategyKind::Procs,
+    ];
+
+    /// The name as typed after `--apply`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Inline => "inline",
+            StrategyKind::Exclusive => "exclusive",
+            StrategyKind::Threads => "threads",
+            StrategyKind::Procs => "procs",
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = StartError;
+
+    /// Parses a strategy name, ignoring ASCII case; `pool` (the original's
+    /// name) means `procs`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        if name.eq_ignore_ascii_case("pool") {
+            return Ok(StrategyKind::Procs);
+        }
+        StrategyKind::ALL
+            .into_iter()
+            .find(|kind| kind.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| StartError::UnknownStrategy {
+                name: name.to_owned(),
+            })
+    }
+}
+
+/// How to build a [`Strategy`]. Settings that a strategy has no use for are
+/// ignored (`workers` by `inline`, for instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrategyConfig {
+    /// Which strategy.
+    pub kind: StrategyKind,
+    /// Worker threads or processes for `threads` and `procs`.
+    pub workers: usize,
+    /// How many jobs may wait for a worker at once; more are refused at once
+    /// as busy.
+    pub queue: usize,
+    /// How long a job may wait for a worker before it is refused as busy.
+    pub queue_wait: Duration,
+    /// How long a job may run; `None` for no limit.
+    pub job_timeout: Option<Duration>,
+    /// `procs` only: replace a worker process after it has run this many jobs
+    /// (like `maxtasksperchild`); `None` keeps workers for ever.
+    pub recycle_after: Option<u64>,
+}
+
+impl StrategyConfig {
+    /// The defaults: one worker per core, a queue of 256 jobs waiting at most
+    /// 5 s, jobs limited to 30 s, no recycling.
+    pub fn new(kind: StrategyKind) -> Self {
+        StrategyConfig {
+            kind,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue: 256,
+            queue_wait: Duration::from_secs(5),
+            job_timeout: Some(Duration::from_secs(30)),
+            recycle_after: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StartError> {
+        let bad = |setting, expected, value: &dyn fmt::Display| {
+            Err(StartError::BadSetting {
+                setting,
+                expected,
+                value: value.to_string(),
+            })
+        };
+        if self.workers == 0 || self.workers > 1024 {
+            return bad("workers", "from 1 to 1024", &self.workers);
+        }
+        if self.queue == 0 {
+            return bad("queue", "at least 1", &self.queue);
+        }
+        if self.job_timeout == Some(Duration::ZERO) {
+            return bad("job timeout", "above zero (or none)", &"0s");
+        }
+        if self.recycle_after == Some(0) {
+            return bad("recycle-after", "at least 1 job (or none)", &0);
+        }
+        Ok(())
+    }
+}
+
+/// Where a job waited and ran, filled in by the flavor that handled it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Timing {
+    /// From `apply` until a worker took the job.
+    pub(crate) queue_wait: Option<Duration>,
+    /// How long the job ran.
+    pub(crate) run: Option<Duration>,
+}
+
+/// The implementations; only [`Strategy`]'s methods match on it.
+#[derive(Debug)]
+enum Flavor {
+    Inline(inline::Inline),
+    Exclusive(exclusive::Exclusive),
+    Threads(threads::Threads),
+    Procs(procs::Procs),
+}
+
+/// Runs jobs somewhere, on behalf of many threads at once.
+///
+/// Built once from a [`StrategyConfig`] and shared (`Send + Sync`) by every
+/// connection thread. Dropping it stops its workers: threads are joined,
+/// worker processes and the fork server are reaped.
+#[derive(Debug)]
+pub struct Strategy {
+    flavor: Flavor,
+    stats: Arc<Stats>,
+    config: StrategyConfig,
+}
+
+impl Strategy {
+    /// Starts the strategy that `config` names.
+    ///
+    /// For `procs` this forks the fork server, so it must be called before
+    /// the process starts any other thread (see [`ForkServer::start`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] for a bad setting, a process that already has threads
+    /// (`procs`), or a failed system call.
+    pub fn start(config: &StrategyConfig) -> Result<Strategy, StartError> {
+        if config.kind == StrategyKind::Procs {
+            config.validate()?;
+            return Strategy::start_procs(config, ForkServer::start()?);
+        }
+        config.validate()?;
+        let stats = Arc::new(Stats::new());
+        let flavor = match config.kind {
+            StrategyKind::Inline => Flavor::Inline(inline::Inline::new(config, &stats)),
+            StrategyKind::Exclusive => Flavor::Exclusive(exclusive::Exclusive::new(config, &stats)),
+            StrategyKind::Threads => Flavor::Threads(threads::Threads::start(config, &stats)?),
+            StrategyKind::Procs => unreachable!("handled above"),
+        };
+        Ok(Strategy {
+            flavor,
+            stats,
+            config: config.clone(),
+        })
+    }
+
+    /// Starts a `procs` strategy on a fork server that is already running, so
+    /// that several pools can share one (the fork server must come first, and
+    /// a process can fork it only once it is sure to have no other thread).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] for a bad setting or when the workers do not start.
+    pub fn start_procs(
+        config: &StrategyConfig,
+        fork_server: Arc<ForkServer>,
+    ) -> Result<Strategy, StartError> {
+        config.validate()?;
+        let stats = Arc::new(Stats::new());
+        let config = StrategyConfig {
+            kind: StrategyKind::Procs,
+            ..config.clone()
+        };
+        let procs = procs::Procs::start(&config, &stats, fork_server)?;
+        Ok(Strategy {
+            flavor: Flavor::Procs(procs),
+            stats,
+            config,
+        })
+    }
+
+    /// Runs `job` where this strategy runs jobs, blocking the calling thread
+    /// until it answers or fails.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError`] says why there is no answer: busy, timeout, worker lost,
+    /// panic, shutdown.
+    pub fn apply(&self, job: Job) -> Result<Answer, ApplyError> {
+        let mut timing = Timing::default();
+        let result = match &self.flavor {
+            Flavor::Inline(inline) => inline.apply(job, &mut timing),
+            Flavor::Exclusive(exclusive) => exclusive.apply(job, &mut timing),
+            Flavor::Threads(threads) => threads.apply(job, &mut timing),
+            Flavor::Procs(procs) => procs.apply(job, &mut timing),
+        };
+        self.stats.record(
+            job.kind(),
+            Outcome::of(&result),
+            timing.queue_wait,
+            timing.run,
+        );
+        result
+    }
+
+    /// Which strategy this is.
+    pub fn kind(&self) -> StrategyKind {
+        self.config.kind
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &StrategyConfig {
+        &self.config
+    }
+
+    /// A copy of its statistics now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let configured = match self.config.kind {
+            StrategyKind::Inline => 0,
+            StrategyKind::Exclusive => 1,
+            StrategyKind::Threads | StrategyKind::Procs => self.config.workers,
+        };
+        self.stats.snapshot(self.config.kind.name(), configured)
+    }
+
+    /// The process ids of the worker processes alive now (empty unless
+    /// `procs`): for tests and diagnostics.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        match &self.flavor {
+            Flavor::Procs(procs) => procs.worker_pids(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Waits until `workers` workers are alive or `within` has passed; true
+    /// if they are.
+    pub fn wait_for_workers(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.stats().workers.alive >= self.stats().workers.configured {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names parse case-insensitively, `pool` is `procs`, and unknown names
+    /// are quoted.
+    #[test]
+    fn kinds_parse() {
+        assert_eq!(
+            "THREADS".parse::<StrategyKind>().unwrap(),
+            StrategyKind::Threads
+        );
+        assert_eq!("pool".parse::<StrategyKind>().unwrap(), StrategyKind::Procs);
+        let err = "gil".parse::<StrategyKind>().unwrap_err();
+        assert!(err.to_string().contains("\"gil\""), "{err}");
+    }
+
+    /// Out-of-range settings are refused with the value quoted.
+    #[test]
+    fn bad_settings_refused() {
+        let config = StrategyConfig {
+            workers: 0,
+            ..StrategyConfig::new(StrategyKind::Threads)
+        };
+        let err = Strategy::start(&config).unwrap_err();
+        assert_eq!(err.to_string(), "workers must be from 1 to 1024, got 0");
+    }
+
+    /// The strategy is shareable between threads.
+    #[test]
+    fn strategy_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Strategy>();
+    }
+}

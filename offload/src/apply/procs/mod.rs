@@ -1,0 +1,390 @@
+//! `procs` (alias `pool`): a pool of K forked worker processes over
+//! ipc-channel, the counterpart of the original's `multiprocessing.Pool`.
+//!
+//! The calling thread does the round trip itself: it takes an idle worker
+//! from the pool, sends the job on that worker's channel and blocks on the
+//! reply — no thread hand-off in between, so a job costs about one socketpair
+//! round trip more than `inline`. What the processes buy is isolation: a job
+//! that runs too long is killed with its process, a worker that dies fails
+//! only its own job, and the pool replaces it.
+//!
+//! A supervisor thread listens to the fork server: it adds new workers to the
+//! pool, records how each one ended, and asks for a replacement every time a
+//! worker leaves (death, timeout kill, recycling).
+
+mod fork_server;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::{IpcError, TryRecvError};
+
+pub use fork_server::ForkServer;
+use fork_server::{Command, Event};
+use worker::WorkerReply;
+
+use super::run::join_queue;
+use super::{StrategyConfig, Timing};
+use crate::error::{ApplyError, Exit, StartError};
+use crate::job::{Answer, Job};
+use crate::stats::{Gauge, Stats};
+
+/// How long a caller that saw its worker vanish waits for the fork server to
+/// say how it ended, before reporting the end as unknown.
+const EXIT_REPORT_WAIT: Duration = Duration::from_millis(500);
+
+/// How long the pool waits for its first workers.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the supervisor waits for workers to leave at shutdown before it
+/// has the fork server kill them.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// How one worker ended, shared by its handle and the supervisor.
+#[derive(Debug, Default)]
+struct WorkerEnd {
+    exit: Mutex<Option<Exit>>,
+    reported: Condvar,
+}
+
+impl WorkerEnd {
+    fn report(&self, exit: Exit) {
+        *self.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit);
+        self.reported.notify_all();
+    }
+
+    fn has_ended(&self) -> bool {
+        self.exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// How the worker ended, waiting at most `within` for the report.
+    fn wait(&self, within: Duration) -> Exit {
+        let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        let (exit, _) = self
+            .reported
+            .wait_timeout_while(exit, within, |exit| exit.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        exit.unwrap_or(Exit::Unknown)
+    }
+}
+
+/// The pool's end of one worker.
+#[derive(Debug)]
+struct WorkerHandle {
+    pid: u32,
+    jobs: IpcSender<Job>,
+    replies: IpcReceiver<WorkerReply>,
+    /// Jobs it has answered, for recycling.
+    served: u64,
+    end: Arc<WorkerEnd>,
+}
+
+/// What the callers and the supervisor share.
+#[derive(Debug)]
+struct Shared {
+    /// Workers waiting for a job. Unbounded only in type: it never holds more
+    /// than the workers alive.
+    idle: Receiver<WorkerHandle>,
+    give_back: Sender<WorkerHandle>,
+    /// Pids of the workers alive, with their end records.
+    alive: Mutex<HashMap<u32, Arc<WorkerEnd>>>,
+    stopping: AtomicBool,
+    /// Raised when the fork server stops answering: no more replacements.
+    broken: AtomicBool,
+    fork_server: Arc<ForkServer>,
+    stats: Arc<Stats>,
+}
+
+/// K worker processes, their supervisor, and the fork server behind them.
+#[derive(Debug)]
+pub(crate) struct Procs {
+    shared: Arc<Shared>,
+    supervisor: Option<JoinHandle<()>>,
+    queue: usize,
+    queue_wait: Duration,
+    job_timeout: Option<Duration>,
+    recycle_after: Option<u64>,
+}
+
+impl Procs {
+    /// Starts the supervisor, asks the fork server for `config.workers`
+    /// workers and waits until they are all up.
+    pub(crate) fn start(
+        config: &StrategyConfig,
+        stats: &Arc<Stats>,
+        fork_server: Arc<ForkServer>,
+    ) -> Result<Self, StartError> {
+        let (give_back, idle) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            idle,
+            give_back,
+            alive: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            fork_server,
+            stats: Arc::clone(stats),
+        });
+        let (events_tx, events_rx) = ipc::channel::<Event>()
+            .map_err(|e| StartError::os("could not create the pool's event channel", e))?;
+        let supervisor = Supervisor {
+            shared: Arc::clone(&shared),
+            events: events_rx,
+            spawn_to: events_tx,
+        };
+        for _ in 0..config.workers {
+            supervisor.request_worker();
+        }
+        let supervisor = std::thread::Builder::new()
+            .name("offload-supervisor".into())
+            .spawn(move || supervisor.run())
+            .map_err(|e| StartError::os("could not start the pool's supervisor thread", e))?;
+        let procs = Procs {
+            shared,
+            supervisor: Some(supervisor),
+            queue: config.queue,
+            queue_wait: config.queue_wait,
+            job_timeout: config.job_timeout,
+            recycle_after: config.recycle_after,
+        };
+        let deadline = Instant::now() + START_WAIT;
+        while procs.shared.stats.alive.load(Ordering::Relaxed) < config.workers {
+            if Instant::now() >= deadline || procs.shared.broken.load(Ordering::Relaxed) {
+                return Err(StartError::WorkersMissing {
+                    started: procs.shared.stats.alive.load(Ordering::Relaxed),
+                    wanted: config.workers,
+                    waited: START_WAIT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(procs)
+    }
+
+    /// Takes an idle worker (waiting at most the queue wait), sends it `job`
+    /// and blocks for the reply.
+    pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+        let shared = &*self.shared;
+        if shared.stopping.load(Ordering::Relaxed) {
+            return Err(ApplyError::ShuttingDown { job });
+        }
+        let arrived = Instant::now();
+        let place = join_queue(&shared.stats, self.queue, job)?;
+        let give_up_at = arrived + self.queue_wait;
+        let mut worker = loop {
+            match shared.idle.recv_deadline(give_up_at) {
+                // It died while idle; the supervisor is already replacing it.
+                Ok(worker) if worker.end.has_ended() => continue,
+                Ok(worker) => break worker,
+                Err(_) => {
+                    timing.queue_wait = Some(arrived.elapsed());
+                    let queued = shared.stats.queued.load(Ordering::Relaxed) - 1;
+                    return Err(if shared.broken.load(Ordering::Relaxed) {
+                        ApplyError::PoolDown {
+                            job,
+                            reason: "the fork server is gone".into(),
+                        }
+                    } else {
+                        ApplyError::Busy {
+                            job,
+                            waited: arrived.elapsed(),
+                            queued,
+                        }
+                    });
+                }
+            }
+        };
+        drop(place);
+        timing.queue_wait = Some(arrived.elapsed());
+
+        let _running = Gauge::raise(&shared.stats.running);
+        let started = Instant::now();
+        let reply = match worker.jobs.send(job) {
+            Ok(()) => match self.job_timeout {
+                Some(limit) => worker.replies.try_recv_timeout(limit),
+                None => worker.replies.recv().map_err(TryRecvError::IpcError),
+            },
+            Err(err) => Err(TryRecvError::IpcError(err)),
+        };
+        let elapsed = started.elapsed();
+        timing.run = Some(elapsed);
+        match reply {
+            Ok(reply) => {
+                worker.served += 1;
+                if self
+                    .recycle_after
+                    .is_some_and(|limit| worker.served >= limit)
+                {
+                    // Dropping the handle closes the worker's channels: it exits
+                    // and the supervisor replaces it.
+                    drop(worker);
+                } else {
+                    let _ = shared.give_back.send(worker);
+                }
+                reply.map_err(|message| ApplyError::JobPanicked { job, message })
+            }
+            Err(TryRecvError::Empty) => {
+                // Over time: the only way to stop a job in another process is
+                // to kill the process. The fork server does it, because it can
+                // be sure the pid is still its child.
+                shared.fork_server.send(Command::Kill { pid: worker.pid });
+                Err(ApplyError::Timeout { job, elapsed })
+            }
+            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => {
+                let exit = worker.end.wait(EXIT_REPORT_WAIT);
+                Err(ApplyError::WorkerLost {
+                    job,
+                    pid: worker.pid,
+                    exit,
+                })
+            }
+            Err(TryRecvError::IpcError(IpcError::SerializationError(err))) => {
+                // A garbled reply means the worker cannot be trusted: retire it.
+                shared.fork_server.send(Command::Kill { pid: worker.pid });
+                Err(ApplyError::PoolDown {
+                    job,
+                    reason: format!("unreadable reply from worker {}: {err}", worker.pid),
+                })
+            }
+        }
+    }
+
+    /// Pids of the workers alive now.
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .shared
+            .alive
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        // Idle workers' channels close here; the supervisor closes any that
+        // arrive later, and waits for every worker to be reported gone.
+        while self.shared.idle.try_recv().is_ok() {}
+        if let Some(supervisor) = self.supervisor.take() {
+            let _ = supervisor.join();
+        }
+    }
+}
+
+/// The thread that hears the fork server's news for one pool.
+struct Supervisor {
+    shared: Arc<Shared>,
+    events: IpcReceiver<Event>,
+    /// Sent along with every spawn request, so that the fork server can
+    /// report back. Holding it also means `events` never sees EOF.
+    spawn_to: IpcSender<Event>,
+}
+
+impl Supervisor {
+    fn request_worker(&self) {
+        let shared = &self.shared;
+        if !shared.fork_server.send(Command::Spawn {
+            events: self.spawn_to.clone(),
+        }) {
+            if !shared.broken.swap(true, Ordering::Relaxed)
+                && !shared.stopping.load(Ordering::Relaxed)
+            {
+                tracing::error!(
+                    pid = shared.fork_server.pid(),
+                    "the fork server is gone: no more workers"
+                );
+            }
+        }
+    }
+
+    fn run(self) {
+        let shared = &*self.shared;
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            if shared.stopping.load(Ordering::Relaxed) {
+                while shared.idle.try_recv().is_ok() {}
+                let alive = shared.alive.lock().unwrap_or_else(|p| p.into_inner());
+                if alive.is_empty() {
+                    return;
+                }
+                let deadline = *stop_deadline.get_or_insert_with(|| Instant::now() + STOP_WAIT);
+                if Instant::now() >= deadline {
+                    for pid in alive.keys() {
+                        shared.fork_server.send(Command::Kill { pid: *pid });
+                    }
+                    if Instant::now() >= deadline + STOP_WAIT
+                        || shared.broken.load(Ordering::Relaxed)
+                    {
+                        return;
+                    }
+                }
+            }
+            match self.events.try_recv_timeout(Duration::from_millis(20)) {
+                Ok(Event::Spawned { pid, jobs, replies }) => {
+                    let end = Arc::new(WorkerEnd::default());
+                    shared
+                        .alive
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(pid, Arc::clone(&end));
+                    shared.stats.alive.fetch_add(1, Ordering::Relaxed);
+                    let worker = WorkerHandle {
+                        pid,
+                        jobs,
+                        replies,
+                        served: 0,
+                        end,
+                    };
+                    if !shared.stopping.load(Ordering::Relaxed) {
+                        let _ = shared.give_back.send(worker);
+                    }
+                }
+                Ok(Event::Exited { pid, exit }) => {
+                    let Some(end) = shared
+                        .alive
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&pid)
+                    else {
+                        continue;
+                    };
+                    end.report(exit);
+                    shared.stats.alive.fetch_sub(1, Ordering::Relaxed);
+                    if !shared.stopping.load(Ordering::Relaxed) {
+                        if let Exit::Signal(_) = exit {
+                            tracing::warn!(pid, %exit, "worker process lost; starting a replacement");
+                        }
+                        shared.stats.respawned.fetch_add(1, Ordering::Relaxed);
+                        self.request_worker();
+                    }
+                }
+                Ok(Event::SpawnFailed { reason }) => {
+                    tracing::error!(%reason, "could not start a worker process; retrying");
+                    if !shared.stopping.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        self.request_worker();
+                    }
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::IpcError(err)) => {
+                    tracing::error!(%err, "the pool's event channel failed");
+                    shared.broken.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}

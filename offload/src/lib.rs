@@ -1,0 +1,33 @@
+//! Jobs, and the strategies that decide where they run.
+//!
+//! This is the "yieldable thread" of `shared/seeds/004` in Rust: the code that
+//! serves a connection builds a [`Job`] and hands it to a [`Strategy`], then
+//! blocks until the [`Answer`] comes back. Where the work runs — on the calling
+//! thread, under one global lock, in a pool of threads or in a pool of forked
+//! processes — is the strategy's business alone, chosen by name at start-up.
+//!
+//! ```
+//! use offload::{Job, Answer, Strategy, StrategyConfig, StrategyKind};
+//!
+//! let strategy = Strategy::start(&StrategyConfig::new(StrategyKind::Threads)).unwrap();
+//! assert_eq!(strategy.apply(Job::Sumn(25_000)), Ok(Answer::Sum(312_512_500)));
+//! ```
+//!
+//! # Layout
+//!
+//! - [`job`]: the jobs (`sumn`, `prime`, `sleep`), their answers, and the
+//!   yield points where a long job can be stopped.
+//! - [`apply`]: [`Strategy`], built from a [`StrategyKind`] (`inline`,
+//!   `exclusive`, `threads`, `procs`), and its configuration.
+//! - [`error`]: what can go wrong when a strategy starts or runs a job.
+//! - [`stats`]: counts and latency histograms that every strategy keeps.
+
+pub mod apply;
+pub mod error;
+pub mod job;
+pub mod stats;
+
+pub use apply::{Strategy, StrategyConfig, StrategyKind};
+pub use error::{ApplyError, Exit, StartError};
+pub use job::{Answer, Job, JobKind};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,2 @@
+//! `sumserver`: filled in by issue 3.
+fn main() {}
