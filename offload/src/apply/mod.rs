@@ -284,8 +284,25 @@ impl Strategy {
     /// `procs`): for tests and diagnostics.
     pub fn worker_pids(&self) -> Vec<u32> {
         match &self.flavor {
-            Flavor::Procs(procs) => procs.worker_pids(),
+            Flavor::Procs(procs) => procs.worker_pids(false),
             _ => Vec::new(),
+        }
+    }
+
+    /// The process ids of the worker processes running a job now (empty
+    /// unless `procs`).
+    pub fn busy_worker_pids(&self) -> Vec<u32> {
+        match &self.flavor {
+            Flavor::Procs(procs) => procs.worker_pids(true),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The fork server's process id (`procs` only).
+    pub fn fork_server_pid(&self) -> Option<u32> {
+        match &self.flavor {
+            Flavor::Procs(procs) => Some(procs.fork_server_pid()),
+            _ => None,
         }
     }
 

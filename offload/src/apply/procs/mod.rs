@@ -46,9 +46,11 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// has the fork server kill them.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// How one worker ended, shared by its handle and the supervisor.
+/// What the pool knows of one worker, shared by its handle and the
+/// supervisor: whether it runs a job now, and how it ended.
 #[derive(Debug, Default)]
 struct WorkerEnd {
+    busy: AtomicBool,
     exit: Mutex<Option<Exit>>,
     reported: Condvar,
 }
@@ -204,6 +206,7 @@ impl Procs {
         };
         drop(place);
         timing.queue_wait = Some(arrived.elapsed());
+        worker.end.busy.store(true, Ordering::Relaxed);
 
         let _running = Gauge::raise(&shared.stats.running);
         let started = Instant::now();
@@ -216,6 +219,7 @@ impl Procs {
         };
         let elapsed = started.elapsed();
         timing.run = Some(elapsed);
+        worker.end.busy.store(false, Ordering::Relaxed);
         match reply {
             Ok(reply) => {
                 worker.served += 1;
@@ -257,18 +261,23 @@ impl Procs {
         }
     }
 
-    /// Pids of the workers alive now.
-    pub(crate) fn worker_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .shared
-            .alive
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .copied()
+    /// Pids of the workers alive now; only those running a job if `busy`.
+    pub(crate) fn worker_pids(&self, busy: bool) -> Vec<u32> {
+        let alive = self.shared.alive.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pids: Vec<u32> = alive
+            .iter()
+            .filter(|(_, state)| !busy || state.busy.load(Ordering::Relaxed))
+            .map(|(pid, _)| *pid)
             .collect();
         pids.sort_unstable();
         pids
+    }
+}
+
+impl Procs {
+    /// The fork server's pid.
+    pub(crate) fn fork_server_pid(&self) -> u32 {
+        self.shared.fork_server.pid()
     }
 }
 
@@ -296,17 +305,15 @@ struct Supervisor {
 impl Supervisor {
     fn request_worker(&self) {
         let shared = &self.shared;
-        if !shared.fork_server.send(Command::Spawn {
+        let sent = shared.fork_server.send(Command::Spawn {
             events: self.spawn_to.clone(),
-        }) {
-            if !shared.broken.swap(true, Ordering::Relaxed)
-                && !shared.stopping.load(Ordering::Relaxed)
-            {
-                tracing::error!(
-                    pid = shared.fork_server.pid(),
-                    "the fork server is gone: no more workers"
-                );
-            }
+        });
+        let first_failure = !sent && !shared.broken.swap(true, Ordering::Relaxed);
+        if first_failure && !shared.stopping.load(Ordering::Relaxed) {
+            tracing::error!(
+                pid = shared.fork_server.pid(),
+                "the fork server is gone: no more workers"
+            );
         }
     }
 

@@ -1,0 +1,69 @@
+//! Helpers shared by the offload test targets.
+#![allow(dead_code, unreachable_pub)]
+
+use offload::{Answer, Job};
+
+/// A small deterministic generator, so that failures replay.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `count` random jobs, quick enough for a debug build: sums up to 200 000,
+/// primality up to 10¹⁰, sleeps up to 2 ms.
+pub fn random_jobs(count: usize, seed: u64) -> Vec<Job> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|_| match rng.next() % 3 {
+            0 => Job::Sumn(rng.next() % 200_000),
+            1 => Job::Prime(rng.next() % 10_000_000_000),
+            _ => Job::Sleep(rng.next() % 3),
+        })
+        .collect()
+}
+
+/// The answer checked by other means: the closed form for sums.
+pub fn closed_form(job: Job) -> Option<Answer> {
+    match job {
+        Job::Sumn(n) => Some(Answer::Sum(u128::from(n) * (u128::from(n) + 1) / 2)),
+        Job::Sleep(_) => Some(Answer::Slept),
+        _ => None,
+    }
+}
+
+/// One process as /proc shows it: (state, parent pid).
+pub fn proc_state(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// Zombie children of any of `parents`.
+pub fn zombies_of(parents: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| matches!(proc_state(*pid), Some(('Z', parent)) if parents.contains(&parent)))
+        .collect()
+}
+
+/// True when `pid` has exited (gone, or a zombie waiting for its reaper).
+pub fn has_exited(pid: u32) -> bool {
+    !matches!(proc_state(pid), Some((state, _)) if state != 'Z')
+}

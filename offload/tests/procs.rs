@@ -1,0 +1,424 @@
+//! The `procs` strategy, tested from a process that keeps its rule: `main`
+//! forks the fork server before anything starts a thread, and every pool in
+//! these tests is built on that one fork server.
+//!
+//! Run with `cargo test -p offload --test procs`; a name filter may follow
+//! (`-- kill`).
+
+mod common;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use offload::apply::ForkServer;
+use offload::{Answer, ApplyError, Exit, Job, Strategy, StrategyConfig, StrategyKind};
+
+/// Set in the environment of a copy of this binary that plays a server to be
+/// killed by SIGKILL.
+const VICTIM_ENV: &str = "OFFLOAD_TEST_VICTIM";
+
+const K: usize = 2;
+
+/// A test case: it panics to fail.
+type Case = fn(&Arc<ForkServer>);
+
+fn main() -> ExitCode {
+    if std::env::var_os(VICTIM_ENV).is_some() {
+        return victim();
+    }
+    // Orphans of the killed victim come to this process, which reaps them,
+    // instead of to a pid 1 that may not.
+    nix::sys::prctl::set_child_subreaper(true).expect("become a subreaper");
+    let fork_server =
+        ForkServer::start().expect("the fork server starts in a single-threaded process");
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: [(&str, Case); 9] = [
+        ("smoke", smoke),
+        (
+            "identical_answers_across_strategies",
+            identical_answers_across_strategies,
+        ),
+        ("kill_busy_worker_20_times", kill_busy_worker_20_times),
+        (
+            "idle_worker_death_is_replaced",
+            idle_worker_death_is_replaced,
+        ),
+        ("timeout_kills_and_replaces", timeout_kills_and_replaces),
+        ("panic_is_contained", panic_is_contained),
+        ("recycling_replaces_workers", recycling_replaces_workers),
+        (
+            "busy_when_all_workers_are_taken",
+            busy_when_all_workers_are_taken,
+        ),
+        (
+            "no_orphans_when_the_server_is_killed",
+            no_orphans_when_the_server_is_killed,
+        ),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        match std::panic::catch_unwind(|| test(&fork_server)) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.2?})", started.elapsed());
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let fork_server_pid = fork_server.pid();
+    drop(fork_server);
+    if !common::has_exited(fork_server_pid) || !common::zombies_of(&[std::process::id()]).is_empty()
+    {
+        println!("the fork server was not reaped at the end");
+        failed += 1;
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn pool(fork_server: &Arc<ForkServer>, tweak: impl FnOnce(&mut StrategyConfig)) -> Strategy {
+    let mut config = StrategyConfig::new(StrategyKind::Procs);
+    config.workers = K;
+    tweak(&mut config);
+    Strategy::start_procs(&config, Arc::clone(fork_server)).expect("pool starts")
+}
+
+/// Waits for the pool to have K workers again; returns how long it took.
+fn back_to_k(strategy: &Strategy, since: Instant) -> Duration {
+    assert!(
+        strategy.wait_for_workers(Duration::from_secs(2)),
+        "pool back to {K} workers"
+    );
+    assert_eq!(strategy.worker_pids().len(), K);
+    since.elapsed()
+}
+
+fn assert_no_zombies(strategy: &Strategy) {
+    let parents = [
+        std::process::id(),
+        strategy.fork_server_pid().expect("procs"),
+    ];
+    assert_eq!(common::zombies_of(&parents), Vec::<u32>::new(), "zombies");
+}
+
+/// Smoke: the seed's job gives the seed's answer, from K live workers, and
+/// dropping the pool ends them all.
+fn smoke(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |_| {});
+    assert_eq!(
+        strategy.apply(Job::Sumn(25_000)),
+        Ok(Answer::Sum(312_512_500))
+    );
+    let pids = strategy.worker_pids();
+    assert_eq!(pids.len(), K);
+    assert!(
+        pids.iter()
+            .all(|&pid| common::proc_state(pid)
+                .is_some_and(|(_, parent)| parent == fork_server.pid()))
+    );
+    drop(strategy);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !pids.iter().all(|&pid| common::has_exited(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "workers still alive after the pool was dropped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The same few hundred random jobs, applied from four threads, give the same
+/// answers under all four strategies.
+fn identical_answers_across_strategies(fork_server: &Arc<ForkServer>) {
+    let jobs = common::random_jobs(300, 11);
+    let run = |strategy: &Strategy| -> Vec<Answer> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(75)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|j| strategy.apply(*j).expect("answer"))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("no panic"))
+                .collect()
+        })
+    };
+    let procs = run(&pool(fork_server, |_| {}));
+    for kind in [
+        StrategyKind::Inline,
+        StrategyKind::Exclusive,
+        StrategyKind::Threads,
+    ] {
+        let other = run(&Strategy::start(&StrategyConfig::new(kind)).expect("starts"));
+        assert_eq!(procs, other, "procs vs {kind}");
+    }
+    for (job, answer) in jobs.iter().zip(&procs) {
+        if let Some(expected) = common::closed_form(*job) {
+            assert_eq!(*answer, expected, "{job}");
+        }
+    }
+}
+
+/// SIGKILL a busy worker 20 times in a row: each time only its job fails, as
+/// `WorkerLost` naming its pid and SIGKILL; the next jobs succeed; the pool is
+/// back to K workers (median under 100 ms); no zombie is left.
+fn kill_busy_worker_20_times(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |c| c.job_timeout = None);
+    let mut respawn_times = Vec::new();
+    for round in 0..20 {
+        std::thread::scope(|scope| {
+            let victim_job = scope.spawn(|| strategy.apply(Job::Sumn(u64::MAX)));
+            let busy = loop {
+                if let [pid] = strategy.busy_worker_pids()[..] {
+                    break pid;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            // Another job, on the other worker, is not disturbed.
+            assert_eq!(
+                strategy.apply(Job::Sumn(100)),
+                Ok(Answer::Sum(5050)),
+                "round {round}"
+            );
+            kill(Pid::from_raw(busy as i32), Signal::SIGKILL).expect("kill the busy worker");
+            let killed_at = Instant::now();
+            let result = victim_job.join().expect("no panic");
+            assert_eq!(
+                result,
+                Err(ApplyError::WorkerLost {
+                    job: Job::Sumn(u64::MAX),
+                    pid: busy,
+                    exit: Exit::Signal(9)
+                }),
+                "round {round}"
+            );
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(1),
+                "the loss was seen promptly"
+            );
+            respawn_times.push(back_to_k(&strategy, killed_at));
+            assert!(!strategy.worker_pids().contains(&busy));
+            for n in [1, 10, 1000] {
+                assert_eq!(
+                    strategy.apply(Job::Sumn(n)),
+                    Ok(Answer::Sum(u128::from(n) * u128::from(n + 1) / 2))
+                );
+            }
+        });
+    }
+    assert_no_zombies(&strategy);
+    let stats = strategy.stats();
+    assert_eq!(stats.jobs[&offload::JobKind::Sumn].worker_lost, 20);
+    assert_eq!(stats.workers.respawned, 20);
+    respawn_times.sort();
+    let median = respawn_times[respawn_times.len() / 2];
+    println!(
+        "    back to {K} workers after a kill: median {median:.2?}, max {:.2?}",
+        respawn_times.last().unwrap()
+    );
+    assert!(
+        median < Duration::from_millis(100),
+        "median respawn {median:?}"
+    );
+}
+
+/// A worker killed while idle costs no job: it is replaced, and the next jobs
+/// all succeed.
+fn idle_worker_death_is_replaced(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |_| {});
+    let victim = strategy.worker_pids()[0];
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).expect("kill an idle worker");
+    let killed_at = Instant::now();
+    while strategy.worker_pids().contains(&victim) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(1),
+            "death noticed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    back_to_k(&strategy, killed_at);
+    for _ in 0..10 {
+        assert_eq!(
+            strategy.apply(Job::Prime(1_000_003)),
+            Ok(Answer::Prime(true))
+        );
+    }
+    assert_no_zombies(&strategy);
+}
+
+/// A job over its timeout: the caller gets `Timeout` on time, the worker is
+/// killed, reaped and replaced.
+fn timeout_kills_and_replaces(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |c| {
+        c.job_timeout = Some(Duration::from_millis(200))
+    });
+    let before = strategy.worker_pids();
+    let started = Instant::now();
+    let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(ApplyError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while strategy
+        .worker_pids()
+        .iter()
+        .filter(|pid| before.contains(pid))
+        .count()
+        != K - 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out worker was replaced"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    back_to_k(&strategy, started);
+    assert_eq!(strategy.apply(Job::Sleep(1)), Ok(Answer::Slept));
+    assert_no_zombies(&strategy);
+    assert_eq!(strategy.stats().jobs[&offload::JobKind::Prime].timeout, 1);
+}
+
+/// A panicking job becomes `JobPanicked` for its caller; the worker process
+/// survives it and the pool keeps K workers.
+fn panic_is_contained(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |_| {});
+    let before = strategy.worker_pids();
+    let result = strategy.apply(Job::Panic);
+    assert!(
+        matches!(&result, Err(ApplyError::JobPanicked { message, .. }) if message.contains("fault-injection")),
+        "{result:?}"
+    );
+    assert_eq!(strategy.apply(Job::Sumn(3)), Ok(Answer::Sum(6)));
+    assert_eq!(strategy.worker_pids(), before, "no worker was lost");
+}
+
+/// With recycling after 3 jobs, 9 jobs on one worker retire it twice.
+fn recycling_replaces_workers(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |c| {
+        c.workers = 1;
+        c.recycle_after = Some(3);
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 0..9 {
+        assert!(strategy.wait_for_workers(Duration::from_secs(2)));
+        seen.extend(strategy.worker_pids());
+        assert_eq!(
+            strategy.apply(Job::Sumn(n)),
+            Ok(Answer::Sum(u128::from(n) * u128::from(n + 1) / 2))
+        );
+    }
+    assert!(seen.len() >= 3, "three workers served nine jobs: {seen:?}");
+    assert!(strategy.wait_for_workers(Duration::from_secs(2)));
+    assert!(strategy.stats().workers.respawned >= 2);
+    assert_no_zombies(&strategy);
+}
+
+/// With every worker taken, a job waits the queue wait and is refused as
+/// busy; the queue is empty afterwards.
+fn busy_when_all_workers_are_taken(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |c| {
+        c.workers = 1;
+        c.queue_wait = Duration::from_millis(50);
+    });
+    std::thread::scope(|scope| {
+        scope.spawn(|| strategy.apply(Job::Sleep(500)));
+        while strategy.busy_worker_pids().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        let result = strategy.apply(Job::Sumn(1));
+        assert!(matches!(result, Err(ApplyError::Busy { .. })), "{result:?}");
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    });
+    assert_eq!(strategy.stats().queued, 0);
+}
+
+/// A server killed with SIGKILL leaves no orphan: its fork server and every
+/// worker exit within a second.
+fn no_orphans_when_the_server_is_killed(_: &Arc<ForkServer>) {
+    use std::io::{BufRead, BufReader};
+    let mut victim = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(VICTIM_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the victim");
+    let mut line = String::new();
+    BufReader::new(victim.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("pids");
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), 1 + K, "fork server and workers: {line:?}");
+    assert!(pids.iter().all(|&pid| !common::has_exited(pid)));
+    victim.kill().expect("SIGKILL the victim");
+    let killed_at = Instant::now();
+    victim.wait().expect("reap the victim");
+    while !pids.iter().all(|&pid| common::has_exited(pid)) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(1),
+            "orphans left: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for pid in pids {
+        // They were re-parented to this subreaper: reap them.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
+    }
+}
+
+/// The victim's life: a pool with busy workers, its pids on stdout, then a
+/// wait for the SIGKILL (or a minute, so that nothing can outlive the test).
+fn victim() -> ExitCode {
+    let config = StrategyConfig {
+        workers: K,
+        ..StrategyConfig::new(StrategyKind::Procs)
+    };
+    let strategy = Arc::new(Strategy::start(&config).expect("pool"));
+    for _ in 0..K {
+        let strategy = Arc::clone(&strategy);
+        std::thread::spawn(move || strategy.apply(Job::Sleep(60_000)));
+    }
+    let mut pids = vec![strategy.fork_server_pid().expect("procs")];
+    pids.extend(strategy.worker_pids());
+    println!(
+        "{}",
+        pids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    std::thread::sleep(Duration::from_secs(60));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,182 @@
+//! The in-process strategies (`inline`, `exclusive`, `threads`) under the
+//! ordinary test harness. `procs` must not be forked from this threaded
+//! process; it has its own target, `procs.rs`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use offload::{Answer, ApplyError, Job, StartError, Strategy, StrategyConfig, StrategyKind};
+
+const IN_PROCESS: [StrategyKind; 3] = [
+    StrategyKind::Inline,
+    StrategyKind::Exclusive,
+    StrategyKind::Threads,
+];
+
+fn start(kind: StrategyKind, tweak: impl FnOnce(&mut StrategyConfig)) -> Strategy {
+    let mut config = StrategyConfig::new(kind);
+    tweak(&mut config);
+    Strategy::start(&config).expect("strategy starts")
+}
+
+/// Smoke: the seed's job gives the seed's answer under each strategy.
+#[test]
+fn smoke() {
+    for kind in IN_PROCESS {
+        let strategy = start(kind, |_| {});
+        assert_eq!(
+            strategy.apply(Job::Sumn(25_000)),
+            Ok(Answer::Sum(312_512_500)),
+            "{kind}"
+        );
+        assert_eq!(strategy.stats().jobs[&offload::JobKind::Sumn].ok, 1);
+    }
+}
+
+/// The same random jobs, applied from four threads at once, give the same
+/// answers under every in-process strategy, and the sums match the formula.
+#[test]
+fn identical_answers_from_many_threads() {
+    let jobs = common::random_jobs(300, 7);
+    let mut results = Vec::new();
+    for kind in IN_PROCESS {
+        let strategy = Arc::new(start(kind, |c| c.workers = 2));
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(75)
+                .map(|chunk| {
+                    let strategy = Arc::clone(&strategy);
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|j| strategy.apply(*j).expect("answer"))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("no panic"))
+                .collect()
+        });
+        results.push(answers);
+    }
+    for (job, answer) in jobs.iter().zip(&results[0]) {
+        if let Some(expected) = common::closed_form(*job) {
+            assert_eq!(*answer, expected, "{job}");
+        }
+    }
+    assert_eq!(results[0], results[1], "inline vs exclusive");
+    assert_eq!(results[0], results[2], "inline vs threads");
+}
+
+/// A runaway job stops at a yield point soon after the job timeout.
+#[test]
+fn timeout_stops_runaway_job() {
+    for kind in IN_PROCESS {
+        let strategy = start(kind, |c| c.job_timeout = Some(Duration::from_millis(100)));
+        let started = Instant::now();
+        let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(ApplyError::Timeout { .. })),
+            "{kind}: {result:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_secs(5),
+            "{kind}: {took:?}"
+        );
+        // The strategy is still whole.
+        assert_eq!(
+            strategy.apply(Job::Prime(7)),
+            Ok(Answer::Prime(true)),
+            "{kind}"
+        );
+        assert_eq!(strategy.stats().jobs[&offload::JobKind::Prime].timeout, 1);
+    }
+}
+
+/// A panicking job fails its caller only; the strategy keeps its workers.
+#[test]
+fn panic_is_contained() {
+    for kind in IN_PROCESS {
+        let strategy = start(kind, |c| c.workers = 2);
+        let result = strategy.apply(Job::Panic);
+        assert!(
+            matches!(&result, Err(ApplyError::JobPanicked { message, .. }) if message.contains("fault-injection")),
+            "{kind}: {result:?}"
+        );
+        assert_eq!(strategy.apply(Job::Sumn(10)), Ok(Answer::Sum(55)), "{kind}");
+        let stats = strategy.stats();
+        assert_eq!(stats.workers.alive, stats.workers.configured, "{kind}");
+    }
+}
+
+/// With every worker busy, a job waits the queue wait and is refused as busy;
+/// with the queue full, it is refused at once.
+#[test]
+fn busy_when_no_worker_is_free() {
+    for kind in [StrategyKind::Exclusive, StrategyKind::Threads] {
+        let strategy = start(kind, |c| {
+            c.workers = 1;
+            c.queue = 1;
+            c.queue_wait = Duration::from_millis(50);
+        });
+        std::thread::scope(|scope| {
+            scope.spawn(|| strategy.apply(Job::Sleep(600)));
+            while strategy.stats().workers.busy == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let started = Instant::now();
+            let result = strategy.apply(Job::Sumn(1));
+            assert!(
+                matches!(result, Err(ApplyError::Busy { .. })),
+                "{kind}: {result:?}"
+            );
+            assert!(started.elapsed() >= Duration::from_millis(50), "{kind}");
+        });
+        assert_eq!(
+            strategy.stats().jobs[&offload::JobKind::Sumn].busy,
+            1,
+            "{kind}"
+        );
+        assert_eq!(strategy.stats().queued, 0, "{kind}: nothing left queued");
+    }
+}
+
+/// `exclusive` runs one job at a time: two 100 ms sleeps from two threads
+/// take at least 200 ms; under `threads` with two workers they overlap.
+#[test]
+fn exclusive_serialises_threads_overlap() {
+    for (kind, serial) in [
+        (StrategyKind::Exclusive, true),
+        (StrategyKind::Threads, false),
+    ] {
+        let strategy = start(kind, |c| c.workers = 2);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| strategy.apply(Job::Sleep(100)).expect("slept"));
+            scope.spawn(|| strategy.apply(Job::Sleep(100)).expect("slept"));
+        });
+        let took = started.elapsed();
+        assert_eq!(
+            took >= Duration::from_millis(200),
+            serial,
+            "{kind}: {took:?}"
+        );
+    }
+}
+
+/// The fork server refuses to start in a process that already has threads,
+/// as this test harness does.
+#[test]
+fn procs_refuses_a_threaded_process() {
+    let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
+    let err = Strategy::start(&StrategyConfig::new(StrategyKind::Procs)).expect_err("threaded");
+    assert!(
+        matches!(err, StartError::Threaded { threads } if threads > 1),
+        "{err}"
+    );
+}
