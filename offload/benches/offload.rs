@@ -1,0 +1,272 @@
+//! `cargo bench -p offload`: what a job costs under each strategy, next to
+//! the floors it cannot beat. One run prints every figure side by side:
+//!
+//! - the round trip of a tiny job (`sumn 1`) through each strategy;
+//! - a bare request/reply ping-pong between two processes over a Unix
+//!   socketpair (the same `SOCK_SEQPACKET` sockets ipc-channel uses): the
+//!   floor under `procs`;
+//! - Python's `multiprocessing.Pool.apply` round trip, when `python3` is here;
+//! - `sumn 25000` (the seed's job) and `sumn` at about 5 ms;
+//! - `sumn` at 1, 2, 4 and 8 million steps: time per step stays flat, so the
+//!   loop was not folded into a formula;
+//! - `sumn` with and without its yield points: what the checks cost.
+//!
+//! Each figure is the median of 9 samples of about 0.2 s; `--quick` takes 3
+//! shorter samples.
+
+use std::hint::black_box;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::unistd::{fork, ForkResult};
+use offload::apply::ForkServer;
+use offload::job::{sumn_with_yield_every, Cancel, YIELD_EVERY};
+use offload::{Job, Strategy, StrategyConfig, StrategyKind};
+
+struct Sampler {
+    samples: usize,
+    sample_time: Duration,
+}
+
+impl Sampler {
+    /// Median time of one call of `op`, in nanoseconds.
+    fn median_ns(&self, mut op: impl FnMut()) -> f64 {
+        // Calibrate: how many calls fill one sample.
+        let mut calls = 1u64;
+        loop {
+            let started = Instant::now();
+            for _ in 0..calls {
+                op();
+            }
+            if started.elapsed() >= self.sample_time / 4 || calls >= 1 << 30 {
+                calls = (calls * 4).max(1);
+                break;
+            }
+            calls *= 2;
+        }
+        let mut per_call: Vec<f64> = (0..self.samples)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..calls {
+                    op();
+                }
+                started.elapsed().as_nanos() as f64 / calls as f64
+            })
+            .collect();
+        per_call.sort_by(f64::total_cmp);
+        per_call[per_call.len() / 2]
+    }
+}
+
+fn show(label: &str, ns: f64) {
+    if ns >= 1e6 {
+        println!("{label:<52} {:>10.3} ms", ns / 1e6);
+    } else {
+        println!("{label:<52} {:>10.2} µs", ns / 1e3);
+    }
+}
+
+/// Forks an echo process on a socketpair; returns our end and its pid. Must
+/// run while the process has one thread.
+fn start_echo() -> (OwnedFd, nix::unistd::Pid) {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    // SAFETY: called first in main, before any thread exists.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ours);
+            let mut buf = [0u8; 64];
+            while let Ok(n) = recv(theirs.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                if n == 0 || send(theirs.as_raw_fd(), &buf[..n], MsgFlags::empty()).is_err() {
+                    break;
+                }
+            }
+            // SAFETY: leaving a forked child without running the parent's
+            // exit handlers.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => (ours, child),
+    }
+}
+
+fn python_pool_apply_us() -> Option<f64> {
+    let script = "\
+import multiprocessing, time
+def tiny(n):
+    return n
+if __name__ == '__main__':
+    with multiprocessing.Pool(2) as pool:
+        for _ in range(300):
+            pool.apply(tiny, (1,))
+        rounds = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(1000):
+                pool.apply(tiny, (1,))
+            rounds.append((time.perf_counter() - start) / 1000 * 1e6)
+        rounds.sort()
+        print(rounds[2])
+";
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    // Both forks first, while this process has a single thread; the fork
+    // server first, so that it holds no copy of the echo's socket (which
+    // would keep the echo from seeing EOF at the end).
+    let fork_server = ForkServer::start().expect("fork server");
+    let (echo, echo_pid) = start_echo();
+
+    let sampler = if quick {
+        Sampler {
+            samples: 3,
+            sample_time: Duration::from_millis(60),
+        }
+    } else {
+        Sampler {
+            samples: 9,
+            sample_time: Duration::from_millis(200),
+        }
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "offload benchmark: {cores} cores, {cpu}; median of {} samples\n",
+        sampler.samples
+    );
+
+    println!("-- round trip of a tiny job (sumn 1), one caller --");
+    let mut tiny = Vec::new();
+    for kind in StrategyKind::ALL {
+        let config = StrategyConfig {
+            workers: 2,
+            ..StrategyConfig::new(kind)
+        };
+        let strategy = match kind {
+            StrategyKind::Procs => Strategy::start_procs(&config, Arc::clone(&fork_server)),
+            _ => Strategy::start(&config),
+        }
+        .expect("strategy");
+        let ns = sampler.median_ns(|| {
+            black_box(strategy.apply(black_box(Job::Sumn(1))).expect("answer"));
+        });
+        show(&format!("{kind}"), ns);
+        tiny.push((kind, ns));
+    }
+    let fd = echo.as_raw_fd();
+    let floor = sampler.median_ns(|| {
+        let mut buf = [0u8; 64];
+        send(fd, b"sumn 1 request..", MsgFlags::empty()).expect("send");
+        black_box(recv(fd, &mut buf, MsgFlags::empty()).expect("recv"));
+    });
+    show("floor: socketpair ping-pong between two processes", floor);
+    drop(echo);
+    let _ = nix::sys::wait::waitpid(echo_pid, None);
+    let python = python_pool_apply_us();
+    match python {
+        Some(us) => show("python3 multiprocessing.Pool.apply (tiny job)", us * 1e3),
+        None => println!(
+            "{:<52} {:>13}",
+            "python3 multiprocessing.Pool.apply", "(no python3)"
+        ),
+    }
+    let of = |k: StrategyKind| {
+        tiny.iter()
+            .find(|(kind, _)| *kind == k)
+            .map(|(_, ns)| *ns)
+            .unwrap_or(f64::NAN)
+    };
+    let inline = of(StrategyKind::Inline);
+    println!("\ntargets:");
+    println!(
+        "  threads adds {:.2} µs to inline (target ≤ 5 µs)",
+        (of(StrategyKind::Threads) - inline) / 1e3
+    );
+    println!(
+        "  procs adds {:.2} µs to inline = {:.2}× the socketpair floor (target ≤ 1.3×)",
+        (of(StrategyKind::Procs) - inline) / 1e3,
+        (of(StrategyKind::Procs) - inline) / floor
+    );
+    if let Some(us) = python {
+        println!(
+            "  Pool.apply is {:.0}× procs and {:.0}× threads",
+            us * 1e3 / of(StrategyKind::Procs),
+            us * 1e3 / of(StrategyKind::Threads)
+        );
+    }
+
+    println!("\n-- the work itself, inline --");
+    let never = Cancel::never();
+    let per_call = |n: u64| {
+        sampler.median_ns(|| {
+            black_box(offload::job::sumn(black_box(n), &never).expect("sum"));
+        })
+    };
+    show("sumn 25000 (the seed's job)", per_call(25_000));
+    let ns_per_step = per_call(1_000_000) / 1e6;
+    let five_ms = (5e6 / ns_per_step) as u64;
+    show(
+        &format!("sumn {five_ms} (about 5 ms on this machine)"),
+        per_call(five_ms),
+    );
+
+    println!("\n-- linearity: time per step of sumn n --");
+    let base = per_call(1_000_000) / 1e6;
+    for n in [1_000_000u64, 2_000_000, 4_000_000, 8_000_000] {
+        let step = per_call(n) / n as f64;
+        println!(
+            "{:<52} {step:>10.3} ns/step ({:.2}× n=1M)",
+            format!("n = {n}"),
+            step / base
+        );
+    }
+
+    println!("\n-- cost of the yield points (sumn 10 000 000, deadline checked) --");
+    let deadline = Cancel::never().with_deadline(Some(Instant::now() + Duration::from_secs(3600)));
+    // Alternate the two, sample by sample, so that a noisy neighbour or a
+    // clock change hits both alike.
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..sampler.samples {
+        with.push(sampler.median_ns(|| {
+            black_box(
+                sumn_with_yield_every(black_box(10_000_000), YIELD_EVERY, &deadline).expect("sum"),
+            );
+        }));
+        without.push(sampler.median_ns(|| {
+            black_box(
+                sumn_with_yield_every(black_box(10_000_000), u64::MAX, &deadline).expect("sum"),
+            );
+        }));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (with, without) = (median(with), median(without));
+    show(&format!("with a yield point every {YIELD_EVERY}"), with);
+    show("with none", without);
+    println!(
+        "  the checks cost {:+.2}% (target ≤ 2%)",
+        (with / without - 1.0) * 100.0
+    );
+}
