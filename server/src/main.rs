@@ -1,2 +1,99 @@
-//! `sumserver`: filled in by issue 3.
-fn main() {}
+//! `sumserver`: serve sums and primes over TCP, one thread per connection,
+//! the work done where `--apply` says.
+//!
+//! Run: `cargo run --release -p server -- --apply threads`
+
+mod cli;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use nix::sys::signal::{SigSet, Signal};
+use offload::Strategy;
+use server::{Config, Shutdown};
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    match args.into_config().and_then(serve) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sumserver: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    // Order matters. (1) Block SIGINT and SIGTERM while this is the only
+    // thread, so that every thread started later inherits the mask and only
+    // `sigwait` below sees them. (2) Start the strategy: `procs` forks its
+    // fork server here, before any thread exists. (3) Everything else.
+    let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
+    signals
+        .thread_block()
+        .context("could not block SIGINT and SIGTERM")?;
+    let strategy = Strategy::start(&config.strategy).context("could not start the strategy")?;
+    init_logging(&config.log_filter)?;
+
+    let listener = TcpListener::bind(config.addr)
+        .with_context(|| format!("could not listen on {}", config.addr))?;
+    let local = listener
+        .local_addr()
+        .context("could not read the bound address")?;
+    let mut stdout = std::io::stdout();
+    // Scripts wait for this line; a closed stdout must not stop the server.
+    let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
+    tracing::info!(
+        addr = %local,
+        apply = %strategy.kind(),
+        workers = strategy.config().workers,
+        max_connections = config.max_connections,
+        "sumserver started"
+    );
+
+    let shutdown = Shutdown::new();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn({
+            let shutdown = shutdown.clone();
+            move || loop {
+                match signals.wait() {
+                    Ok(signal) if shutdown.is_triggered() => {
+                        tracing::info!(%signal, "already shutting down");
+                    }
+                    Ok(signal) => {
+                        tracing::info!(%signal, "signal received; shutting down");
+                        shutdown.trigger();
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "cannot wait for signals");
+                        return;
+                    }
+                }
+            }
+        })
+        .context("could not start the signal thread")?;
+
+    server::run(listener, &config, &strategy, &shutdown).context("the accept loop failed")?;
+    drop(strategy);
+    tracing::info!("sumserver stopped");
+    Ok(())
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => from_env,
+        _ => filter.to_owned(),
+    };
+    let filter =
+        EnvFilter::try_new(&filter).with_context(|| format!("bad log filter {filter:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}

@@ -8,6 +8,7 @@
 //! The lock is a token in a one-slot channel, so that waiting for it can be
 //! bounded by the queue wait, which `std::sync::Mutex` cannot do.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub(crate) struct Exclusive {
     queue_wait: Duration,
     job_timeout: Option<Duration>,
     stats: Arc<Stats>,
+    /// Raised by `shutdown`: running jobs stop at their next yield point.
+    stopping: AtomicBool,
 }
 
 /// Holding the lock; dropping it (even while unwinding) gives the token back.
@@ -49,7 +52,7 @@ impl Exclusive {
         release
             .send(())
             .expect("the receiver is alive and the slot empty");
-        stats.alive.store(1, std::sync::atomic::Ordering::Relaxed);
+        stats.alive.store(1, Ordering::Relaxed);
         Exclusive {
             free,
             release,
@@ -57,16 +60,20 @@ impl Exclusive {
             queue_wait: config.queue_wait,
             job_timeout: config.job_timeout,
             stats: Arc::clone(stats),
+            stopping: AtomicBool::new(false),
         }
     }
 
     /// Waits for the lock (at most the queue wait), then runs `job`.
     pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(ApplyError::ShuttingDown { job });
+        }
         let arrived = Instant::now();
         let place = join_queue(&self.stats, self.queue, job)?;
         let waited = self.free.recv_timeout(self.queue_wait);
         timing.queue_wait = Some(arrived.elapsed());
-        let queued = self.stats.queued.load(std::sync::atomic::Ordering::Relaxed) - 1;
+        let queued = self.stats.queued.load(Ordering::Relaxed) - 1;
         drop(place);
         if waited.is_err() {
             return Err(ApplyError::Busy {
@@ -77,7 +84,13 @@ impl Exclusive {
         }
         let _held = Held(&self.release);
         let _running = Gauge::raise(&self.stats.running);
-        let cancel = Cancel::never().with_deadline(deadline(self.job_timeout));
+        let cancel = Cancel::never()
+            .with_deadline(deadline(self.job_timeout))
+            .with_pool_flag(&self.stopping);
         run_here(job, &cancel, &mut timing.run)
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 }

@@ -2,6 +2,7 @@
 //! `apply`. In Rust, with no GIL, this already uses every core when several
 //! connections are busy at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use crate::stats::{Gauge, Stats};
 pub(crate) struct Inline {
     job_timeout: Option<Duration>,
     stats: Arc<Stats>,
+    /// Raised by `shutdown`: running jobs stop at their next yield point.
+    stopping: AtomicBool,
 }
 
 impl Inline {
@@ -23,13 +26,23 @@ impl Inline {
         Inline {
             job_timeout: config.job_timeout,
             stats: Arc::clone(stats),
+            stopping: AtomicBool::new(false),
         }
     }
 
     /// Runs `job` now; a job over its timeout stops at its next yield point.
     pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(ApplyError::ShuttingDown { job });
+        }
         let _running = Gauge::raise(&self.stats.running);
-        let cancel = Cancel::never().with_deadline(deadline(self.job_timeout));
+        let cancel = Cancel::never()
+            .with_deadline(deadline(self.job_timeout))
+            .with_pool_flag(&self.stopping);
         run_here(job, &cancel, &mut timing.run)
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 }

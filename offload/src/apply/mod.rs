@@ -260,6 +260,20 @@ impl Strategy {
         result
     }
 
+    /// Stops taking work and cuts short the work under way: new jobs get
+    /// [`ApplyError::ShuttingDown`], jobs running in this process stop at
+    /// their next yield point, and busy worker processes are killed. For the
+    /// end of a graceful shutdown, once in-flight jobs had their grace period.
+    /// Workers are reaped when the strategy is dropped.
+    pub fn shutdown(&self) {
+        match &self.flavor {
+            Flavor::Inline(inline) => inline.shutdown(),
+            Flavor::Exclusive(exclusive) => exclusive.shutdown(),
+            Flavor::Threads(threads) => threads.shutdown(),
+            Flavor::Procs(procs) => procs.shutdown(),
+        }
+    }
+
     /// Which strategy this is.
     pub fn kind(&self) -> StrategyKind {
         self.config.kind

@@ -134,6 +134,12 @@ impl Threads {
     }
 }
 
+impl Threads {
+    pub(crate) fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Threads {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Relaxed);

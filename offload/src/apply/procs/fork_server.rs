@@ -172,6 +172,12 @@ impl Drop for ForkServer {
 /// The fork server's life. Never returns.
 fn serve(requests: IpcReceiver<Command>, parent: Pid) -> ! {
     worker::die_with_parent(parent);
+    // The server blocks SIGINT and SIGTERM in its threads to take them with
+    // `sigwait`; that mask came along with the fork. Workers must die of them.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
+    // Named apart from the server, so that `ps` tells them apart and
+    // `pkill sumserver` signals the server alone.
+    let _ = nix::sys::prctl::set_name(c"ysum-forksrv");
     // A terminal's Ctrl-C goes to the whole foreground process group; leave
     // it so that only the server hears it, and stops its workers in order.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));

@@ -242,6 +242,11 @@ impl Procs {
                 shared.fork_server.send(Command::Kill { pid: worker.pid });
                 Err(ApplyError::Timeout { job, elapsed })
             }
+            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_)))
+                if shared.stopping.load(Ordering::Relaxed) =>
+            {
+                Err(ApplyError::ShuttingDown { job })
+            }
             Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => {
                 let exit = worker.end.wait(EXIT_REPORT_WAIT);
                 Err(ApplyError::WorkerLost {
@@ -278,6 +283,15 @@ impl Procs {
     /// The fork server's pid.
     pub(crate) fn fork_server_pid(&self) -> u32 {
         self.shared.fork_server.pid()
+    }
+
+    /// Refuses new jobs and kills the busy workers; their callers get
+    /// `ShuttingDown`.
+    pub(crate) fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        for pid in self.worker_pids(true) {
+            self.shared.fork_server.send(Command::Kill { pid });
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) fn serve(
     fork_server: Pid,
 ) -> ! {
     die_with_parent(fork_server);
+    let _ = nix::sys::prctl::set_name(c"ysum-worker");
     // Jobs in a worker have no deadline of their own: a job that runs too
     // long is killed with its process by the pool.
     let cancel = Cancel::never();

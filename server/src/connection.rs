@@ -1,0 +1,196 @@
+//! One connection's thread: it reads requests, hands each job to the
+//! strategy and blocks until the answer returns (the "yield" of the
+//! original), then writes the reply. It never knows which strategy runs.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use offload::{Job, Strategy};
+
+use crate::config::Config;
+use crate::listener::Connections;
+use crate::protocol::{self, Code, Reject, Request, SEED_READ};
+use crate::shutdown::Shutdown;
+
+/// What every connection thread shares.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// Where jobs run.
+    pub strategy: &'a Strategy,
+    /// The server's settings.
+    pub config: &'a Config,
+    /// Raised when the server is shutting down.
+    pub shutdown: &'a Shutdown,
+    /// Connection counters, for `stats`.
+    pub connections: &'a Connections,
+    /// Requests read and not yet answered; a graceful shutdown waits for
+    /// them.
+    pub in_flight: &'a AtomicUsize,
+}
+
+/// Counts one request in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn begin(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves one connection until the client leaves, says `quit`, breaks a
+/// limit, or the server shuts its socket.
+pub fn serve(stream: &TcpStream, ctx: &Context<'_>) {
+    if let Err(err) = serve_dialects(stream, ctx) {
+        // A client that vanished or stalled is routine, not an error.
+        tracing::debug!(%err, "connection ended");
+    }
+}
+
+fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(ctx.config.read_timeout))?;
+    let deadline = Instant::now() + ctx.config.read_timeout;
+    // The seed dialect is one read of at most 16 bytes, so the first read
+    // takes no more than that in either dialect.
+    let mut first = [0u8; SEED_READ];
+    let n = read_by(stream, &mut first, deadline)?;
+    if n == 0 {
+        return Ok(());
+    }
+    if protocol::is_seed_dialect(first[0]) {
+        return serve_seed(stream, &first[..n], ctx);
+    }
+    serve_lines(stream, first[..n].to_vec(), ctx)
+}
+
+/// The original server: the reply is the bare sum, then close.
+fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::Result<()> {
+    let reply = match protocol::parse_seed(request) {
+        Ok(job) => {
+            let _in_flight = InFlight::begin(ctx.in_flight);
+            match run_job(job, ctx) {
+                Ok(answer) => answer,
+                Err(reject) => reject.to_string(),
+            }
+        }
+        Err(reject) => reject.to_string(),
+    };
+    stream.write_all(reply.as_bytes())
+}
+
+/// Runs a job unless the server is shutting down.
+fn run_job(job: Job, ctx: &Context<'_>) -> Result<String, Reject> {
+    if ctx.shutdown.is_triggered() {
+        return Err(Reject::new(
+            Code::ShuttingDown,
+            format!("{job} refused: the server is shutting down"),
+        ));
+    }
+    ctx.strategy
+        .apply(job)
+        .map(|answer| answer.to_string())
+        .map_err(|err| Reject::from(&err))
+}
+
+/// The line dialect: requests are answered in order; replies to requests
+/// that arrived together are written together.
+fn serve_lines(stream: &TcpStream, mut pending: Vec<u8>, ctx: &Context<'_>) -> io::Result<()> {
+    let max_line = ctx.config.max_line;
+    let mut out = BufWriter::new(stream);
+    let mut chunk = vec![0u8; 4096];
+    let mut deadline = Instant::now() + ctx.config.read_timeout;
+    loop {
+        // Answer every complete line already here; their in-flight marks
+        // last until the replies are flushed.
+        let mut answered = Vec::new();
+        let mut consumed = 0;
+        while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
+            let line = &pending[consumed..consumed + end];
+            consumed += end + 1;
+            if line.strip_suffix(b"\r").unwrap_or(line).len() > max_line {
+                return too_long(&mut out, max_line);
+            }
+            match protocol::parse_line(line) {
+                Ok(Request::Quit) => return out.flush(),
+                Ok(Request::Ping) => out.write_all(b"pong\n")?,
+                Ok(Request::Stats) => {
+                    out.write_all(stats_json(ctx).as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                Ok(Request::Job(job)) => {
+                    answered.push(InFlight::begin(ctx.in_flight));
+                    let reply = run_job(job, ctx).unwrap_or_else(|reject| reject.to_string());
+                    out.write_all(reply.as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                Err(reject) => writeln!(out, "{reject}")?,
+            }
+            deadline = Instant::now() + ctx.config.read_timeout;
+        }
+        pending.drain(..consumed);
+        if pending.len() > max_line {
+            return too_long(&mut out, max_line);
+        }
+        out.flush()?;
+        drop(answered);
+        let n = read_by(stream, &mut chunk, deadline)?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn too_long(out: &mut BufWriter<&TcpStream>, max_line: usize) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        Reject::new(
+            Code::TooLong,
+            format!("request line longer than {max_line} bytes; closing")
+        )
+    )?;
+    out.flush()
+}
+
+/// One read that must complete by `deadline`; a timeout is an error that
+/// ends the connection.
+fn read_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"));
+    }
+    // A zero timeout means "none" to the socket: never pass it.
+    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+    loop {
+        match stream.read(buf) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The `stats` reply: the strategy's statistics with the server's own.
+fn stats_json(ctx: &Context<'_>) -> String {
+    let mut value = serde_json::to_value(ctx.strategy.stats()).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "connections".into(),
+            serde_json::to_value(ctx.connections.snapshot()).unwrap_or_default(),
+        );
+        object.insert(
+            "uptime_s".into(),
+            serde_json::json!(ctx.connections.uptime().as_secs_f64()),
+        );
+    }
+    value.to_string()
+}

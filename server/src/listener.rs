@@ -1,0 +1,259 @@
+//! The accept loop: mio polls the listener and a waker; every accepted
+//! connection gets its own blocking thread. Over the connection limit a
+//! client is told `ERR busy` and closed. A shutdown stops accepting, lets the
+//! requests in flight finish within the grace period, then cuts the rest.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Shutdown as SocketShutdown, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use offload::Strategy;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::connection::{self, Context};
+use crate::shutdown::Shutdown;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Each connection thread's stack: the handler keeps small buffers only, and
+/// `inline` jobs are loops, not recursion.
+const CONNECTION_STACK: usize = 256 * 1024;
+
+/// How long to wait before accepting again after the process ran out of
+/// descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The open connections and the counters `stats` reports.
+#[derive(Debug)]
+pub struct Connections {
+    /// A handle on each open connection's socket, so that the end of a
+    /// shutdown can unblock their threads.
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+    total: AtomicU64,
+    refused: AtomicU64,
+    started: Instant,
+}
+
+/// Connection counters at one moment.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ConnectionSnapshot {
+    /// Connections open now.
+    pub open: usize,
+    /// Connections accepted and served since start.
+    pub total: u64,
+    /// Connections refused (over the limit, or no thread could be started).
+    pub refused: u64,
+}
+
+impl Connections {
+    fn new() -> Self {
+        Connections {
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> ConnectionSnapshot {
+        ConnectionSnapshot {
+            open: self.lock().len(),
+            total: self.total.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How long the server has been up.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connection if there is room; `None` when at the limit.
+    fn admit(&self, stream: &TcpStream, limit: usize) -> io::Result<Option<u64>> {
+        let mut open = self.lock();
+        if open.len() >= limit {
+            return Ok(None);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        open.insert(id, stream.try_clone()?);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(id))
+    }
+
+    fn close(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Shuts every open socket, so that threads blocked on them return.
+    fn shut_all(&self) {
+        for stream in self.lock().values() {
+            let _ = stream.shutdown(SocketShutdown::Both);
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` is triggered, then shuts down
+/// gracefully and returns once every connection thread has ended.
+///
+/// The strategy is borrowed: the caller drops it afterwards, which stops its
+/// workers.
+///
+/// # Errors
+///
+/// Only failures of the poll itself; errors on one connection, and accept
+/// errors such as running out of descriptors, are logged and survived.
+pub fn run(
+    listener: TcpListener,
+    config: &Config,
+    strategy: &Strategy,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut listener = mio::net::TcpListener::from_std(listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    shutdown.set_waker(Arc::new(Waker::new(poll.registry(), WAKER)?));
+    let connections = Connections::new();
+    let in_flight = AtomicUsize::new(0);
+    let ctx = Context {
+        strategy,
+        config,
+        shutdown,
+        connections: &connections,
+        in_flight: &in_flight,
+    };
+
+    std::thread::scope(|scope| -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        let mut retry_at: Option<Instant> = None;
+        let mut backing_off = false;
+        while !shutdown.is_triggered() {
+            let timeout = retry_at.map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(err) = poll.poll(&mut events, timeout) {
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                shutdown.trigger();
+                return Err(err);
+            }
+            let readable = events.iter().any(|e| e.token() == LISTENER);
+            let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
+            if !(readable || retry_due) {
+                continue;
+            }
+            retry_at = None;
+            // mio is edge-triggered: accept until the queue is empty.
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        backing_off = false;
+                        start_connection(scope, stream, &ctx);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if is_resource_exhaustion(&err) => {
+                        if !backing_off {
+                            tracing::warn!(%err, "cannot accept: out of resources; backing off");
+                            backing_off = true;
+                        }
+                        retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                        break;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => tracing::debug!(%err, "accept failed"),
+                }
+            }
+        }
+
+        // Graceful shutdown: no new connections; requests already read get
+        // `grace` to finish; newer requests get `ERR shutting-down`.
+        let _ = poll.registry().deregister(&mut listener);
+        drop(listener);
+        let open = connections.snapshot().open;
+        let busy = in_flight.load(Ordering::SeqCst);
+        tracing::info!(open, in_flight = busy, grace = ?config.grace, "shutting down");
+        let deadline = Instant::now() + config.grace;
+        while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let unfinished = in_flight.load(Ordering::SeqCst);
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "grace period over; cutting the remaining requests short"
+            );
+        }
+        strategy.shutdown();
+        connections.shut_all();
+        Ok(())
+    })
+}
+
+/// Admits a connection and starts its thread, or refuses it with `ERR busy`.
+fn start_connection<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    stream: mio::net::TcpStream,
+    ctx: &'scope Context<'scope>,
+) {
+    let stream = TcpStream::from(OwnedFd::from(stream));
+    if let Err(err) = stream.set_nonblocking(false) {
+        tracing::debug!(%err, "could not make an accepted socket blocking");
+        return;
+    }
+    let id = match ctx.connections.admit(&stream, ctx.config.max_connections) {
+        Ok(Some(id)) => id,
+        Ok(None) => return refuse(&stream, ctx, "too many connections"),
+        Err(err) => {
+            tracing::warn!(%err, "could not register a connection");
+            return refuse(&stream, ctx, "cannot register the connection");
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("connection".into())
+        .stack_size(CONNECTION_STACK)
+        .spawn_scoped(scope, {
+            let stream = stream.try_clone();
+            move || {
+                if let Ok(stream) = stream {
+                    connection::serve(&stream, ctx);
+                }
+                ctx.connections.close(id);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "could not start a connection thread");
+        ctx.connections.close(id);
+        refuse(&stream, ctx, "cannot start a thread");
+    }
+}
+
+/// Tells a client it cannot be served now, and closes.
+fn refuse(mut stream: &TcpStream, ctx: &Context<'_>, why: &str) {
+    ctx.connections.refused.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = writeln!(stream, "ERR busy {why}");
+    let _ = stream.shutdown(SocketShutdown::Write);
+}
+
+/// Accept errors that mean "not now" rather than "this connection is bad".
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        err.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+    )
+}

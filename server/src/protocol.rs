@@ -1,0 +1,288 @@
+//! The wire protocol: parsing requests and formatting replies.
+//!
+//! Two dialects, told apart by a connection's first byte (see
+//! `docs/protocol.md`): the seed dialect (a bare decimal `n`, the reply is
+//! `sumn n`, then close) and the line dialect (one request per line, one
+//! reply line per request). Parsing is pure: bytes in, a [`Request`] or a
+//! [`Reject`] out, so every byte sequence has a defined answer.
+
+use std::fmt;
+
+use offload::{ApplyError, Job, JobKind};
+
+/// The longest a seed-dialect request may be: the original read 16 bytes.
+pub const SEED_READ: usize = 16;
+
+/// How much of a bad input an error detail quotes.
+const QUOTE_LIMIT: usize = 64;
+
+/// A line-dialect request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Run this job and reply with its answer.
+    Job(Job),
+    /// Reply `pong`.
+    Ping,
+    /// Reply with the statistics as one line of JSON.
+    Stats,
+    /// Close the connection.
+    Quit,
+}
+
+/// The codes of `ERR <code> <detail>` replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The request cannot be understood; the connection stays usable.
+    BadRequest,
+    /// The line is longer than the limit; the connection is closed.
+    TooLong,
+    /// No worker was free in time, or too many connections.
+    Busy,
+    /// The job ran out of time.
+    Timeout,
+    /// The worker process running the job died.
+    WorkerLost,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// Something broke inside the server (a job panicked, the pool is down).
+    Internal,
+}
+
+impl Code {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad-request",
+            Code::TooLong => "too-long",
+            Code::Busy => "busy",
+            Code::Timeout => "timeout",
+            Code::WorkerLost => "worker-lost",
+            Code::ShuttingDown => "shutting-down",
+            Code::Internal => "internal",
+        }
+    }
+}
+
+/// An error reply: `ERR <code> <detail>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// What kind of error.
+    pub code: Code,
+    /// What happened, quoting the input where there is one.
+    pub detail: String,
+}
+
+impl Reject {
+    /// A reply with this code and detail.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Reject {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn bad(detail: impl Into<String>) -> Self {
+        Reject::new(Code::BadRequest, detail)
+    }
+}
+
+impl fmt::Display for Reject {
+    /// The reply line, without its newline.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ERR {} {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl From<&ApplyError> for Reject {
+    fn from(err: &ApplyError) -> Self {
+        let code = match err {
+            ApplyError::Busy { .. } => Code::Busy,
+            ApplyError::Timeout { .. } => Code::Timeout,
+            ApplyError::WorkerLost { .. } => Code::WorkerLost,
+            ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
+            ApplyError::JobPanicked { .. } | ApplyError::PoolDown { .. } => Code::Internal,
+        };
+        Reject::new(code, err.to_string())
+    }
+}
+
+/// `bytes` as a quoted, escaped string, cut to a readable length.
+pub fn quote(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTE_LIMIT)]);
+    let more = if bytes.len() > QUOTE_LIMIT { "…" } else { "" };
+    format!("{text:?}{more}")
+}
+
+/// Whether a connection whose first byte is `first` speaks the seed dialect.
+pub fn is_seed_dialect(first: u8) -> bool {
+    first.is_ascii_digit()
+}
+
+/// Parses a seed-dialect request: a decimal `n` with optional trailing
+/// whitespace, read in one go.
+///
+/// # Errors
+///
+/// A `bad-request` [`Reject`] quoting the input.
+pub fn parse_seed(bytes: &[u8]) -> Result<Job, Reject> {
+    let number = bytes.trim_ascii_end();
+    if !number.is_empty() && number.iter().all(u8::is_ascii_digit) {
+        // All digits and at most 16 bytes: only the range can be wrong.
+        if let Some(n) = std::str::from_utf8(number)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            return Ok(Job::Sumn(n));
+        }
+    }
+    Err(Reject::bad(format!(
+        "expected a decimal number up to {}, got {}",
+        u64::MAX,
+        quote(bytes)
+    )))
+}
+
+/// Parses one line-dialect request; `line` excludes the `\n` (a final `\r`
+/// is dropped here).
+///
+/// # Errors
+///
+/// A `bad-request` [`Reject`] whose detail quotes the input.
+pub fn parse_line(line: &[u8]) -> Result<Request, Reject> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Err(Reject::bad(format!(
+            "request is not UTF-8: {}",
+            quote(line)
+        )));
+    };
+    let mut words = text.split_ascii_whitespace();
+    let Some(command) = words.next() else {
+        return Err(Reject::bad(
+            "empty request: expected sumn, prime, sleep, ping, stats or quit",
+        ));
+    };
+    let argument = words.next();
+    let extra: Vec<&str> = words.collect();
+    let no_argument = |request: Request| match argument {
+        None => Ok(request),
+        Some(_) => Err(Reject::bad(format!(
+            "{} takes no argument, got {}",
+            command.to_ascii_lowercase(),
+            quote(line)
+        ))),
+    };
+    match command.to_ascii_lowercase().as_str() {
+        "ping" => return no_argument(Request::Ping),
+        "stats" => return no_argument(Request::Stats),
+        "quit" => return no_argument(Request::Quit),
+        _ => {}
+    }
+    let kind = JobKind::from_name(command).map_err(|_| {
+        Reject::bad(format!(
+            "unknown command {} (expected sumn, prime, sleep, ping, stats or quit)",
+            quote(command.as_bytes())
+        ))
+    })?;
+    let Some(argument) = argument else {
+        return Err(Reject::bad(format!(
+            "{kind} needs one number, as in \"{kind} 25000\"; got {}",
+            quote(line)
+        )));
+    };
+    if !extra.is_empty() {
+        return Err(Reject::bad(format!(
+            "{kind} takes one number, got {}",
+            quote(line)
+        )));
+    }
+    kind.with_argument(argument)
+        .map(Request::Job)
+        .map_err(|err| Reject::bad(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command parses, names in any case, `\r\n` accepted.
+    #[test]
+    fn commands_parse() {
+        assert_eq!(
+            parse_line(b"sumn 25000"),
+            Ok(Request::Job(Job::Sumn(25_000)))
+        );
+        assert_eq!(parse_line(b"PRIME 7\r"), Ok(Request::Job(Job::Prime(7))));
+        assert_eq!(parse_line(b"Sleep  10"), Ok(Request::Job(Job::Sleep(10))));
+        assert_eq!(parse_line(b"ping"), Ok(Request::Ping));
+        assert_eq!(parse_line(b"stats"), Ok(Request::Stats));
+        assert_eq!(parse_line(b"QUIT"), Ok(Request::Quit));
+        assert_eq!(
+            parse_line(b"sumn 18446744073709551615"),
+            Ok(Request::Job(Job::Sumn(u64::MAX)))
+        );
+    }
+
+    /// Bad requests are `bad-request` and quote what was sent.
+    #[test]
+    fn bad_requests_quote_the_input() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"fib 3", "\"fib\""),
+            (b"sumn", "\"sumn\""),
+            (b"sumn 1 2", "\"sumn 1 2\""),
+            (b"sumn -1", "\"-1\""),
+            (b"sumn 18446744073709551616", "\"18446744073709551616\""),
+            (b"ping now", "\"ping now\""),
+            (b"", "empty request"),
+            (b"\xff\xfe", "not UTF-8"),
+            (b"sleep 60001", "\"60001\""),
+        ];
+        for (line, quoted) in cases {
+            let reject = parse_line(line).expect_err("bad");
+            assert_eq!(reject.code, Code::BadRequest);
+            assert!(reject.to_string().contains(quoted), "{line:?}: {reject}");
+            assert!(reject.to_string().starts_with("ERR bad-request "));
+        }
+    }
+
+    /// The seed dialect takes digits with trailing whitespace, nothing else.
+    #[test]
+    fn seed_requests() {
+        assert_eq!(parse_seed(b"25000"), Ok(Job::Sumn(25_000)));
+        assert_eq!(parse_seed(b"25000\r\n"), Ok(Job::Sumn(25_000)));
+        for bad in [&b"12x"[..], b"99999999999999999999", b"1 2", b""] {
+            let reject = parse_seed(bad).expect_err("bad");
+            assert!(
+                reject.to_string().starts_with("ERR bad-request "),
+                "{reject}"
+            );
+        }
+        assert!(is_seed_dialect(b'7') && !is_seed_dialect(b's'));
+    }
+
+    /// Strategy errors map to their wire codes.
+    #[test]
+    fn apply_errors_map_to_codes() {
+        let lost = ApplyError::WorkerLost {
+            job: Job::Sumn(1),
+            pid: 9,
+            exit: offload::Exit::Signal(9),
+        };
+        assert_eq!(Reject::from(&lost).code.as_str(), "worker-lost");
+        let panicked = ApplyError::JobPanicked {
+            job: Job::Sumn(1),
+            message: "boom".into(),
+        };
+        assert_eq!(
+            Reject::from(&panicked).to_string(),
+            "ERR internal sumn 1 panicked: boom"
+        );
+    }
+
+    /// Long inputs are quoted cut short.
+    #[test]
+    fn quotes_are_bounded() {
+        let long = vec![b'a'; 1000];
+        assert!(quote(&long).len() < 80);
+    }
+}

@@ -1,0 +1,74 @@
+//! The shutdown signal: raised once (by SIGINT/SIGTERM in the binary, by hand
+//! in tests), seen by the accept loop through a mio `Waker` and by every
+//! connection before it starts a new request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+
+/// A cloneable handle on one shutdown signal.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    triggered: AtomicBool,
+    /// The accept loop's waker, once it is polling.
+    waker: Mutex<Option<Arc<Waker>>>,
+}
+
+impl Shutdown {
+    /// A signal not yet raised.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Raises the signal and wakes the accept loop. Raising it again does
+    /// nothing more.
+    pub fn trigger(&self) {
+        self.inner.triggered.store(true, Ordering::SeqCst);
+        if let Some(waker) = self
+            .inner
+            .waker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            // A failed wake means the poll is gone, and with it the loop.
+            let _ = waker.wake();
+        }
+    }
+
+    /// Whether the signal has been raised.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// Lets [`Shutdown::trigger`] wake the accept loop's poll; wakes it at
+    /// once if the signal came first.
+    pub(crate) fn set_waker(&self, waker: Arc<Waker>) {
+        let mut slot = self.inner.waker.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_triggered() {
+            let _ = waker.wake();
+        }
+        *slot = Some(waker);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every clone sees the signal once it is raised.
+    #[test]
+    fn clones_share_the_signal() {
+        let shutdown = Shutdown::new();
+        let clone = shutdown.clone();
+        assert!(!clone.is_triggered());
+        shutdown.trigger();
+        assert!(clone.is_triggered());
+    }
+}
