@@ -3,7 +3,7 @@
 //! Each job ends in one [`Outcome`]; the strategy records it with the time the
 //! job waited for a worker and the time it ran. Histograms (hdrhistogram, in
 //! microseconds) keep memory fixed however long the server runs.
-//! [`Stats::snapshot`] turns it all into a serde value that the server prints
+//! A [`StatsSnapshot`] copies it all into a serde value that the server prints
 //! as its `stats` reply.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use crate::job::JobKind;
 
 /// How one job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// It answered.
     Ok,
     /// It was refused: no free worker in time.
@@ -39,7 +39,7 @@ impl Outcome {
     const COUNT: usize = 7;
 
     /// The outcome that an `apply` result stands for.
-    pub fn of<T>(result: &Result<T, ApplyError>) -> Outcome {
+    pub(crate) fn of<T>(result: &Result<T, ApplyError>) -> Outcome {
         match result {
             Ok(_) => Outcome::Ok,
             Err(ApplyError::Busy { .. }) => Outcome::Busy,
@@ -93,7 +93,7 @@ fn slot(kind: JobKind) -> usize {
 /// The live statistics of one strategy, shared by every thread that applies
 /// jobs through it.
 #[derive(Debug)]
-pub struct Stats {
+pub(crate) struct Stats {
     kinds: [Mutex<KindStats>; KIND_SLOTS],
     /// Jobs waiting for a worker right now.
     pub(crate) queued: AtomicUsize,

@@ -384,6 +384,13 @@ impl Supervisor {
                     };
                     end.report(exit);
                     shared.stats.alive.fetch_sub(1, Ordering::Relaxed);
+                    // If it died idle, its handle (two descriptors) would wait
+                    // in the idle queue until a caller pulled it: drop it now.
+                    for worker in shared.idle.try_iter().collect::<Vec<_>>() {
+                        if !worker.end.has_ended() {
+                            let _ = shared.give_back.send(worker);
+                        }
+                    }
                     if !shared.stopping.load(Ordering::Relaxed) {
                         if let Exit::Signal(_) = exit {
                             tracing::warn!(pid, %exit, "worker process lost; starting a replacement");
