@@ -148,25 +148,7 @@ fn smoke(fork_server: &Arc<ForkServer>) {
 /// answers under all four strategies.
 fn identical_answers_across_strategies(fork_server: &Arc<ForkServer>) {
     let jobs = common::random_jobs(300, 11);
-    let run = |strategy: &Strategy| -> Vec<Answer> {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .chunks(75)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|j| strategy.apply(*j).expect("answer"))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("no panic"))
-                .collect()
-        })
-    };
+    let run = |strategy: &Strategy| common::apply_from_four_threads(strategy, &jobs);
     let procs = run(&pool(fork_server, |_| {}));
     for kind in [
         StrategyKind::Inline,

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use offload::{Answer, ApplyError, Job, StartError, Strategy, StrategyConfig, StrategyKind};
@@ -42,25 +41,8 @@ fn identical_answers_from_many_threads() {
     let jobs = common::random_jobs(300, 7);
     let mut results = Vec::new();
     for kind in IN_PROCESS {
-        let strategy = Arc::new(start(kind, |c| c.workers = 2));
-        let answers: Vec<Answer> = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .chunks(75)
-                .map(|chunk| {
-                    let strategy = Arc::clone(&strategy);
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|j| strategy.apply(*j).expect("answer"))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("no panic"))
-                .collect()
-        });
+        let strategy = start(kind, |c| c.workers = 2);
+        let answers = common::apply_from_four_threads(&strategy, &jobs);
         results.push(answers);
     }
     for (job, answer) in jobs.iter().zip(&results[0]) {

@@ -1,7 +1,7 @@
 //! Helpers shared by the offload test targets.
 #![allow(dead_code, unreachable_pub)]
 
-use offload::{Answer, Job};
+use offload::{Answer, Job, Strategy};
 
 /// A small deterministic generator, so that failures replay.
 pub struct Rng(u64);
@@ -66,4 +66,26 @@ pub fn zombies_of(parents: &[u32]) -> Vec<u32> {
 /// True when `pid` has exited (gone, or a zombie waiting for its reaper).
 pub fn has_exited(pid: u32) -> bool {
     !matches!(proc_state(pid), Some((state, _)) if state != 'Z')
+}
+
+/// Applies `jobs` through `strategy` from four threads at once (a quarter
+/// each) and returns the answers in the order of `jobs`.
+pub fn apply_from_four_threads(strategy: &Strategy, jobs: &[Job]) -> Vec<Answer> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(jobs.len().div_ceil(4).max(1))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|j| strategy.apply(*j).expect("answer"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("no panic"))
+            .collect()
+    })
 }
