@@ -286,3 +286,58 @@ mod tests {
         assert!(quote(&long).len() < 80);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A reply must be exactly one line: nothing a client sends may put a
+    /// newline (or a carriage return) into an error's detail.
+    fn is_one_line(reply: &str) -> bool {
+        !reply.contains('\n') && !reply.contains('\r')
+    }
+
+    proptest! {
+        /// Any bytes of a line give a request or a one-line `bad-request`.
+        #[test]
+        fn any_line_has_a_defined_reply(line in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let line: Vec<u8> = line.into_iter().filter(|&b| b != b'\n').collect();
+            match parse_line(&line) {
+                Ok(_) => {}
+                Err(reject) => {
+                    let reply = reject.to_string();
+                    prop_assert_eq!(reject.code, Code::BadRequest);
+                    prop_assert!(reply.starts_with("ERR bad-request "), "{}", reply);
+                    prop_assert!(is_one_line(&reply), "{:?}", reply);
+                }
+            }
+        }
+
+        /// Any first read of the seed dialect gives a job or a one-line error.
+        #[test]
+        fn any_seed_request_has_a_defined_reply(bytes in proptest::collection::vec(any::<u8>(), 0..=SEED_READ)) {
+            if let Err(reject) = parse_seed(&bytes) {
+                prop_assert!(is_one_line(&reject.to_string()));
+            }
+        }
+
+        /// Every job, written as a user types it in any case, parses back.
+        #[test]
+        fn jobs_round_trip(n in any::<u64>(), ms in 0..=offload::job::MAX_SLEEP_MS, upper in any::<bool>()) {
+            for job in [Job::Sumn(n), Job::Prime(n), Job::Sleep(ms)] {
+                let text = job.to_string();
+                let text = if upper { text.to_uppercase() } else { text };
+                prop_assert_eq!(parse_line(format!("{text}\r").as_bytes()), Ok(Request::Job(job)));
+            }
+        }
+
+        /// Numbers past u64::MAX are refused, never wrapped.
+        #[test]
+        fn big_numbers_are_refused(extra in 1u128..=u128::from(u64::MAX)) {
+            let n = u128::from(u64::MAX) + extra;
+            let reject = parse_line(format!("sumn {n}").as_bytes()).expect_err("out of range");
+            prop_assert_eq!(reject.code, Code::BadRequest);
+        }
+    }
+}
