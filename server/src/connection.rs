@@ -74,7 +74,21 @@ fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
 
 /// The original server: the reply is the bare sum, then close.
 fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::Result<()> {
-    let reply = match protocol::parse_seed(request) {
+    // The original read 16 bytes and ignored the rest, so a longer number
+    // was silently cut: a wrong answer. Refuse it instead when its next
+    // digit is already here.
+    let parsed = if request.len() == SEED_READ && more_digits_waiting(stream) {
+        Err(Reject::new(
+            Code::BadRequest,
+            format!(
+                "number longer than {SEED_READ} digits: {}…",
+                protocol::quote(request)
+            ),
+        ))
+    } else {
+        protocol::parse_seed(request)
+    };
+    let reply = match parsed {
         Ok(job) => {
             let _in_flight = InFlight::begin(ctx.in_flight);
             match run_job(job, ctx) {
@@ -84,7 +98,42 @@ fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::
         }
         Err(reject) => reject.to_string(),
     };
-    stream.write_all(reply.as_bytes())
+    stream.write_all(reply.as_bytes())?;
+    close_after_reply(stream);
+    Ok(())
+}
+
+/// Closes a connection that may still have unread input without losing the
+/// reply just written: closing a socket with unread data sends a reset, and
+/// a reset can make the client's kernel drop the reply before it is read. So
+/// send our FIN first, then read and discard what the client sent, briefly.
+fn close_after_reply(mut stream: &TcpStream) {
+    const DRAIN_LIMIT: usize = 1 << 20;
+    const DRAIN_TIME: Duration = Duration::from_millis(100);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + DRAIN_TIME;
+    let mut drained = 0;
+    let mut sink = [0u8; 4096];
+    while drained < DRAIN_LIMIT {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// Whether the byte after a full seed read is already waiting, and a digit.
+fn more_digits_waiting(stream: &TcpStream) -> bool {
+    let mut next = [0u8; 1];
+    let peeked = stream
+        .set_nonblocking(true)
+        .and_then(|()| stream.peek(&mut next));
+    let _ = stream.set_nonblocking(false);
+    matches!(peeked, Ok(1) if next[0].is_ascii_digit())
 }
 
 /// Runs a job unless the server is shutting down.
@@ -159,7 +208,9 @@ fn too_long(out: &mut BufWriter<&TcpStream>, max_line: usize) -> io::Result<()> 
             format!("request line longer than {max_line} bytes; closing")
         )
     )?;
-    out.flush()
+    out.flush()?;
+    close_after_reply(out.get_ref());
+    Ok(())
 }
 
 /// One read that must complete by `deadline`; a timeout is an error that

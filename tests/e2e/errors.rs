@@ -1,0 +1,147 @@
+//! The error replies a client can provoke from outside: `too-long`, `busy`
+//! and `timeout`. (`bad-request` is in every smoke test, `worker-lost` in
+//! `procs`, `shutting-down` in `lifecycle`.)
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::Server;
+
+/// A line over `--max-line` bytes gets `ERR too-long …` and the connection is
+/// closed.
+#[test]
+fn line_over_max_line_is_refused_and_closed() {
+    let server = Server::start("threads", &["--max-line", "64"]);
+    let mut conn = server.line_conn();
+    assert_eq!(conn.request("sumn 25000"), "312512500");
+    let reply = conn.request(&"x".repeat(100));
+    assert!(reply.starts_with("ERR too-long "), "got {reply:?}");
+    assert_eq!(conn.read_until_closed(), "", "nothing may follow too-long");
+    // The server itself is fine.
+    assert_eq!(server.line_conn().request("ping"), "pong");
+}
+
+/// `--apply threads` with one worker and a queue of one refuses extra jobs
+/// with `ERR busy …` while the worker sleeps.
+#[test]
+fn full_pool_answers_busy_threads() {
+    busy("threads", &["--workers", "1"]);
+}
+
+/// `--apply procs` with one worker and a queue of one refuses extra jobs with
+/// `ERR busy …` while the worker sleeps.
+#[test]
+fn full_pool_answers_busy_procs() {
+    busy("procs", &["--workers", "1"]);
+}
+
+/// `--apply exclusive` with a queue of one refuses extra jobs with
+/// `ERR busy …` while one job holds the lock.
+#[test]
+fn held_lock_answers_busy_exclusive() {
+    busy("exclusive", &[]);
+}
+
+fn busy(apply: &str, workers: &[&str]) {
+    let mut args = vec!["--queue", "1", "--queue-wait", "100ms"];
+    args.extend_from_slice(workers);
+    let server = Server::start(apply, &args);
+    let mut holder = server.line_conn();
+    holder.send("sleep 1500\n");
+    thread::sleep(Duration::from_millis(200));
+
+    let replies: Vec<String> = thread::scope(|scope| {
+        let askers: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| server.line_conn().request("sumn 1")))
+            .collect();
+        askers
+            .into_iter()
+            .map(|asker| asker.join().expect("asker thread"))
+            .collect()
+    });
+    assert!(
+        replies.iter().any(|r| r.starts_with("ERR busy ")),
+        "no busy reply among {replies:?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|r| r == "1" || r.starts_with("ERR busy ")),
+        "unexpected replies {replies:?}"
+    );
+
+    assert_eq!(holder.read_line(), "ok", "the sleep itself completes");
+    assert_eq!(server.line_conn().request("sumn 1"), "1", "free again");
+    let stats = server.stats();
+    assert!(
+        stats["jobs"]["sumn"]["busy"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "busy not counted: {stats}"
+    );
+}
+
+/// `--apply inline` stops a job at its `--job-timeout` with `ERR timeout …`.
+#[test]
+fn long_job_times_out_inline() {
+    timeout("inline");
+}
+
+/// `--apply exclusive` stops a job at its `--job-timeout` with `ERR timeout …`.
+#[test]
+fn long_job_times_out_exclusive() {
+    timeout("exclusive");
+}
+
+/// `--apply threads` stops a job at its `--job-timeout` with `ERR timeout …`.
+#[test]
+fn long_job_times_out_threads() {
+    timeout("threads");
+}
+
+/// `--apply procs` stops a job at its `--job-timeout` with `ERR timeout …`
+/// and keeps serving afterwards.
+#[test]
+fn long_job_times_out_procs() {
+    timeout("procs");
+}
+
+fn timeout(apply: &str) {
+    let server = Server::start(apply, &["--job-timeout", "200ms"]);
+    let mut conn = server.line_conn();
+    let started = Instant::now();
+    // The largest prime below 2⁶⁴: about 2 × 10⁹ trial divisions.
+    let reply = conn.request("prime 18446744073709551557");
+    let took = started.elapsed();
+    assert!(reply.starts_with("ERR timeout "), "got {reply:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "timed out only after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(150),
+        "timed out after {took:?}"
+    );
+    assert_eq!(conn.request("sumn 25000"), "312512500", "serves again");
+    let stats = server.stats();
+    assert!(
+        stats["jobs"]["prime"]["timeout"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "timeout not counted: {stats}"
+    );
+}
+
+/// A seed-dialect number longer than the original's 16-byte read is refused
+/// as `bad-request`, not cut to its first 16 digits and answered wrongly.
+#[test]
+fn overlong_seed_number_is_refused() {
+    let server = Server::start("inline", &[]);
+    let reply = server.seed(b"1234567890123456789012345");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("ERR bad-request number longer than 16 digits"),
+        "got {reply:?}"
+    );
+    assert_eq!(server.seed(b"25000"), b"312512500");
+}

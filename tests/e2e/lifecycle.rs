@@ -1,0 +1,218 @@
+//! Connections and the server's life: `--max-connections`, `--read-timeout`,
+//! graceful shutdown on SIGTERM, and the 2009 Python client.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{eventually, states, Conn, Reaped, Server};
+
+/// With `--max-connections 2` and two connections open, a third gets
+/// `ERR busy too many connections` and EOF; once one closes, a new one is
+/// served.
+#[test]
+fn connections_over_the_limit_are_refused() {
+    let server = Server::start("threads", &["--max-connections", "2"]);
+    let mut first = server.line_conn();
+    let mut second = server.line_conn();
+    assert_eq!(first.request("ping"), "pong");
+    assert_eq!(second.request("ping"), "pong");
+
+    let mut third = server.line_conn();
+    assert_eq!(third.read_line(), "ERR busy too many connections");
+    assert_eq!(
+        third.read_until_closed(),
+        "",
+        "the refused connection closes"
+    );
+
+    let stats: serde_json::Value = serde_json::from_str(&first.request("stats")).unwrap();
+    assert!(
+        stats["connections"]["refused"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "refusal not counted: {stats}"
+    );
+
+    // Closing one frees its slot (the server may take a moment to notice).
+    drop(second);
+    let served = eventually(Duration::from_secs(3), || {
+        let mut conn = server.line_conn();
+        // A refused connection speaks first; an accepted one waits for us.
+        if conn.has_input_within(Duration::from_millis(100)) {
+            assert_eq!(conn.read_line(), "ERR busy too many connections");
+            return false;
+        }
+        assert_eq!(conn.request("ping"), "pong");
+        true
+    });
+    assert!(served, "no slot came free after a connection closed");
+    assert_eq!(first.request("ping"), "pong");
+}
+
+/// With `--read-timeout 300ms`, a silent connection and one stuck in a
+/// partial line are closed, while one that keeps talking stays open.
+#[test]
+fn idle_connections_are_closed() {
+    let server = Server::start("threads", &["--read-timeout", "300ms"]);
+    let mut silent = server.line_conn();
+    let mut partial = server.line_conn();
+    partial.send("pin");
+    let started = Instant::now();
+    thread::scope(|scope| {
+        let talker = scope.spawn(|| {
+            let mut talking = server.line_conn();
+            for _ in 0..8 {
+                thread::sleep(Duration::from_millis(100));
+                assert_eq!(talking.request("ping"), "pong", "a busy connection stays");
+            }
+        });
+        for (name, conn) in [("silent", &mut silent), ("partial", &mut partial)] {
+            assert_eq!(conn.read_until_closed(), "", "{name} connection");
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+                "{name} connection closed after {took:?}"
+            );
+        }
+        talker.join().expect("talking connection");
+    });
+}
+
+/// SIGTERM under `inline` lets in-flight requests finish, then exits 0.
+#[test]
+fn sigterm_drains_in_flight_requests_inline() {
+    sigterm_drains("inline", &[]);
+}
+
+/// SIGTERM under `threads` lets in-flight requests finish, then exits 0.
+#[test]
+fn sigterm_drains_in_flight_requests_threads() {
+    sigterm_drains("threads", &["--workers", "4"]);
+}
+
+/// SIGTERM under `procs` lets in-flight requests finish, exits 0 and leaves
+/// no fork server or worker behind.
+#[test]
+fn sigterm_drains_in_flight_requests_procs() {
+    sigterm_drains("procs", &["--workers", "4"]);
+}
+
+fn sigterm_drains(apply: &str, workers: &[&str]) {
+    let mut args = vec!["--grace", "5s"];
+    args.extend_from_slice(workers);
+    let mut server = Server::start(apply, &args);
+    let tree = if apply == "procs" {
+        let (fork_server, workers) = server.process_tree(4);
+        [vec![fork_server], workers].concat()
+    } else {
+        server.descendants()
+    };
+
+    let mut conns: Vec<Conn> = (0..4).map(|_| server.line_conn()).collect();
+    for conn in &mut conns {
+        conn.send("sleep 500\n");
+    }
+    thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    server.signal(Signal::SIGTERM);
+
+    for (i, conn) in conns.iter_mut().enumerate() {
+        assert_eq!(conn.read_line(), "ok", "in-flight request {i}");
+    }
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    for conn in &mut conns {
+        assert_eq!(
+            conn.read_until_closed(),
+            "",
+            "closed once the server is gone"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(1), || tree
+            .iter()
+            .all(|p| p.has_exited())),
+        "descendants still running after the server exited: {:?}",
+        states(&tree)
+    );
+}
+
+/// After SIGTERM, a request on an already open idle connection gets
+/// `ERR shutting-down …` while an in-flight request still completes.
+#[test]
+fn requests_after_sigterm_get_shutting_down() {
+    let mut server = Server::start("threads", &["--grace", "5s", "--workers", "2"]);
+    let mut idle = server.line_conn();
+    assert_eq!(idle.request("ping"), "pong");
+    let mut in_flight = server.line_conn();
+    in_flight.send("sleep 1500\n");
+    thread::sleep(Duration::from_millis(100));
+    server.signal(Signal::SIGTERM);
+    thread::sleep(Duration::from_millis(200));
+
+    let reply = idle.request("sumn 1");
+    assert!(reply.starts_with("ERR shutting-down "), "got {reply:?}");
+    assert_eq!(in_flight.read_line(), "ok");
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
+/// The 2009 Python client (if `python3` is on PATH) gets 312512500 three
+/// times in a row.
+#[test]
+fn python_seed_client_is_served() {
+    const CLIENT: &str = r#"
+import sys; from socket import *
+for _ in range(3):
+    s = socket(AF_INET, SOCK_STREAM); s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.send(str(25000).encode("ascii")); print(s.recv(128).decode()); s.close()
+"#;
+    let Some(python) = on_path("python3") else {
+        eprintln!("python3 is not on PATH: skipped");
+        return;
+    };
+    let server = Server::start("procs", &[]);
+    let child = Command::new(python)
+        .arg("-c")
+        .arg(CLIENT)
+        .arg(server.addr().port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let mut client = Reaped(child);
+    let status = client.wait(Duration::from_secs(20));
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    client
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    client
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "python3 failed: {status}\n{stderr}");
+    assert_eq!(stdout, "312512500\n".repeat(3), "stderr: {stderr}");
+}
+
+/// The first `name` in a directory of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
