@@ -1,6 +1,6 @@
 //! Counters and latency histograms that every strategy keeps.
 //!
-//! Each job ends in one [`Outcome`]; the strategy records it with the time the
+//! Each job ends in one outcome (ok, busy, timeout…); the strategy records it with the time the
 //! job waited for a worker and the time it ran. Histograms (hdrhistogram, in
 //! microseconds) keep memory fixed however long the server runs.
 //! A [`StatsSnapshot`] copies it all into a serde value that the server prints
