@@ -1,0 +1,341 @@
+//! The command line, and the only place that knows clap: [`Args`] is turned
+//! at once into a plain [`Plan`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+use client::{Amount, Config, Connection, Job, Mix};
+
+/// A threaded load generator for sumserver: it sends requests from N client
+/// threads, checks every answer, and reports throughput and latency.
+///
+/// By default it repeats the original 2009 experiment: 1000 requests in all,
+/// 1000 / N per thread, each `sumn 25000` on a new connection in the seed
+/// dialect, to 127.0.0.1:10000. The first two lines of the report are the
+/// original's (`1000 total requests`, then the elapsed seconds).
+///
+/// Without --keep-alive each request opens its own connection: sumn goes in
+/// the seed dialect (the bare number, answered by the bare sum), and prime,
+/// sleep and ping, which the seed dialect cannot carry, in the line dialect
+/// (send one line, read one line, close).
+#[derive(Debug, Parser)]
+#[command(
+    name = "sumclient",
+    version,
+    after_help = "Latency runs from each request's start (before its connect, for a new \
+connection) to its answer; with --rate, from the time it was due, and the uncorrected \
+figure from its actual start is shown beside it. Requests that got no reply are counted, \
+not timed.\n\n\
+Exit status: 0 when every answer was right; 1 when an answer was wrong or a request \
+failed; 2 when no connection could be made at all, or the arguments are wrong."
+)]
+pub(crate) struct Args {
+    /// Client threads (not with --sweep).
+    #[arg(
+        value_name = "N",
+        required_unless_present = "sweep",
+        conflicts_with = "sweep"
+    )]
+    threads: Option<usize>,
+
+    /// Server address; repeat it to spread the threads over several servers,
+    /// round-robin.
+    #[arg(long = "addr", value_name = "HOST:PORT", default_value = "127.0.0.1:10000", value_parser = parse_addr)]
+    addrs: Vec<SocketAddr>,
+
+    /// Requests in all, split evenly over the threads (TOTAL / N each, the
+    /// remainder dropped, as the original).
+    #[arg(
+        long,
+        value_name = "TOTAL",
+        default_value_t = 1000,
+        conflicts_with = "duration"
+    )]
+    requests: u64,
+
+    /// Send requests for this long instead of a number of them: 200ms, 10s,
+    /// 2m.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+
+    /// Leave the requests of this first stretch out of the figures (they are
+    /// still checked); --requests or --duration count from its end.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    warmup: Duration,
+
+    /// The job of every request: sumn:N, prime:N, sleep:MS or ping.
+    #[arg(long, default_value = "sumn:25000", conflicts_with = "mix")]
+    job: Job,
+
+    /// A weighted mix of jobs instead of one, such as
+    /// 'sumn:1=90,prime:1000003=10'; latency is reported per kind too.
+    #[arg(long)]
+    mix: Option<Mix>,
+
+    /// One persistent line-dialect connection per thread instead of one
+    /// connection per request.
+    #[arg(long)]
+    keep_alive: bool,
+
+    /// Requests in flight per connection; implies --keep-alive.
+    #[arg(long, value_name = "D")]
+    pipeline: Option<usize>,
+
+    /// Open loop: R requests per second in total on a fixed schedule (R / N
+    /// per thread); latency is measured from when each request was due.
+    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
+    rate: Option<f64>,
+
+    /// How long one request may take.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Run once for each of these thread counts and print one table.
+    #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+    sweep: Option<Vec<usize>>,
+
+    /// Print one JSON result on stdout instead of the text.
+    #[arg(long)]
+    json: bool,
+
+    /// Write the overall latency distribution to FILE in HdrHistogram's
+    /// .hgrm text layout, in milliseconds.
+    #[arg(long, value_name = "FILE", conflicts_with = "sweep")]
+    hgrm: Option<PathBuf>,
+}
+
+/// What the binary will do: the run's settings and where its report goes.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The run (for a sweep, everything but the thread count).
+    pub(crate) config: Config,
+    /// The thread counts of a sweep.
+    pub(crate) sweep: Option<Vec<usize>>,
+    /// JSON instead of text on stdout.
+    pub(crate) json: bool,
+    /// Where to write the .hgrm distribution.
+    pub(crate) hgrm: Option<PathBuf>,
+}
+
+/// Parses a duration as people write it: `200ms`, `10s`, `2m`, `1h`,
+/// `1.5s`; a bare `0` is zero.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration (write it like 200ms, 10s or 2m)");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds_per_unit = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| bad())
+}
+
+/// Parses `HOST:PORT`, resolving a host name to its first address.
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| format!("{text:?} is not an address HOST:PORT ({why})");
+    text.to_socket_addrs()
+        .map_err(|err| bad(err.to_string()))?
+        .next()
+        .ok_or_else(|| bad("it resolves to no address".into()))
+}
+
+/// Parses a rate in requests per second, above zero.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("{text:?} is not a rate above 0 requests per second"))
+}
+
+impl Args {
+    /// Checks what clap cannot, and builds the [`Plan`].
+    pub(crate) fn into_plan(self) -> anyhow::Result<Plan> {
+        let counts: Vec<usize> = match (&self.sweep, self.threads) {
+            (Some(sweep), _) => sweep.clone(),
+            (None, Some(n)) => vec![n],
+            (None, None) => bail!("give the number of threads N, or --sweep"),
+        };
+        if counts.contains(&0) {
+            bail!("the number of threads must be at least 1, got 0");
+        }
+        if counts.is_empty() {
+            bail!("--sweep needs at least one thread count");
+        }
+        let amount = match self.duration {
+            Some(length) if length.is_zero() => bail!("--duration must be above zero"),
+            Some(length) => Amount::Duration(length),
+            None => Amount::Requests(self.requests),
+        };
+        if let Amount::Requests(total) = amount {
+            let most = counts.iter().copied().max().unwrap_or(1);
+            if total < most as u64 {
+                bail!(
+                    "--requests {total} leaves some of the {most} threads nothing to do \
+                     (each makes TOTAL / N)"
+                );
+            }
+        }
+        if self.timeout.is_zero() {
+            bail!("--timeout must be above zero");
+        }
+        let connection = match self.pipeline {
+            Some(0) => bail!("--pipeline must be at least 1, got 0"),
+            Some(pipeline) => Connection::KeepAlive { pipeline },
+            None if self.keep_alive => Connection::KeepAlive { pipeline: 1 },
+            None => Connection::Fresh,
+        };
+        let config = Config {
+            threads: counts[0],
+            targets: self.addrs,
+            amount,
+            warmup: self.warmup,
+            mix: self.mix.unwrap_or_else(|| Mix::single(self.job)),
+            connection,
+            rate: self.rate,
+            timeout: self.timeout,
+        };
+        Ok(Plan {
+            config,
+            sweep: self.sweep,
+            json: self.json,
+            hgrm: self.hgrm,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(args: &[&str]) -> anyhow::Result<Plan> {
+        let mut argv = vec!["sumclient"];
+        argv.extend_from_slice(args);
+        Args::try_parse_from(argv)?.into_plan()
+    }
+
+    /// Durations read as people write them; bad ones are quoted.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "ms", "3 s", "-1s", "1x", "1e99h", "1..2s"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    /// With only N, the plan is the original experiment.
+    #[test]
+    fn defaults_are_the_original() {
+        let plan = plan_of(&["4"]).expect("valid");
+        let c = &plan.config;
+        assert_eq!(c.threads, 4);
+        assert_eq!(c.targets, vec!["127.0.0.1:10000".parse().unwrap()]);
+        assert_eq!(c.amount, Amount::Requests(1000));
+        assert_eq!(c.mix, Mix::single(Job::Sumn(25_000)));
+        assert_eq!(c.connection, Connection::Fresh);
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!((c.rate, plan.json, plan.sweep), (None, false, None));
+    }
+
+    /// Every option maps onto the plan; --pipeline implies --keep-alive.
+    #[test]
+    fn options_map() {
+        let plan = plan_of(&[
+            "2",
+            "--addr",
+            "127.0.0.1:1",
+            "--addr",
+            "127.0.0.1:2",
+            "--duration",
+            "3s",
+            "--warmup",
+            "500ms",
+            "--mix",
+            "sumn:1=9,ping=1",
+            "--pipeline",
+            "8",
+            "--rate",
+            "200",
+            "--timeout",
+            "2s",
+            "--json",
+            "--hgrm",
+            "out.hgrm",
+        ])
+        .expect("valid");
+        let c = &plan.config;
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.amount, Amount::Duration(Duration::from_secs(3)));
+        assert_eq!(c.warmup, Duration::from_millis(500));
+        assert_eq!(c.mix.to_string(), "sumn:1=9,ping=1");
+        assert_eq!(c.connection, Connection::KeepAlive { pipeline: 8 });
+        assert_eq!(c.rate, Some(200.0));
+        assert!(plan.json && plan.hgrm.is_some());
+        let swept = plan_of(&["--sweep", "1,2,4", "--keep-alive", "--job", "prime:7"]);
+        let swept = swept.expect("valid");
+        assert_eq!(swept.sweep, Some(vec![1, 2, 4]));
+        assert_eq!(
+            swept.config.connection,
+            Connection::KeepAlive { pipeline: 1 }
+        );
+        assert_eq!(swept.config.mix, Mix::single(Job::Prime(7)));
+    }
+
+    /// Bad values are refused with the value quoted.
+    #[test]
+    fn bad_values_quoted() {
+        for (args, quoted) in [
+            (&["4", "--job", "fib:3"][..], "\"fib:3\""),
+            (&["4", "--job", "sumn:-1"][..], "\"sumn:-1\""),
+            (&["4", "--mix", "sumn:1=ninety"][..], "\"sumn:1=ninety\""),
+            (&["4", "--duration", "soon"][..], "\"soon\""),
+            (&["4", "--rate", "-5"][..], "\"-5\""),
+            (&["4", "--addr", "nowhere"][..], "\"nowhere\""),
+            (&["four"][..], "four"),
+        ] {
+            let err = plan_of(args).expect_err(quoted);
+            assert!(err.to_string().contains(quoted), "{args:?}: {err}");
+        }
+    }
+
+    /// Settings that cannot make a run are refused, and conflicting options
+    /// too.
+    #[test]
+    fn impossible_settings_refused() {
+        for args in [
+            &["0"][..],
+            &["4", "--requests", "3"],
+            &["4", "--pipeline", "0"],
+            &["4", "--timeout", "0"],
+            &["4", "--duration", "0"],
+            &["--sweep", "1,0"],
+            &["--sweep", "1,8", "--requests", "4"],
+            &["4", "--requests", "10", "--duration", "1s"],
+            &["4", "--job", "ping", "--mix", "ping"],
+            &["4", "--sweep", "1,2"],
+            &["--sweep", "1,2", "--hgrm", "x"],
+            &[],
+        ] {
+            assert!(plan_of(args).is_err(), "{args:?} accepted");
+        }
+    }
+}

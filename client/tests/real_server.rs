@@ -1,0 +1,156 @@
+//! `sumclient` against the real `sumserver`, under each strategy and in
+//! each mode. The server binary must be built (see
+//! [`support::sumserver_path`]).
+
+mod support;
+
+use support::{run_client, Server};
+
+/// Runs the check against a server with `apply`: 4 threads, 200
+/// requests, every answer right.
+fn two_hundred_requests(apply: &str) {
+    let server = Server::start(apply);
+    let run = run_client(&["4", "--addr", &server.addr(), "--requests", "200"]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let mut lines = run.stdout.lines();
+    assert_eq!(lines.next(), Some("200 total requests"), "{run:?}");
+    let seconds: f64 = lines
+        .next()
+        .and_then(|line| line.parse().ok())
+        .unwrap_or_else(|| panic!("second line is not the elapsed seconds: {run:?}"));
+    assert!(seconds > 0.0 && seconds < 30.0, "{seconds}");
+    assert!(
+        run.stdout.contains("(200 ok, 0 wrong, 0 errors)"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("errors: none"), "{run:?}");
+}
+
+/// The seed experiment passes against the inline strategy.
+#[test]
+fn smoke_inline() {
+    two_hundred_requests("inline");
+}
+
+/// The seed experiment passes against the exclusive strategy.
+#[test]
+fn exclusive() {
+    two_hundred_requests("exclusive");
+}
+
+/// The seed experiment passes against the threads strategy.
+#[test]
+fn threads() {
+    two_hundred_requests("threads");
+}
+
+/// The seed experiment passes against the procs strategy.
+#[test]
+fn procs() {
+    two_hundred_requests("procs");
+}
+
+/// Kept-alive, pipelined connections with a weighted mix get every answer
+/// right, report each kind, and write a .hgrm file plotters can read.
+#[test]
+fn pipelined_mix() {
+    let server = Server::start("threads");
+    let hgrm = std::env::temp_dir().join(format!("sumclient-test-{}.hgrm", std::process::id()));
+    let hgrm_arg = hgrm.to_str().expect("a UTF-8 temp path").to_owned();
+    let run = run_client(&[
+        "2",
+        "--addr",
+        &server.addr(),
+        "--requests",
+        "400",
+        "--keep-alive",
+        "--pipeline",
+        "8",
+        "--mix",
+        "sumn:25000=85,prime:1000003=10,ping=4,sleep:1=1",
+        "--hgrm",
+        &hgrm_arg,
+    ]);
+    let written = std::fs::read_to_string(&hgrm);
+    let _ = std::fs::remove_file(&hgrm);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(run.stdout.starts_with("400 total requests\n"), "{run:?}");
+    assert!(
+        run.stdout.contains("(400 ok, 0 wrong, 0 errors)"),
+        "{run:?}"
+    );
+    for kind in ["  sumn ", "  prime ", "  ping ", "  sleep "] {
+        assert!(run.stdout.contains(kind), "no {kind:?} row: {run:?}");
+    }
+    let written = written.expect("the .hgrm file was written");
+    assert!(
+        written.starts_with("       Value   Percentile   TotalCount 1/(1-Percentile)\n\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains("Total count    =          400]"),
+        "{written}"
+    );
+}
+
+/// The JSON report parses, and its counts add up overall and per kind.
+#[test]
+fn json_counts_add_up() {
+    let server = Server::start("inline");
+    let run = run_client(&[
+        "3",
+        "--addr",
+        &server.addr(),
+        "--requests",
+        "90",
+        "--mix",
+        "sumn:1000=2,prime:1000003=1,ping=1",
+        "--json",
+    ]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let json = run.json();
+    let counts = &json["overall"]["counts"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("{v} is no count"));
+    assert_eq!(n(&counts["sent"]), 90);
+    assert_eq!(
+        n(&counts["ok"]) + n(&counts["wrong"]) + n(&counts["errors"]),
+        n(&counts["sent"])
+    );
+    assert_eq!(n(&json["total_requests"]), 90);
+    let kinds = json["kinds"].as_object().expect("kinds is an object");
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    let per_kind: u64 = kinds.values().map(|k| n(&k["counts"]["sent"])).sum();
+    assert_eq!(per_kind, 90);
+    let latency = &json["overall"]["latency_us"];
+    for key in ["p50", "p75", "p90", "p99", "p99_9", "p99_99", "max", "mean"] {
+        assert!(latency[key].is_number(), "no {key}: {latency}");
+    }
+    assert!(n(&latency["p50"]) <= n(&latency["max"]));
+    assert_eq!(json["all_right"], true);
+}
+
+/// A sweep prints one table row per thread count.
+#[test]
+fn sweep_table() {
+    let server = Server::start("threads");
+    let run = run_client(&[
+        "--sweep",
+        "1,2",
+        "--addr",
+        &server.addr(),
+        "--requests",
+        "40",
+    ]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{run:?}");
+    assert!(
+        lines[0].contains("threads") && lines[0].contains("p99"),
+        "{run:?}"
+    );
+    for (line, threads) in lines[1..].iter().zip(["1", "2"]) {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(columns.len(), 7, "{line}");
+        assert_eq!((columns[0], columns[1], columns[6]), (threads, "40", "0"));
+    }
+}
