@@ -2,13 +2,17 @@
 //! request/reply over loopback, a bare socketpair round trip between two
 //! processes, Python's `multiprocessing.Pool.apply`, and the time of one job.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::server::Server;
 
 /// Round trips per sample, and samples per floor (the median is kept).
 const ROUND_TRIPS: u32 = 2_000;
@@ -133,22 +137,42 @@ if __name__ == '__main__':
     String::from_utf8(output.stdout).ok()?.trim().parse().ok()
 }
 
-/// The `n` for which `sumn n` takes about `target` here, and its measured time
-/// in ms.
-pub(crate) fn calibrate_sumn(target: Duration) -> (u64, f64) {
-    let never = offload::job::Cancel::never();
-    let time_ms = |n: u64| {
-        let mut samples: Vec<f64> = (0..7)
-            .map(|_| {
-                let started = Instant::now();
-                std::hint::black_box(offload::job::sumn(std::hint::black_box(n), &never).ok());
-                started.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        samples.sort_by(f64::total_cmp);
-        samples[3]
-    };
-    let per_step_ms = time_ms(2_000_000) / 2_000_000.0;
-    let n = (target.as_secs_f64() * 1e3 / per_step_ms) as u64;
-    (n, time_ms(n))
+/// How long `sumn n` runs inside `sumserver` (its own `stats` say), in ms:
+/// the median of 30 jobs sent one after another to an `inline` server.
+///
+/// Timed in the server, not here: the same loop compiled into another binary
+/// can run at a different speed (code placement), and the physical limit is
+/// about the server's job.
+pub(crate) fn server_sumn_ms(server_bin: &Path, n: u64) -> anyhow::Result<f64> {
+    let server = Server::start(server_bin, "inline", &[])?;
+    let mut conn = TcpStream::connect(server.addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    for _ in 0..30 {
+        writeln!(conn, "sumn {n}")?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line.starts_with("ERR") {
+            bail!("the server refused sumn {n}: {line}");
+        }
+    }
+    writeln!(conn, "stats")?;
+    line.clear();
+    reader.read_line(&mut line)?;
+    let stats: serde_json::Value =
+        serde_json::from_str(&line).context("the server's stats are not JSON")?;
+    drop((conn, reader));
+    server.stop()?;
+    stats["jobs"]["sumn"]["run_us"]["p50"]
+        .as_f64()
+        .map(|us| us / 1000.0)
+        .context("no sumn run time in the server's stats")
+}
+
+/// The `n` for which `sumn n` takes about `target` in the server.
+pub(crate) fn calibrate_sumn(server_bin: &Path, target: Duration) -> anyhow::Result<u64> {
+    const PROBE: u64 = 2_000_000;
+    let per_step_ms = server_sumn_ms(server_bin, PROBE)? / PROBE as f64;
+    Ok((target.as_secs_f64() * 1e3 / per_step_ms) as u64)
 }
