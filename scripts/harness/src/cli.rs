@@ -13,7 +13,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) quick: bool,
 
-    /// Where to write the results (default: results/run-<unix time>).
+    /// Where to write the results (default: `results/run-<unix time>`).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
 
