@@ -230,10 +230,28 @@ fn main() {
         per_call(five_ms),
     );
 
-    println!("\n-- linearity: time per step of sumn n --");
-    let base = per_call(1_000_000) / 1e6;
-    for n in [1_000_000u64, 2_000_000, 4_000_000, 8_000_000] {
-        let step = per_call(n) / n as f64;
+    println!("\n-- linearity: time per step of sumn n (rounds interleaved) --");
+    // Rounds that time each n once, in turn: this machine's speed drifts by
+    // tens of percent over seconds, and a drift must not pass for a curve.
+    let sizes = [1_000_000u64, 2_000_000, 4_000_000, 8_000_000];
+    let mut timings: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for _ in 0..(sampler.samples * 3) {
+        for (n, times) in sizes.iter().zip(&mut timings) {
+            let started = Instant::now();
+            black_box(offload::job::sumn(black_box(*n), &never).expect("sum"));
+            times.push(started.elapsed().as_nanos() as f64 / *n as f64);
+        }
+    }
+    let steps: Vec<(u64, f64)> = sizes
+        .iter()
+        .zip(timings)
+        .map(|(n, mut times)| {
+            times.sort_by(f64::total_cmp);
+            (*n, times[times.len() / 2])
+        })
+        .collect();
+    let base = steps[0].1;
+    for (n, step) in steps {
         println!(
             "{:<52} {step:>10.3} ns/step ({:.2}× n=1M)",
             format!("n = {n}"),
