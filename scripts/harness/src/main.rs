@@ -126,6 +126,14 @@ fn run() -> anyhow::Result<()> {
                 "1024",
             ]
             .map(String::from);
+            // For the heavy workload the job is timed in the server just
+            // before and after this strategy's sweep: the machine's speed
+            // drifts, and each strategy is held to the limit of its own
+            // minute.
+            let job_ms_before = match workload.name {
+                "heavy" => Some(floors::server_sumn_ms(&server_bin, heavy_n)?),
+                _ => None,
+            };
             let server = server::Server::start(&server_bin, strategy, &server_args)?;
             let output = Command::new(&client_bin)
                 .args([
@@ -148,7 +156,19 @@ fn run() -> anyhow::Result<()> {
                 )
             })?;
             let points = points_of(&sweep)?;
-            by_strategy.push(json!({ "strategy": strategy, "points": points, "sumclient": sweep }));
+            let job_ms = match job_ms_before {
+                Some(before) => {
+                    let after = floors::server_sumn_ms(&server_bin, heavy_n)?;
+                    json!({ "before": before, "after": after, "best": before.min(after) })
+                }
+                None => Value::Null,
+            };
+            by_strategy.push(json!({
+                "strategy": strategy,
+                "points": points,
+                "heavy_job_ms": job_ms,
+                "sumclient": sweep,
+            }));
         }
         results.push(
             json!({ "workload": workload.name, "what": workload.what, "strategies": by_strategy }),
@@ -262,23 +282,32 @@ fn targets(
     socketpair_us: f64,
     heavy_ms: f64,
 ) -> anyhow::Result<Value> {
-    let limit = cores as f64 * 1000.0 / heavy_ms;
-    let one_core = 1000.0 / heavy_ms;
     let mut heavy = serde_json::Map::new();
     for strategy in STRATEGIES {
+        let entry = results
+            .iter()
+            .find(|w| w["workload"] == "heavy")
+            .and_then(|w| {
+                w["strategies"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["strategy"] == strategy)
+            })
+            .context("no heavy results")?;
+        let job_ms = entry["heavy_job_ms"]["best"].as_f64().unwrap_or(heavy_ms);
         let worst = points(results, "heavy", strategy)?
             .iter()
             .filter(|p| p.clients >= cores as u64)
             .map(|p| p.throughput)
             .fold(f64::INFINITY, f64::min);
         let (of, target) = if strategy == "exclusive" {
-            (one_core, "near 1.0 of one core")
+            (1000.0 / job_ms, "near 1.0 of one core")
         } else {
-            (limit, "≥ 0.90 of the limit")
+            (cores as f64 * 1000.0 / job_ms, "≥ 0.90 of the limit")
         };
         heavy.insert(
             strategy.into(),
-            json!({ "worst_ratio": worst / of, "target": target }),
+            json!({ "worst_ratio": worst / of, "limit_rps": of, "job_ms": job_ms, "target": target }),
         );
     }
     let tiny_p50 = |strategy| -> anyhow::Result<f64> {
@@ -374,12 +403,12 @@ fn markdown(document: &Value) -> anyhow::Result<String> {
     }
     writeln!(
         md,
-        "| `sumn 25000`, median run time in the server | {:.1} µs |",
+        "| `sumn 25000`, best time through the server (with its round trip) | {:.1} µs |",
         f("sumn_25000_us")
     )?;
     writeln!(
         md,
-        "| `sumn {}` (heavy job), median run time in the server, before and after the runs | {:.2} ms ({:.2} before, {:.2} after) |",
+        "| `sumn {}` (heavy job), best time through the server, before and after the runs | {:.2} ms ({:.2} before, {:.2} after) |",
         floors["heavy_n"],
         f("heavy_job_ms"),
         f("heavy_job_ms_before_runs"),
@@ -423,8 +452,10 @@ fn markdown(document: &Value) -> anyhow::Result<String> {
         let h = &t["heavy_clients_at_least_cores"][strategy];
         writeln!(
             md,
-            "- heavy, clients ≥ cores, {strategy}: worst {:.2} (target {})",
+            "- heavy, clients ≥ cores, {strategy}: worst {:.2} of {:.0} req/s (job {:.2} ms; target {})",
             h["worst_ratio"].as_f64().unwrap_or(f64::NAN),
+            h["limit_rps"].as_f64().unwrap_or(f64::NAN),
+            h["job_ms"].as_f64().unwrap_or(f64::NAN),
             h["target"].as_str().unwrap_or("")
         )?;
     }
