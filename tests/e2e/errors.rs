@@ -145,3 +145,23 @@ fn overlong_seed_number_is_refused() {
     );
     assert_eq!(server.seed(b"25000"), b"312512500");
 }
+
+/// A job that panics (offload's hidden fault-injection job, compiled into the
+/// test build only) gets `ERR internal` for its own caller; the connection,
+/// the other clients and the pool carry on under every strategy.
+#[test]
+fn a_panicking_job_harms_only_its_caller() {
+    for apply in ["inline", "exclusive", "threads", "procs"] {
+        let server = Server::start(apply, &["--workers", "2"]);
+        let mut bystander = server.line_conn();
+        let mut victim = server.line_conn();
+        let reply = victim.request("panic 1");
+        assert!(
+            reply.starts_with("ERR internal "),
+            "{apply}: expected ERR internal, got {reply:?}"
+        );
+        assert_eq!(victim.request("sumn 10"), "55", "{apply}: same connection");
+        assert_eq!(bystander.request("sumn 100"), "5050", "{apply}: bystander");
+        assert_eq!(server.line_conn().request("ping"), "pong", "{apply}");
+    }
+}
