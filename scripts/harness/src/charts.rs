@@ -4,6 +4,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::results::Results;
+use crate::sweep::Point;
+
 /// One line of a chart: a strategy and its (clients, value) points.
 pub(crate) struct Line {
     pub(crate) label: String,
@@ -90,5 +93,46 @@ pub(crate) fn draw(
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The two charts of every workload of `results`: throughput (with the
+/// physical limit on the heavy one) and p99 latency, against clients.
+pub(crate) fn draw_workloads(out: &Path, results: &Results) -> anyhow::Result<()> {
+    for workload in &results.workloads {
+        let name = &workload.workload;
+        let line = |value: fn(&Point) -> f64| -> Vec<Line> {
+            workload
+                .strategies
+                .iter()
+                .map(|s| Line {
+                    label: s.strategy.clone(),
+                    points: s
+                        .points
+                        .iter()
+                        .map(|p| (p.clients as f64, value(p)))
+                        .collect(),
+                })
+                .collect()
+        };
+        let limit = (name == "heavy").then_some((
+            results.floors.heavy_physical_limit_rps,
+            "physical limit: cores ÷ job time",
+        ));
+        draw(
+            &out.join(format!("{name}-throughput.svg")),
+            &format!("{name}: throughput"),
+            "requests/s",
+            &line(|p| p.throughput),
+            limit,
+        )?;
+        draw(
+            &out.join(format!("{name}-p99.svg")),
+            &format!("{name}: p99 latency"),
+            "p99 (ms)",
+            &line(|p| p.p99_us / 1000.0),
+            None,
+        )?;
+    }
     Ok(())
 }

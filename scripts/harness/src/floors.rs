@@ -2,17 +2,17 @@
 //! request/reply over loopback, a bare socketpair round trip between two
 //! processes, Python's `multiprocessing.Pool.apply`, and the time of one job.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::server::Server;
+use crate::sweep;
 
 /// Round trips per sample, and samples per floor (the median is kept).
 const ROUND_TRIPS: u32 = 2_000;
@@ -137,35 +137,17 @@ if __name__ == '__main__':
     String::from_utf8(output.stdout).ok()?.trim().parse().ok()
 }
 
-/// How long `sumn n` takes through `sumserver` at best, in ms: the fastest
-/// of 30 requests sent one after another to an `inline` server over one
-/// connection (the round trip adds some 30 µs to a job of milliseconds).
+/// How long `sumn n` takes through `sumserver`, in ms: the median of a few
+/// requests sent one after another to an idle `inline` server (the round
+/// trip adds some 30 µs to a job of milliseconds).
 ///
 /// Timed through the server, not here: the same loop compiled into another
-/// binary can run at a different speed (code placement). And the best, not
-/// the median: this machine's speed drifts by tens of percent, noise only
-/// ever adds time, and the physical limit is what the cores can do at best.
+/// binary can run at a different speed (code placement).
 pub(crate) fn server_sumn_ms(server_bin: &Path, n: u64) -> anyhow::Result<f64> {
     let server = Server::start(server_bin, "inline", &[])?;
-    let mut conn = TcpStream::connect(server.addr)?;
-    conn.set_nodelay(true)?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    let mut best = f64::INFINITY;
-    for _ in 0..30 {
-        let started = Instant::now();
-        writeln!(conn, "sumn {n}")?;
-        line.clear();
-        reader.read_line(&mut line)?;
-        best = best.min(started.elapsed().as_secs_f64() * 1e3);
-        if line.starts_with("ERR") || line.is_empty() {
-            bail!("the server did not answer sumn {n}: {line:?}");
-        }
-    }
-    drop((conn, reader));
+    let ms = sweep::probe_ms(server.addr, n)?;
     server.stop()?;
-    Ok(best)
+    Ok(ms)
 }
 
 /// The `n` for which `sumn n` takes about `target` in the server.

@@ -53,6 +53,14 @@ impl Server {
         Ok(server)
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .and_then(|c| i32::try_from(c.id()).ok())
+            .unwrap_or(0)
+    }
+
     /// SIGTERM, then wait for a clean exit (at most 15 s).
     pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {

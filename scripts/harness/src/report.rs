@@ -1,0 +1,221 @@
+//! `results.md`: the run's tables in Markdown, written from the same typed
+//! results as `results.json`.
+
+use std::fmt::Write as _;
+
+use crate::results::Results;
+use crate::targets::RatioTarget;
+
+/// Renders `results` as Markdown (charts are linked by file name, so the
+/// file reads well next to them).
+pub(crate) fn markdown(results: &Results) -> Result<String, std::fmt::Error> {
+    let mut md = String::new();
+    let machine = &results.machine;
+    let floors = &results.floors;
+    writeln!(md, "# ysum benchmark results\n")?;
+    writeln!(
+        md,
+        "`{}` on {} cores ({}), Linux {}; {:.0} s in all.\n",
+        results.command, machine.cores, machine.cpu, machine.kernel, results.elapsed_s
+    )?;
+    writeln!(md, "## Floors\n\n| what | value |\n|---|---|")?;
+    writeln!(
+        md,
+        "| TCP request/reply over loopback | {:.1} µs |",
+        floors.tcp_ping_pong_us
+    )?;
+    writeln!(
+        md,
+        "| socketpair round trip between two processes | {:.1} µs |",
+        floors.socketpair_ping_pong_us
+    )?;
+    match floors.python_pool_apply_us {
+        Some(us) => writeln!(
+            md,
+            "| Python `multiprocessing.Pool.apply`, tiny job | {us:.1} µs |"
+        )?,
+        None => writeln!(md, "| Python `multiprocessing.Pool.apply` | (no python3) |")?,
+    }
+    writeln!(
+        md,
+        "| `sumn 25000` (the seed's job) through an idle server | {:.1} µs |",
+        floors.sumn_25000_us
+    )?;
+    writeln!(
+        md,
+        "| `sumn {}` (the heavy job) through an idle server: at the start; median around the heavy points | {:.2} ms; {:.2} ms |",
+        floors.heavy_n, floors.heavy_job_ms_at_start, floors.heavy_job_ms_median
+    )?;
+    writeln!(
+        md,
+        "| physical limit for heavy jobs: cores ÷ median job time | {:.0} req/s |\n",
+        floors.heavy_physical_limit_rps
+    )?;
+    for workload in &results.workloads {
+        let heavy = workload.workload == "heavy";
+        writeln!(md, "## {}: {}\n", workload.workload, workload.what)?;
+        write!(
+            md,
+            "| strategy | clients | requests | seconds | req/s | p50 (µs) | p99 (µs) | cores busy | errors |"
+        )?;
+        if heavy {
+            write!(md, " job ms before → after | of limit |")?;
+        }
+        writeln!(md)?;
+        write!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        if heavy {
+            write!(md, "---:|---:|")?;
+        }
+        writeln!(md)?;
+        for strategy in &workload.strategies {
+            let lanes = if strategy.strategy == "exclusive" {
+                1.0
+            } else {
+                machine.cores as f64
+            };
+            for p in &strategy.points {
+                write!(
+                    md,
+                    "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.0} | {:.2} | {} |",
+                    strategy.strategy,
+                    p.clients,
+                    p.requests,
+                    p.seconds,
+                    p.throughput,
+                    p.p50_us,
+                    p.p99_us,
+                    p.cores_busy,
+                    p.errors
+                )?;
+                if let (true, Some(before), Some(after), Some(job)) =
+                    (heavy, p.job_ms_before, p.job_ms_after, p.job_ms())
+                {
+                    let of = p.throughput * job / 1000.0 / lanes;
+                    write!(md, " {before:.2} → {after:.2} | {of:.2} |")?;
+                }
+                writeln!(md)?;
+            }
+        }
+        let name = &workload.workload;
+        writeln!(
+            md,
+            "\n![{name} throughput]({name}-throughput.svg) ![{name} p99]({name}-p99.svg)\n"
+        )?;
+    }
+    io_models(&mut md, results)?;
+    targets(&mut md, results)?;
+    Ok(md)
+}
+
+fn io_models(md: &mut String, results: &Results) -> std::fmt::Result {
+    writeln!(
+        md,
+        "## responsiveness: 2 clients send heavy jobs (about 50 ms) while 4 send `ping` on a fixed schedule
+"
+    )?;
+    writeln!(
+        md,
+        "| --io | --apply | pings | ping p50 (µs) | ping p99 (µs) | ping max (µs) | heavy jobs | errors |"
+    )?;
+    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|")?;
+    for r in &results.responsiveness {
+        writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            r.io,
+            r.strategy,
+            r.pings,
+            r.ping_p50_us,
+            r.ping_p99_us,
+            r.ping_max_us,
+            r.heavy_jobs,
+            r.errors
+        )?;
+    }
+    writeln!(
+        md,
+        "\n## many connections: idle keep-alive connections held open while 64 others send `sumn 1000` (`--apply threads`)\n"
+    )?;
+    writeln!(
+        md,
+        "| --io | idle | opened in (s) | server threads | RSS before (MiB) | RSS with idle (MiB) | peak RSS (MiB) | active req/s | active p99 (µs) | errors |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for c in &results.connections {
+        writeln!(
+            md,
+            "| {} | {} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
+            c.io,
+            c.idle,
+            c.open_s,
+            c.threads,
+            c.rss_before_mib,
+            c.rss_idle_mib,
+            c.rss_peak_mib,
+            c.throughput,
+            c.p99_us,
+            c.errors
+        )?;
+    }
+    writeln!(md)
+}
+
+fn mark(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
+    let t = &results.targets;
+    writeln!(md, "## Targets, as measured in this run\n")?;
+    for h in &t.heavy {
+        let each: Vec<String> = h
+            .points
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} clients {:.2} (job {:.2} ms, {:.2} cores busy)",
+                    r.clients, r.ratio, r.job_ms, r.cores_busy
+                )
+            })
+            .collect();
+        writeln!(
+            md,
+            "- heavy, clients ≥ cores, {}: throughput ÷ ({}) = {}; target {}: {}",
+            h.strategy,
+            h.limit,
+            each.join(", "),
+            h.target,
+            mark(h.met)
+        )?;
+    }
+    let ratio = |md: &mut String, what: &str, r: &RatioTarget| {
+        writeln!(
+            md,
+            "- {what} = {:.2} (target {}): {}",
+            r.ratio,
+            r.target,
+            mark(r.met)
+        )
+    };
+    ratio(
+        md,
+        "tiny, 1 client: inline p50 ÷ TCP floor",
+        &t.tiny_inline_over_tcp_floor,
+    )?;
+    ratio(
+        md,
+        "tiny, 1 client: (procs − inline) p50 ÷ socketpair floor",
+        &t.tiny_procs_extra_over_socketpair_floor,
+    )?;
+    writeln!(
+        md,
+        "- the whole run: {:.1} min (target ≤ 5 min for the default run): {}",
+        results.elapsed_s / 60.0,
+        mark(results.elapsed_s <= 300.0)
+    )?;
+    Ok(())
+}
