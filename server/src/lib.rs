@@ -18,10 +18,40 @@
 
 pub mod config;
 pub mod connection;
+pub mod framing;
 pub mod listener;
 pub mod protocol;
+pub mod reactor;
 pub mod shutdown;
 
-pub use config::Config;
-pub use listener::run;
+pub use config::{Config, IoModel};
 pub use shutdown::Shutdown;
+
+use std::io;
+use std::net::TcpListener;
+
+use offload::Strategy;
+
+/// Serves `listener` with the I/O model `config.io` names until `shutdown`
+/// is triggered, then shuts down gracefully: the one place that chooses
+/// between a thread per connection ([`listener::run`]) and the event loop
+/// ([`reactor::run`]).
+///
+/// The strategy is borrowed: the caller drops it afterwards, which stops its
+/// workers.
+///
+/// # Errors
+///
+/// Only failures of the poll itself; errors on one connection are logged and
+/// survived.
+pub fn run(
+    listener: TcpListener,
+    config: &Config,
+    strategy: &Strategy,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    match config.io {
+        IoModel::Threads => listener::run(listener, config, strategy, shutdown),
+        IoModel::Events => reactor::run(listener, config, strategy, shutdown),
+    }
+}
