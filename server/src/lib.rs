@@ -1,5 +1,6 @@
-//! `sumserver`: a TCP compute server, one blocking thread per connection,
-//! CPU-heavy work handed to an [`offload::Strategy`].
+//! `sumserver`: a TCP compute server, CPU-heavy work handed to an
+//! [`offload::Strategy`], connections served by one blocking thread each or
+//! by one event loop ([`IoModel`]).
 //!
 //! [`run`] takes a bound listener, so that tests and scripts can bind port 0;
 //! the binary (`src/main.rs`) parses the command line, starts the strategy
@@ -9,11 +10,16 @@
 //! # Layout
 //!
 //! - [`config`]: the plain settings the server runs with.
-//! - [`listener`]: the accept loop on mio, connection limits, graceful
-//!   shutdown; [`run`] lives here.
+//! - [`run`] (here): picks the I/O model.
+//! - [`listener`]: `--io threads`: the accept loop on mio, connection limits,
+//!   graceful shutdown, a thread per connection.
 //! - [`connection`]: one connection's thread: reads requests, applies jobs,
 //!   writes replies, in either dialect.
-//! - [`protocol`]: parsing requests and writing `ERR <code> <detail>` replies.
+//! - [`reactor`]: `--io events`: one mio loop for every connection, jobs
+//!   submitted without waiting; its connections and their ordered output.
+//! - [`framing`]: cutting the byte stream into request lines under the limit.
+//! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
+//!   <detail>` and `stats` included.
 //! - [`shutdown`]: the [`Shutdown`] signal.
 
 pub mod config;

@@ -1,7 +1,7 @@
 //! `procs` (alias `pool`): a pool of K forked worker processes over
 //! ipc-channel, the counterpart of the original's `multiprocessing.Pool`.
 //!
-//! One function does the round trip ([`Shared::serve`]): take an idle worker
+//! One function does the round trip (`round_trip.rs`): take an idle worker
 //! from the pool, send the job on that worker's channel, block on the reply,
 //! complete the job's [`Done`] with the answer or with what went wrong
 //! (timeout, worker lost, busy, shutdown). `apply` runs it on the calling
@@ -17,6 +17,7 @@
 //! worker leaves (death, timeout kill, recycling).
 
 mod fork_server;
+mod round_trip;
 mod worker;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use ipc_channel::{IpcError, TryRecvError};
+use ipc_channel::TryRecvError;
 
 pub use fork_server::ForkServer;
 use fork_server::{Command, Event};
@@ -37,8 +38,8 @@ use super::done::{Caller, Done};
 use super::run::{join_queue, Place};
 use super::{StrategyConfig, Timing};
 use crate::error::{ApplyError, Exit, StartError};
-use crate::job::{Answer, Job};
-use crate::stats::{Gauge, Stats};
+use crate::job::Job;
+use crate::stats::Stats;
 
 /// How long a caller that saw its worker vanish waits for the fork server to
 /// say how it ended, before reporting the end as unknown.
@@ -283,139 +284,6 @@ impl Procs {
             self.shared.fork_server.send(Command::Kill { pid });
         }
     }
-}
-
-impl Shared {
-    /// One job's round trip, on whichever thread calls it (an `apply` caller
-    /// or a runner): waits for an idle worker until the job has waited the
-    /// queue wait, sends the job, waits for the reply at most the job
-    /// timeout, and completes the ticket with what happened.
-    fn serve(&self, ticket: Ticket) {
-        let Ticket {
-            job,
-            arrived,
-            place,
-            done,
-        } = ticket;
-        let mut timing = Timing::default();
-        let result = self.round_trip(job, arrived, place, &mut timing);
-        done.complete(result, timing);
-    }
-
-    fn round_trip(
-        &self,
-        job: Job,
-        arrived: Instant,
-        place: Place,
-        timing: &mut Timing,
-    ) -> Result<Answer, ApplyError> {
-        let mut worker = match self.take_idle_worker(arrived + self.queue_wait) {
-            Ok(worker) => worker,
-            Err(why) => {
-                timing.queue_wait = Some(arrived.elapsed());
-                let queued = self.stats.queued.load(Ordering::Relaxed) - 1;
-                return Err(match why {
-                    NoWorker::Stopping => ApplyError::ShuttingDown { job },
-                    NoWorker::Broken => ApplyError::PoolDown {
-                        job,
-                        reason: "the fork server is gone".into(),
-                    },
-                    NoWorker::InTime => ApplyError::Busy {
-                        job,
-                        waited: arrived.elapsed(),
-                        queued,
-                    },
-                });
-            }
-        };
-        drop(place);
-        timing.queue_wait = Some(arrived.elapsed());
-        worker.end.busy.store(true, Ordering::Relaxed);
-
-        let _running = Gauge::raise(&self.stats.running);
-        let started = Instant::now();
-        let reply = match worker.jobs.send(job) {
-            Ok(()) => match self.job_timeout {
-                Some(limit) => worker.replies.try_recv_timeout(limit),
-                None => worker.replies.recv().map_err(TryRecvError::IpcError),
-            },
-            Err(err) => Err(TryRecvError::IpcError(err)),
-        };
-        let elapsed = started.elapsed();
-        timing.run = Some(elapsed);
-        worker.end.busy.store(false, Ordering::Relaxed);
-        match reply {
-            Ok(reply) => {
-                worker.served += 1;
-                if self
-                    .recycle_after
-                    .is_some_and(|limit| worker.served >= limit)
-                {
-                    // Dropping the handle closes the worker's channels: it exits
-                    // and the supervisor replaces it.
-                    drop(worker);
-                } else {
-                    let _ = self.give_back.send(worker);
-                }
-                reply.map_err(|message| ApplyError::JobPanicked { job, message })
-            }
-            Err(TryRecvError::Empty) => {
-                // Over time: the only way to stop a job in another process is
-                // to kill the process. The fork server does it, because it can
-                // be sure the pid is still its child.
-                self.fork_server.send(Command::Kill { pid: worker.pid });
-                Err(ApplyError::Timeout { job, elapsed })
-            }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_)))
-                if self.stopping.load(Ordering::Relaxed) =>
-            {
-                Err(ApplyError::ShuttingDown { job })
-            }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => {
-                let exit = worker.end.wait(EXIT_REPORT_WAIT);
-                Err(ApplyError::WorkerLost {
-                    job,
-                    pid: worker.pid,
-                    exit,
-                })
-            }
-            Err(TryRecvError::IpcError(IpcError::SerializationError(err))) => {
-                // A garbled reply means the worker cannot be trusted: retire it.
-                self.fork_server.send(Command::Kill { pid: worker.pid });
-                Err(ApplyError::PoolDown {
-                    job,
-                    reason: format!("unreadable reply from worker {}: {err}", worker.pid),
-                })
-            }
-        }
-    }
-
-    /// An idle worker that is still alive, waiting until `give_up_at`; in
-    /// short slices, so that a shutdown stops the wait at once.
-    fn take_idle_worker(&self, give_up_at: Instant) -> Result<WorkerHandle, NoWorker> {
-        loop {
-            if self.stopping.load(Ordering::Relaxed) {
-                return Err(NoWorker::Stopping);
-            }
-            let slice = (Instant::now() + STOP_CHECK).min(give_up_at);
-            match self.idle.recv_deadline(slice) {
-                // It died while idle; the supervisor is already replacing it.
-                Ok(worker) if worker.end.has_ended() => {}
-                Ok(worker) => return Ok(worker),
-                Err(_) if Instant::now() < give_up_at => {}
-                Err(_) if self.broken.load(Ordering::Relaxed) => return Err(NoWorker::Broken),
-                Err(_) => return Err(NoWorker::InTime),
-            }
-        }
-    }
-}
-
-/// Why a job got no worker.
-#[derive(Debug, Clone, Copy)]
-enum NoWorker {
-    Stopping,
-    Broken,
-    InTime,
 }
 
 impl Drop for Procs {
