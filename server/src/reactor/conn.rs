@@ -175,7 +175,7 @@ impl Conn {
 
     /// Does everything that can be done now without blocking: answers the
     /// requests already read, writes, reads more. Returns true if it stopped
-    /// only because its read budget ran out, so that the reactor gives it
+    /// only because its [`STEP_BUDGET`] ran out, so that the reactor gives it
     /// another turn soon (mio reports readiness only when it changes).
     pub(super) fn drive(&mut self, env: &Env<'_>) -> bool {
         for _ in 0..STEP_BUDGET {
