@@ -5,6 +5,8 @@
 //! blocks until the [`Answer`] comes back. Where the work runs — on the calling
 //! thread, under one global lock, in a pool of threads or in a pool of forked
 //! processes — is the strategy's business alone, chosen by name at start-up.
+//! An event loop, which must not block, uses [`Strategy::submit`] instead: the
+//! job is handed over and a callback gets its result, exactly once.
 //!
 //! ```
 //! use offload::{Job, Answer, Strategy, StrategyConfig, StrategyKind};

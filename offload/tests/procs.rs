@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Case); 9] = [
+    let tests: [(&str, Case); 10] = [
         ("smoke", smoke),
         (
             "identical_answers_across_strategies",
@@ -55,6 +55,10 @@ fn main() -> ExitCode {
         (
             "busy_when_all_workers_are_taken",
             busy_when_all_workers_are_taken,
+        ),
+        (
+            "submit_completes_exactly_once",
+            submit_completes_exactly_once,
         ),
         (
             "no_orphans_when_the_server_is_killed",
@@ -225,6 +229,96 @@ fn kill_busy_worker_20_times(fork_server: &Arc<ForkServer>) {
     assert!(
         median < Duration::from_millis(100),
         "median respawn {median:?}"
+    );
+}
+
+/// Every submission to the pool completes exactly once, on a runner thread,
+/// without `submit` ever blocking: answered, busy (queue full), timed out,
+/// worker lost, and refused or cut short at shutdown.
+fn submit_completes_exactly_once(fork_server: &Arc<ForkServer>) {
+    let strategy = pool(fork_server, |c| {
+        // Room for the first three at once (runners may not have taken any
+        // yet), and for three waiting later.
+        c.queue = 3;
+        c.job_timeout = Some(Duration::from_millis(300));
+    });
+    let mut completions = common::Completions::new();
+    let started = Instant::now();
+    let answered = completions.submit(&strategy, Job::Sumn(25_000));
+    let timed_out = completions.submit(&strategy, Job::Sleep(5_000));
+    let lost = completions.submit(&strategy, Job::Sleep(5_000));
+    // Wait until both sleeps run, so that the queue is empty again.
+    let busy = loop {
+        let pids = strategy.busy_worker_pids();
+        if pids.len() == K && strategy.stats().queued == 0 {
+            break pids[0];
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "workers busy");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // Both workers are busy: three more wait, the next is refused at once.
+    let submitting = Instant::now();
+    let waiting = [
+        completions.submit(&strategy, Job::Sumn(10)),
+        completions.submit(&strategy, Job::Sumn(20)),
+        completions.submit(&strategy, Job::Sumn(3)),
+    ];
+    let refused = completions.submit(&strategy, Job::Sumn(30));
+    assert!(
+        submitting.elapsed() < Duration::from_millis(100),
+        "submit blocked: {:?}",
+        submitting.elapsed()
+    );
+    // One of the two sleeps is lost, the other times out.
+    kill(Pid::from_raw(busy as i32), Signal::SIGKILL).expect("kill a busy worker");
+    let results = completions.all(Duration::from_secs(10));
+    assert_eq!(results[answered], Ok(Answer::Sum(312_512_500)));
+    let sleeps = [&results[timed_out], &results[lost]];
+    assert!(
+        sleeps
+            .iter()
+            .any(|r| matches!(r, Err(ApplyError::WorkerLost { .. }))),
+        "{sleeps:?}"
+    );
+    assert!(
+        sleeps.iter().all(|r| matches!(
+            r,
+            Err(ApplyError::WorkerLost { .. } | ApplyError::Timeout { .. })
+        )),
+        "{sleeps:?}"
+    );
+    assert_eq!(results[waiting[0]], Ok(Answer::Sum(55)));
+    assert_eq!(results[waiting[1]], Ok(Answer::Sum(210)));
+    assert_eq!(results[waiting[2]], Ok(Answer::Sum(6)));
+    assert!(
+        matches!(results[refused], Err(ApplyError::Busy { .. })),
+        "{:?}",
+        results[refused]
+    );
+    back_to_k(&strategy, Instant::now());
+
+    // Shutdown: a job cut short, a job still waiting, a job submitted after.
+    let mut completions = common::Completions::new();
+    completions.submit(&strategy, Job::Sleep(5_000));
+    completions.submit(&strategy, Job::Sleep(5_000));
+    completions.submit(&strategy, Job::Sumn(1));
+    while strategy.busy_worker_pids().len() < K {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    strategy.shutdown();
+    completions.submit(&strategy, Job::Sumn(2));
+    let stopping = Instant::now();
+    drop(strategy);
+    for (id, result) in completions.all(Duration::from_secs(10)).iter().enumerate() {
+        assert!(
+            matches!(result, Err(ApplyError::ShuttingDown { .. })),
+            "submission {id}: {result:?}"
+        );
+    }
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopping.elapsed()
     );
 }
 

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use offload::{StrategyConfig, StrategyKind};
+use server::config::IoModel;
 use server::Config;
 
 /// A TCP compute server: one thread per connection, CPU-heavy work handed to
@@ -22,6 +23,12 @@ pub(crate) struct Args {
     /// line of stdout).
     #[arg(long, default_value = "127.0.0.1:10000")]
     addr: SocketAddr,
+
+    /// Network I/O: `threads` (a blocking thread per connection) or `events`
+    /// (one mio reactor thread for every connection, jobs submitted without
+    /// waiting; under inline and exclusive the reactor runs them itself).
+    #[arg(long, value_enum, default_value_t = Io::Threads)]
+    io: Io,
 
     /// Where jobs run: inline, exclusive, threads or procs (alias pool).
     #[arg(long, default_value = "inline", value_parser = parse_strategy)]
@@ -69,6 +76,15 @@ pub(crate) struct Args {
     /// overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+/// The values of `--io`; mapped at once onto [`IoModel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Io {
+    /// A blocking thread per connection.
+    Threads,
+    /// One reactor thread for every connection.
+    Events,
 }
 
 fn default_workers() -> usize {
@@ -124,6 +140,10 @@ impl Args {
         };
         Ok(Config {
             addr: self.addr,
+            io: match self.io {
+                Io::Threads => IoModel::Threads,
+                Io::Events => IoModel::Events,
+            },
             strategy,
             max_connections: self.max_connections,
             read_timeout: self.read_timeout,
@@ -162,6 +182,11 @@ mod tests {
         assert_eq!(config.strategy.kind, StrategyKind::Inline);
         assert_eq!(config.strategy.job_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.io, IoModel::Threads);
+        let config = Args::parse_from(["sumserver", "--io", "events"])
+            .into_config()
+            .expect("valid");
+        assert_eq!(config.io, IoModel::Events);
         let config = Args::parse_from(["sumserver", "--apply", "pool", "--job-timeout", "0"])
             .into_config()
             .expect("valid");
@@ -174,6 +199,8 @@ mod tests {
     fn bad_values_quoted() {
         let err = Args::try_parse_from(["sumserver", "--apply", "gil"]).expect_err("unknown");
         assert!(err.to_string().contains("\"gil\""), "{err}");
+        let err = Args::try_parse_from(["sumserver", "--io", "fibers"]).expect_err("unknown");
+        assert!(err.to_string().contains("fibers"), "{err}");
         let err = Args::try_parse_from(["sumserver", "--grace", "soon"]).expect_err("bad");
         assert!(err.to_string().contains("\"soon\""), "{err}");
     }

@@ -6,12 +6,41 @@ use std::time::Duration;
 
 use offload::{StrategyConfig, StrategyKind};
 
+/// How the server does its network I/O (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoModel {
+    /// One blocking thread per connection, which waits for its jobs.
+    #[default]
+    Threads,
+    /// One mio reactor thread multiplexes every connection over
+    /// non-blocking sockets and submits jobs without waiting for them.
+    Events,
+}
+
+impl IoModel {
+    /// The name as typed after `--io`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoModel::Threads => "threads",
+            IoModel::Events => "events",
+        }
+    }
+}
+
+impl std::fmt::Display for IoModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Everything the server needs to know, already validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where to listen (the binary binds it; [`crate::run`] takes the bound
     /// listener).
     pub addr: SocketAddr,
+    /// Threads per connection, or one event loop.
+    pub io: IoModel,
     /// Which strategy runs the jobs, and its limits.
     pub strategy: StrategyConfig,
     /// Connections served at once; more are refused with `ERR busy`.
@@ -28,10 +57,11 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The binary's defaults: 127.0.0.1:10000, `inline`.
+    /// The binary's defaults: 127.0.0.1:10000, threads, `inline`.
     fn default() -> Self {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 10_000)),
+            io: IoModel::Threads,
             strategy: StrategyConfig::new(StrategyKind::Inline),
             max_connections: 1024,
             read_timeout: Duration::from_secs(30),

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use offload::{Job, Strategy};
 
 use crate::config::Config;
+use crate::framing::{self, Frame};
 use crate::listener::Connections;
-use crate::protocol::{self, Code, Reject, Request, SEED_READ};
+use crate::protocol::{self, Reject, Request, SEED_READ};
 use crate::shutdown::Shutdown;
 
 /// What every connection thread shares.
@@ -78,13 +79,7 @@ fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::
     // was silently cut: a wrong answer. Refuse it instead when its next
     // digit is already here.
     let parsed = if request.len() == SEED_READ && more_digits_waiting(stream) {
-        Err(Reject::new(
-            Code::BadRequest,
-            format!(
-                "number longer than {SEED_READ} digits: {}…",
-                protocol::quote(request)
-            ),
-        ))
+        Err(protocol::seed_too_long(request))
     } else {
         protocol::parse_seed(request)
     };
@@ -103,13 +98,18 @@ fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::
     Ok(())
 }
 
+/// How long a connection closed after a reply keeps reading what the client
+/// still sends, so that closing does not reset the connection.
+pub(crate) const DRAIN_TIME: Duration = Duration::from_millis(100);
+
+/// How much a connection closed after a reply reads and discards at most.
+pub(crate) const DRAIN_LIMIT: usize = 1 << 20;
+
 /// Closes a connection that may still have unread input without losing the
 /// reply just written: closing a socket with unread data sends a reset, and
 /// a reset can make the client's kernel drop the reply before it is read. So
 /// send our FIN first, then read and discard what the client sent, briefly.
 fn close_after_reply(mut stream: &TcpStream) {
-    const DRAIN_LIMIT: usize = 1 << 20;
-    const DRAIN_TIME: Duration = Duration::from_millis(100);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let until = Instant::now() + DRAIN_TIME;
     let mut drained = 0;
@@ -139,15 +139,9 @@ fn more_digits_waiting(stream: &TcpStream) -> bool {
 /// Runs a job unless the server is shutting down.
 fn run_job(job: Job, ctx: &Context<'_>) -> Result<String, Reject> {
     if ctx.shutdown.is_triggered() {
-        return Err(Reject::new(
-            Code::ShuttingDown,
-            format!("{job} refused: the server is shutting down"),
-        ));
+        return Err(protocol::shutting_down(job));
     }
-    ctx.strategy
-        .apply(job)
-        .map(|answer| answer.to_string())
-        .map_err(|err| Reject::from(&err))
+    Ok(protocol::job_reply(&ctx.strategy.apply(job)))
 }
 
 /// The line dialect: requests are answered in order; replies to requests
@@ -162,12 +156,13 @@ fn serve_lines(stream: &TcpStream, mut pending: Vec<u8>, ctx: &Context<'_>) -> i
         // last until the replies are flushed.
         let mut answered = Vec::new();
         let mut consumed = 0;
-        while let Some(end) = pending[consumed..].iter().position(|&b| b == b'\n') {
-            let line = &pending[consumed..consumed + end];
-            consumed += end + 1;
-            if line.strip_suffix(b"\r").unwrap_or(line).len() > max_line {
-                return too_long(&mut out, max_line);
-            }
+        loop {
+            let (line, used) = match framing::next_line(&pending[consumed..], max_line) {
+                Frame::Line { line, consumed } => (line, consumed),
+                Frame::Partial => break,
+                Frame::TooLong => return too_long(&mut out, max_line),
+            };
+            consumed += used;
             match protocol::parse_line(line) {
                 Ok(Request::Quit) => return out.flush(),
                 Ok(Request::Ping) => out.write_all(b"pong\n")?,
@@ -186,9 +181,6 @@ fn serve_lines(stream: &TcpStream, mut pending: Vec<u8>, ctx: &Context<'_>) -> i
             deadline = Instant::now() + ctx.config.read_timeout;
         }
         pending.drain(..consumed);
-        if pending.len() > max_line {
-            return too_long(&mut out, max_line);
-        }
         out.flush()?;
         drop(answered);
         let n = read_by(stream, &mut chunk, deadline)?;
@@ -200,14 +192,7 @@ fn serve_lines(stream: &TcpStream, mut pending: Vec<u8>, ctx: &Context<'_>) -> i
 }
 
 fn too_long(out: &mut BufWriter<&TcpStream>, max_line: usize) -> io::Result<()> {
-    writeln!(
-        out,
-        "{}",
-        Reject::new(
-            Code::TooLong,
-            format!("request line longer than {max_line} bytes; closing")
-        )
-    )?;
+    writeln!(out, "{}", protocol::too_long(max_line))?;
     out.flush()?;
     close_after_reply(out.get_ref());
     Ok(())
@@ -232,16 +217,9 @@ fn read_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Res
 
 /// The `stats` reply: the strategy's statistics with the server's own.
 fn stats_json(ctx: &Context<'_>) -> String {
-    let mut value = serde_json::to_value(ctx.strategy.stats()).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert(
-            "connections".into(),
-            serde_json::to_value(ctx.connections.snapshot()).unwrap_or_default(),
-        );
-        object.insert(
-            "uptime_s".into(),
-            serde_json::json!(ctx.connections.uptime().as_secs_f64()),
-        );
-    }
-    value.to_string()
+    protocol::stats_reply(
+        ctx.strategy.stats(),
+        ctx.connections.snapshot(),
+        ctx.connections.uptime(),
+    )
 }

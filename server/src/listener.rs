@@ -28,7 +28,7 @@ const CONNECTION_STACK: usize = 256 * 1024;
 
 /// How long to wait before accepting again after the process ran out of
 /// descriptors or memory.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The open connections and the counters `stats` reports.
 #[derive(Debug)]
@@ -250,7 +250,7 @@ fn refuse(mut stream: &TcpStream, ctx: &Context<'_>, why: &str) {
 }
 
 /// Accept errors that mean "not now" rather than "this connection is bad".
-fn is_resource_exhaustion(err: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
     use nix::errno::Errno;
     matches!(
         err.raw_os_error().map(Errno::from_raw),

@@ -1,5 +1,5 @@
-//! `sumserver`: serve sums and primes over TCP, one thread per connection,
-//! the work done where `--apply` says.
+//! `sumserver`: serve sums and primes over TCP, with a thread per connection
+//! or one event loop (`--io`), the work done where `--apply` says.
 //!
 //! Run: `cargo run --release -p server -- --apply threads`
 
@@ -37,6 +37,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("could not block SIGINT and SIGTERM")?;
     let strategy = Strategy::start(&config.strategy).context("could not start the strategy")?;
     init_logging(&config.log_filter)?;
+    raise_descriptor_limit();
 
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("could not listen on {}", config.addr))?;
@@ -48,6 +49,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
     tracing::info!(
         addr = %local,
+        io = %config.io,
         apply = %strategy.kind(),
         workers = strategy.config().workers,
         max_connections = config.max_connections,
@@ -81,6 +83,21 @@ fn serve(config: Config) -> anyhow::Result<()> {
     drop(strategy);
     tracing::info!("sumserver stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit, so that
+/// either I/O model can hold thousands of connections (the usual soft limit
+/// is 1024). A failure only costs capacity, so it is logged, not fatal.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the descriptor limit"),
+            Err(err) => tracing::debug!(%err, soft, hard, "could not raise the descriptor limit"),
+        },
+        Ok((soft, _)) => tracing::debug!(limit = soft, "descriptor limit already at its maximum"),
+        Err(err) => tracing::debug!(%err, "could not read the descriptor limit"),
+    }
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

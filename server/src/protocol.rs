@@ -7,8 +7,11 @@
 //! [`Reject`] out, so every byte sequence has a defined answer.
 
 use std::fmt;
+use std::time::Duration;
 
-use offload::{ApplyError, Job, JobKind};
+use offload::{Answer, ApplyError, Job, JobKind, StatsSnapshot};
+
+use crate::listener::ConnectionSnapshot;
 
 /// The longest a seed-dialect request may be: the original read 16 bytes.
 pub const SEED_READ: usize = 16;
@@ -199,6 +202,59 @@ pub fn parse_line(line: &[u8]) -> Result<Request, Reject> {
     kind.with_argument(argument)
         .map(Request::Job)
         .map_err(|err| Reject::bad(err.to_string()))
+}
+
+/// The reply to a line over `max_line` bytes, after which the connection
+/// closes.
+pub fn too_long(max_line: usize) -> Reject {
+    Reject::new(
+        Code::TooLong,
+        format!("request line longer than {max_line} bytes; closing"),
+    )
+}
+
+/// The reply to a seed request of [`SEED_READ`] digits with more digits
+/// already behind it: the original would have cut the number and answered
+/// for the wrong one.
+pub fn seed_too_long(request: &[u8]) -> Reject {
+    Reject::bad(format!(
+        "number longer than {SEED_READ} digits: {}…",
+        quote(request)
+    ))
+}
+
+/// The reply to a job that arrives once the server is shutting down.
+pub fn shutting_down(job: Job) -> Reject {
+    Reject::new(
+        Code::ShuttingDown,
+        format!("{job} refused: the server is shutting down"),
+    )
+}
+
+/// The reply line (without its newline) for a job's result.
+pub fn job_reply(result: &Result<Answer, ApplyError>) -> String {
+    match result {
+        Ok(answer) => answer.to_string(),
+        Err(err) => Reject::from(err).to_string(),
+    }
+}
+
+/// The `stats` reply (without its newline): the strategy's statistics with
+/// the server's own connection counters and uptime.
+pub fn stats_reply(
+    strategy: StatsSnapshot,
+    connections: ConnectionSnapshot,
+    uptime: Duration,
+) -> String {
+    let mut value = serde_json::to_value(strategy).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "connections".into(),
+            serde_json::to_value(connections).unwrap_or_default(),
+        );
+        object.insert("uptime_s".into(), serde_json::json!(uptime.as_secs_f64()));
+    }
+    value.to_string()
 }
 
 #[cfg(test)]

@@ -9,14 +9,23 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{eventually, states, Conn, Reaped, Server};
+use crate::support::{both_io, eventually, states, Conn, Io, Reaped, Server};
+
+both_io!(
+    connections_over_the_limit_are_refused,
+    idle_connections_are_closed,
+    sigterm_drains_in_flight_requests_inline,
+    sigterm_drains_in_flight_requests_threads,
+    sigterm_drains_in_flight_requests_procs,
+    requests_after_sigterm_get_shutting_down,
+    python_seed_client_is_served,
+);
 
 /// With `--max-connections 2` and two connections open, a third gets
 /// `ERR busy too many connections` and EOF; once one closes, a new one is
 /// served.
-#[test]
-fn connections_over_the_limit_are_refused() {
-    let server = Server::start("threads", &["--max-connections", "2"]);
+fn connections_over_the_limit_are_refused(io: Io) {
+    let server = Server::start(io, "threads", &["--max-connections", "2"]);
     let mut first = server.line_conn();
     let mut second = server.line_conn();
     assert_eq!(first.request("ping"), "pong");
@@ -56,9 +65,8 @@ fn connections_over_the_limit_are_refused() {
 
 /// With `--read-timeout 300ms`, a silent connection and one stuck in a
 /// partial line are closed, while one that keeps talking stays open.
-#[test]
-fn idle_connections_are_closed() {
-    let server = Server::start("threads", &["--read-timeout", "300ms"]);
+fn idle_connections_are_closed(io: Io) {
+    let server = Server::start(io, "threads", &["--read-timeout", "300ms"]);
     let mut silent = server.line_conn();
     let mut partial = server.line_conn();
     partial.send("pin");
@@ -83,29 +91,27 @@ fn idle_connections_are_closed() {
     });
 }
 
-/// SIGTERM under `inline` lets in-flight requests finish, then exits 0.
-#[test]
-fn sigterm_drains_in_flight_requests_inline() {
-    sigterm_drains("inline", &[]);
+/// SIGTERM under `inline` lets in-flight requests finish, then exits 0 (with
+/// `--io events`, requests the stalled reactor had not read yet are refused).
+fn sigterm_drains_in_flight_requests_inline(io: Io) {
+    sigterm_drains(io, "inline", &[]);
 }
 
 /// SIGTERM under `threads` lets in-flight requests finish, then exits 0.
-#[test]
-fn sigterm_drains_in_flight_requests_threads() {
-    sigterm_drains("threads", &["--workers", "4"]);
+fn sigterm_drains_in_flight_requests_threads(io: Io) {
+    sigterm_drains(io, "threads", &["--workers", "4"]);
 }
 
 /// SIGTERM under `procs` lets in-flight requests finish, exits 0 and leaves
 /// no fork server or worker behind.
-#[test]
-fn sigterm_drains_in_flight_requests_procs() {
-    sigterm_drains("procs", &["--workers", "4"]);
+fn sigterm_drains_in_flight_requests_procs(io: Io) {
+    sigterm_drains(io, "procs", &["--workers", "4"]);
 }
 
-fn sigterm_drains(apply: &str, workers: &[&str]) {
+fn sigterm_drains(io: Io, apply: &str, workers: &[&str]) {
     let mut args = vec!["--grace", "5s"];
     args.extend_from_slice(workers);
-    let mut server = Server::start(apply, &args);
+    let mut server = Server::start(io, apply, &args);
     let tree = if apply == "procs" {
         let (fork_server, workers) = server.process_tree(4);
         [vec![fork_server], workers].concat()
@@ -121,8 +127,15 @@ fn sigterm_drains(apply: &str, workers: &[&str]) {
     let signalled = Instant::now();
     server.signal(Signal::SIGTERM);
 
+    let stalled = io == Io::Events && apply == "inline";
     for (i, conn) in conns.iter_mut().enumerate() {
-        assert_eq!(conn.read_line(), "ok", "in-flight request {i}");
+        let reply = conn.read_line();
+        if stalled && reply.starts_with("ERR shutting-down ") {
+            // The reactor ran another connection's sleep itself and had not
+            // read this request when the signal came.
+            continue;
+        }
+        assert_eq!(reply, "ok", "in-flight request {i}");
     }
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "exit status {status}");
@@ -145,9 +158,8 @@ fn sigterm_drains(apply: &str, workers: &[&str]) {
 
 /// After SIGTERM, a request on an already open idle connection gets
 /// `ERR shutting-down …` while an in-flight request still completes.
-#[test]
-fn requests_after_sigterm_get_shutting_down() {
-    let mut server = Server::start("threads", &["--grace", "5s", "--workers", "2"]);
+fn requests_after_sigterm_get_shutting_down(io: Io) {
+    let mut server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
     let mut idle = server.line_conn();
     assert_eq!(idle.request("ping"), "pong");
     let mut in_flight = server.line_conn();
@@ -165,8 +177,7 @@ fn requests_after_sigterm_get_shutting_down() {
 
 /// The 2009 Python client (if `python3` is on PATH) gets 312512500 three
 /// times in a row.
-#[test]
-fn python_seed_client_is_served() {
+fn python_seed_client_is_served(io: Io) {
     const CLIENT: &str = r#"
 import sys; from socket import *
 for _ in range(3):
@@ -177,7 +188,7 @@ for _ in range(3):
         eprintln!("python3 is not on PATH: skipped");
         return;
     };
-    let server = Server::start("procs", &[]);
+    let server = Server::start(io, "procs", &[]);
     let child = Command::new(python)
         .arg("-c")
         .arg(CLIENT)

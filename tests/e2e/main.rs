@@ -1,5 +1,7 @@
 //! End-to-end tests of `sumserver`: each test starts the real binary on
-//! `127.0.0.1:0`, speaks raw bytes to it and kills it when done.
+//! `127.0.0.1:0`, speaks raw bytes to it and kills it when done. Every
+//! protocol scenario runs twice, as `<scenario>::threads` and
+//! `<scenario>::events`, once per `--io` model (the `both_io!` macro).
 //!
 //! # Layout
 //!
@@ -11,6 +13,9 @@
 //!   `timeout`.
 //! - `lifecycle`: connection limits, idle timeouts, graceful shutdown on
 //!   SIGTERM, and the 2009 Python client.
+//! - `events`: what only `--io events` can show: the reactor never waits for
+//!   a job under `threads` and `procs`, stalls under `inline`, keeps replies
+//!   in order, and stops reading a client that does not read.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
 //!   and the process tree going away with a SIGKILLed server.
 //!
@@ -18,6 +23,7 @@
 //! test instead of hanging it.
 
 mod errors;
+mod events;
 mod lifecycle;
 mod procs;
 mod smoke;

@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{eventually, states, Proc, Server, IO_TIMEOUT};
+use crate::support::{both_io, eventually, states, Io, Proc, Server, IO_TIMEOUT};
+
+both_io!(
+    killed_worker_answers_worker_lost,
+    sigkill_of_the_server_takes_the_tree_down,
+);
 
 /// SIGKILL of the worker running a job answers that job with
 /// `ERR worker-lost …`, and the pool replaces the worker and keeps serving.
-#[test]
-fn killed_worker_answers_worker_lost() {
-    let server = Server::start("procs", &["--workers", "2", "--job-timeout", "0"]);
+fn killed_worker_answers_worker_lost(io: Io) {
+    let server = Server::start(io, "procs", &["--workers", "2", "--job-timeout", "0"]);
     let (_, workers) = server.process_tree(2);
     let mut conn = server.line_conn();
     assert_eq!(conn.request("sumn 10"), "55");
@@ -64,12 +68,11 @@ fn killed_worker_answers_worker_lost() {
 
 /// SIGKILL of the server takes the fork server and every worker with it
 /// within a second.
-#[test]
-fn sigkill_of_the_server_takes_the_tree_down() {
+fn sigkill_of_the_server_takes_the_tree_down(io: Io) {
     // Orphans are re-parented to this process, which reaps them (in the
     // `Server` guard): the sandbox's pid 1 may not.
     nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-    let mut server = Server::start("procs", &["--workers", "2"]);
+    let mut server = Server::start(io, "procs", &["--workers", "2"]);
     let (fork_server, workers) = server.process_tree(2);
     let tree = [vec![fork_server], workers].concat();
     assert_eq!(server.line_conn().request("sumn 10"), "55");

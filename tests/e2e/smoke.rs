@@ -6,34 +6,32 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{sum_of, Server};
+use crate::support::{both_io, sum_of, Io, Server};
+
+both_io!(smoke_inline, smoke_exclusive, smoke_threads, smoke_procs);
 
 /// `--apply inline` serves both dialects and every command correctly.
-#[test]
-fn smoke_inline() {
-    smoke("inline");
+fn smoke_inline(io: Io) {
+    smoke(io, "inline");
 }
 
 /// `--apply exclusive` serves both dialects and every command correctly.
-#[test]
-fn smoke_exclusive() {
-    smoke("exclusive");
+fn smoke_exclusive(io: Io) {
+    smoke(io, "exclusive");
 }
 
 /// `--apply threads` serves both dialects and every command correctly.
-#[test]
-fn smoke_threads() {
-    smoke("threads");
+fn smoke_threads(io: Io) {
+    smoke(io, "threads");
 }
 
 /// `--apply procs` serves both dialects and every command correctly.
-#[test]
-fn smoke_procs() {
-    smoke("procs");
+fn smoke_procs(io: Io) {
+    smoke(io, "procs");
 }
 
-fn smoke(apply: &str) {
-    let server = Server::start(apply, &[]);
+fn smoke(io: Io, apply: &str) {
+    let server = Server::start(io, apply, &[]);
     seed_dialect(&server);
     line_commands(&server, apply);
     pipelining(&server);

@@ -47,6 +47,46 @@ pub(crate) fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bo
     }
 }
 
+/// The server's I/O model, `--io`: every protocol test runs under both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// A blocking thread per connection.
+    Threads,
+    /// One reactor thread for every connection.
+    Events,
+}
+
+impl Io {
+    /// The name after `--io`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Io::Threads => "threads",
+            Io::Events => "events",
+        }
+    }
+}
+
+/// Turns each scenario `fn name(io: Io)` into two tests, `name::threads`
+/// and `name::events`, one per I/O model.
+macro_rules! both_io {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            /// The scenario with a thread per connection.
+            #[test]
+            fn threads() {
+                super::$name($crate::support::Io::Threads);
+            }
+
+            /// The scenario with one event loop.
+            #[test]
+            fn events() {
+                super::$name($crate::support::Io::Events);
+            }
+        }
+    )+};
+}
+pub(crate) use both_io;
+
 /// A running `sumserver`, killed (SIGKILL) and reaped with its descendants
 /// when dropped.
 #[derive(Debug)]
@@ -64,9 +104,10 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `sumserver --addr 127.0.0.1:0 --apply <apply> <extra_args…>`
-    /// and waits (at most [`IO_TIMEOUT`]) for its `listening on ADDR` line.
-    pub(crate) fn start(apply: &str, extra_args: &[&str]) -> Server {
+    /// Starts `sumserver --addr 127.0.0.1:0 --io <io> --apply <apply>
+    /// <extra_args…>` and waits (at most [`IO_TIMEOUT`]) for its
+    /// `listening on ADDR` line.
+    pub(crate) fn start(io: Io, apply: &str, extra_args: &[&str]) -> Server {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
             "sumserver-e2e-{}-{}.log",
@@ -75,7 +116,7 @@ impl Server {
         ));
         let stderr = File::create(&log).expect("create the server's log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sumserver"))
-            .args(["--addr", "127.0.0.1:0", "--apply", apply])
+            .args(["--addr", "127.0.0.1:0", "--io", io.name(), "--apply", apply])
             .args(extra_args)
             // Plain logs: they are read from a file when a test fails.
             .env("NO_COLOR", "1")

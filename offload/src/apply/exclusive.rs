@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::done::{Caller, Done};
 use super::run::{deadline, join_queue, run_here};
 use super::{StrategyConfig, Timing};
 use crate::error::ApplyError;
@@ -64,18 +65,30 @@ impl Exclusive {
         }
     }
 
-    /// Waits for the lock (at most the queue wait), then runs `job`.
-    pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+    /// Runs `job` on this thread under the lock and completes `done` before
+    /// returning. A blocking caller waits for the lock at most the queue
+    /// wait; a non-blocking one (an event loop) gets `Busy` at once if
+    /// another thread holds it, and otherwise stalls for the whole job.
+    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
+        let mut timing = Timing::default();
+        let result = self.run(job, caller, &mut timing);
+        done.complete(result, timing);
+    }
+
+    fn run(&self, job: Job, caller: Caller, timing: &mut Timing) -> Result<Answer, ApplyError> {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(ApplyError::ShuttingDown { job });
         }
         let arrived = Instant::now();
         let place = join_queue(&self.stats, self.queue, job)?;
-        let waited = self.free.recv_timeout(self.queue_wait);
+        let got_token = match caller {
+            Caller::Blocking => self.free.recv_timeout(self.queue_wait).is_ok(),
+            Caller::NonBlocking => self.free.try_recv().is_ok(),
+        };
         timing.queue_wait = Some(arrived.elapsed());
         let queued = self.stats.queued.load(Ordering::Relaxed) - 1;
         drop(place);
-        if waited.is_err() {
+        if !got_token {
             return Err(ApplyError::Busy {
                 job,
                 waited: arrived.elapsed(),

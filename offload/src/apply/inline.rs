@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::done::Done;
 use super::run::{deadline, run_here};
 use super::{StrategyConfig, Timing};
 use crate::error::ApplyError;
@@ -30,8 +31,17 @@ impl Inline {
         }
     }
 
-    /// Runs `job` now; a job over its timeout stops at its next yield point.
-    pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+    /// Runs `job` now and completes `done` before returning, for either
+    /// caller: an event loop that submits here stalls for the whole job (the
+    /// point of the experiment). A job over its timeout stops at its next
+    /// yield point.
+    pub(crate) fn submit(&self, job: Job, done: Done) {
+        let mut timing = Timing::default();
+        let result = self.run(job, &mut timing);
+        done.complete(result, timing);
+    }
+
+    fn run(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(ApplyError::ShuttingDown { job });
         }

@@ -1,4 +1,5 @@
-//! Strategies: where a job runs while its caller blocks.
+//! Strategies: where a job runs while its caller blocks, or while an event
+//! loop gets on with other work.
 //!
 //! [`Strategy`] is the one type that callers see. It wraps a private closed
 //! enum of implementations (the way crossbeam's `Sender` wraps its flavors),
@@ -18,7 +19,15 @@
 //! [`ApplyError::Busy`]; it runs at most [`StrategyConfig::job_timeout`]
 //! before [`ApplyError::Timeout`]; a panic becomes [`ApplyError::JobPanicked`]
 //! for its caller alone.
+//!
+//! Two ways in, one implementation per strategy: [`Strategy::submit`] hands a
+//! job over with a callback that is called exactly once with its result, and
+//! [`Strategy::apply`] is `submit` with a one-slot channel that the calling
+//! thread waits on. Each flavor sees a private `Done` (the promise to report
+//! the result, which reports `ShuttingDown` if it is ever dropped unkept) and
+//! whether the caller may block.
 
+mod done;
 mod exclusive;
 mod inline;
 mod procs;
@@ -32,9 +41,16 @@ use std::time::{Duration, Instant};
 
 use crate::error::{ApplyError, StartError};
 use crate::job::{Answer, Job};
-use crate::stats::{Outcome, Stats, StatsSnapshot};
+use crate::stats::{Stats, StatsSnapshot};
+
+use done::{Caller, Done};
 
 pub use procs::ForkServer;
+
+/// Extra time `apply` waits for an answer beyond the job's own limits before
+/// it gives up on it: the flavors enforce the limits themselves and always
+/// complete, this only guards against waiting for ever.
+const REPLY_SLACK: Duration = Duration::from_secs(1);
 
 /// The names a user can type after `--apply`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -239,25 +255,94 @@ impl Strategy {
     /// Runs `job` where this strategy runs jobs, blocking the calling thread
     /// until it answers or fails.
     ///
+    /// It is [`Strategy::submit`] plus a wait, with one difference: a full
+    /// `threads` queue (or a held `exclusive` token) is waited on for up to
+    /// the queue wait instead of refused at once, and `procs` does the round
+    /// trip to the worker process on this thread.
+    ///
     /// # Errors
     ///
     /// [`ApplyError`] says why there is no answer: busy, timeout, worker lost,
     /// panic, shutdown.
     pub fn apply(&self, job: Job) -> Result<Answer, ApplyError> {
-        let mut timing = Timing::default();
-        let result = match &self.flavor {
-            Flavor::Inline(inline) => inline.apply(job, &mut timing),
-            Flavor::Exclusive(exclusive) => exclusive.apply(job, &mut timing),
-            Flavor::Threads(threads) => threads.apply(job, &mut timing),
-            Flavor::Procs(procs) => procs.apply(job, &mut timing),
-        };
-        self.stats.record(
-            job.kind(),
-            Outcome::of(&result),
-            timing.queue_wait,
-            timing.run,
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let started = Instant::now();
+        self.dispatch(
+            job,
+            Caller::Blocking,
+            Box::new(move |result| {
+                // The caller may have given up waiting; then nobody needs it.
+                let _ = reply.send(result);
+            }),
         );
-        result
+        let bound = self
+            .config
+            .job_timeout
+            .map(|limit| self.config.queue_wait + limit + REPLY_SLACK);
+        let finished = match bound {
+            Some(bound) => answer.recv_timeout(bound).map_err(|e| e.is_timeout()),
+            None => answer.recv().map_err(|_| false),
+        };
+        match finished {
+            Ok(result) => result,
+            Err(true) => Err(ApplyError::Timeout {
+                job,
+                elapsed: started.elapsed(),
+            }),
+            // Unreachable in practice: a dropped promise still reports.
+            Err(false) => Err(ApplyError::ShuttingDown { job }),
+        }
+    }
+
+    /// Hands `job` over without waiting for it, and calls `done` exactly once
+    /// with its result: on the thread where the result becomes known, which
+    /// may be this one, before `submit` returns.
+    ///
+    /// Where `done` runs, by strategy:
+    ///
+    /// - `inline`, `exclusive`: the job runs on this thread and `done` is
+    ///   called before `submit` returns. An event loop that submits here
+    ///   stalls for the whole job: that is what these strategies show.
+    ///   `exclusive` does not wait for its token: if another thread holds it,
+    ///   the job is [`ApplyError::Busy`] at once.
+    /// - `threads`: on the worker thread that ran the job.
+    /// - `procs`: on the pool's runner thread that did the round trip to the
+    ///   worker process, including when the job timed out, the worker died,
+    ///   or no worker was free in time.
+    ///
+    /// `submit` itself never waits for a queue: when `queue` jobs are already
+    /// waiting, `done` gets [`ApplyError::Busy`] at once, on this thread;
+    /// after [`Strategy::shutdown`], [`ApplyError::ShuttingDown`]. Jobs still
+    /// queued when the strategy is dropped complete as `ShuttingDown`.
+    ///
+    /// `done` should be quick (send on a channel, wake a poll): it runs on a
+    /// worker's time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use offload::{Answer, Job, Strategy, StrategyConfig, StrategyKind};
+    ///
+    /// let strategy = Strategy::start(&StrategyConfig::new(StrategyKind::Threads)).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// strategy.submit(Job::Sumn(25_000), move |result| {
+    ///     let _ = tx.send(result);
+    /// });
+    /// assert_eq!(rx.recv().unwrap(), Ok(Answer::Sum(312_512_500)));
+    /// ```
+    pub fn submit(&self, job: Job, done: impl FnOnce(Result<Answer, ApplyError>) + Send + 'static) {
+        self.dispatch(job, Caller::NonBlocking, Box::new(done));
+    }
+
+    /// The one place that matches on the flavor to hand a job in.
+    fn dispatch(&self, job: Job, caller: Caller, callback: done::Callback) {
+        let done = Done::new(job, &self.stats, callback);
+        match &self.flavor {
+            Flavor::Inline(inline) => inline.submit(job, done),
+            Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
+            Flavor::Threads(threads) => threads.submit(job, caller, done),
+            Flavor::Procs(procs) => procs.submit(job, caller, done),
+        }
     }
 
     /// Stops taking work and cuts short the work under way: new jobs get

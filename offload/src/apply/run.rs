@@ -4,11 +4,12 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::ApplyError;
 use crate::job::{Answer, Cancel, Job, Stop};
-use crate::stats::{Gauge, Stats};
+use crate::stats::Stats;
 
 /// Runs `job` on this thread, turning a stop at a yield point into the
 /// matching error and a panic into [`ApplyError::JobPanicked`], and records
@@ -46,18 +47,30 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// A place among the jobs waiting for a worker; leaving drops it.
+/// A place among the jobs waiting for a worker; dropping it leaves. It owns
+/// its handle on the counters, so that it can travel with a job to another
+/// thread (a `procs` runner).
+#[derive(Debug)]
+pub(crate) struct Place(Arc<Stats>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes a place among the jobs waiting for a worker.
 ///
 /// # Errors
 ///
 /// [`ApplyError::Busy`] at once when `capacity` jobs are already waiting.
-pub(crate) fn join_queue<'a>(
-    stats: &'a Stats,
+pub(crate) fn join_queue(
+    stats: &Arc<Stats>,
     capacity: usize,
     job: Job,
-) -> Result<Gauge<'a>, ApplyError> {
-    let place = Gauge::raise(&stats.queued);
-    let ahead = stats.queued.load(Ordering::Relaxed) - 1;
+) -> Result<Place, ApplyError> {
+    let ahead = stats.queued.fetch_add(1, Ordering::Relaxed);
+    let place = Place(Arc::clone(stats));
     if ahead >= capacity {
         return Err(ApplyError::Busy {
             job,

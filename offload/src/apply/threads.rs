@@ -1,27 +1,24 @@
 //! `threads`: a pool of worker threads fed by a bounded crossbeam channel.
 //!
 //! Rust threads run Rust code on every core at once, so this is the native
-//! answer to the original's problem. The caller's thread blocks on a one-slot
-//! reply channel while a worker runs the job: two hand-offs per job, which the
-//! benchmark prices at a few microseconds.
+//! answer to the original's problem. The worker completes the job's [`Done`]:
+//! `apply` blocks on a one-slot reply channel behind it (two hand-offs per
+//! job, which the benchmark prices at a few microseconds), `submit` returns at
+//! once and the worker calls the submitter's callback.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
+use super::done::{Caller, Done};
 use super::run::{deadline, run_here};
 use super::{StrategyConfig, Timing};
 use crate::error::{ApplyError, StartError};
-use crate::job::{Answer, Cancel, Job};
+use crate::job::{Cancel, Job};
 use crate::stats::{Gauge, Stats};
-
-/// Extra time a caller waits for a worker's reply beyond the job's own
-/// limits, before it stops waiting: the worker enforces the limits itself,
-/// this only guards against waiting for ever.
-const REPLY_SLACK: Duration = Duration::from_secs(1);
 
 /// One job on its way to a worker.
 struct Task {
@@ -29,16 +26,9 @@ struct Task {
     enqueued: Instant,
     /// The worker refuses the job as busy if it gets it after this.
     start_by: Instant,
-    /// Raised by a caller that stopped waiting: the job is skipped or stops
-    /// at its next yield point.
-    abandoned: Arc<AtomicBool>,
-    reply: Sender<Finished>,
-}
-
-/// A worker's reply.
-struct Finished {
-    result: Result<Answer, ApplyError>,
-    timing: Timing,
+    /// Completed by the worker; a task dropped unread (the pool stopped)
+    /// completes itself as shutting down.
+    done: Done,
 }
 
 /// K worker threads and the queue in front of them.
@@ -50,7 +40,6 @@ pub(crate) struct Threads {
     /// Raised at shutdown: running jobs stop at their next yield point.
     stopping: Arc<AtomicBool>,
     queue_wait: Duration,
-    job_timeout: Option<Duration>,
     stats: Arc<Stats>,
 }
 
@@ -77,59 +66,53 @@ impl Threads {
             workers,
             stopping,
             queue_wait: config.queue_wait,
-            job_timeout: config.job_timeout,
             stats: Arc::clone(stats),
         })
     }
 
-    /// Queues `job` (waiting at most the queue wait for room) and blocks until
-    /// a worker answers.
-    pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
-        let tasks = self
-            .tasks
-            .as_ref()
-            .ok_or(ApplyError::ShuttingDown { job })?;
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let abandoned = Arc::new(AtomicBool::new(false));
+    /// Queues `job` for a worker, which completes `done`. A blocking caller
+    /// waits at most the queue wait for room in the queue; a non-blocking
+    /// one is refused as busy at once when the queue is full.
+    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
+        let tasks = match &self.tasks {
+            Some(tasks) if !self.stopping.load(Ordering::Relaxed) => tasks,
+            _ => return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default()),
+        };
         let enqueued = Instant::now();
         let task = Task {
             job,
             enqueued,
             start_by: enqueued + self.queue_wait,
-            abandoned: Arc::clone(&abandoned),
-            reply,
+            done,
         };
         // The worker that takes the task lowers the count again.
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(err) = tasks.send_timeout(task, self.queue_wait) {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            timing.queue_wait = Some(enqueued.elapsed());
-            return Err(match err {
-                SendTimeoutError::Timeout(_) => ApplyError::Busy {
-                    job,
-                    waited: enqueued.elapsed(),
-                    queued: tasks.len(),
-                },
-                SendTimeoutError::Disconnected(_) => ApplyError::ShuttingDown { job },
-            });
-        }
-        let finished = match self.job_timeout {
-            Some(limit) => answer.recv_timeout(self.queue_wait + limit + REPLY_SLACK),
-            None => answer.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let sent = match caller {
+            Caller::Blocking => tasks.send_timeout(task, self.queue_wait),
+            Caller::NonBlocking => tasks.try_send(task).map_err(|err| match err {
+                TrySendError::Full(task) => SendTimeoutError::Timeout(task),
+                TrySendError::Disconnected(task) => SendTimeoutError::Disconnected(task),
+            }),
         };
-        match finished {
-            Ok(finished) => {
-                *timing = finished.timing;
-                finished.result
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                abandoned.store(true, Ordering::Relaxed);
-                Err(ApplyError::Timeout {
-                    job,
-                    elapsed: enqueued.elapsed(),
-                })
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(ApplyError::ShuttingDown { job }),
+        if let Err(err) = sent {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            let waited = enqueued.elapsed();
+            let timing = Timing {
+                queue_wait: Some(waited),
+                run: None,
+            };
+            let (result, task) = match err {
+                SendTimeoutError::Timeout(task) => (
+                    ApplyError::Busy {
+                        job,
+                        waited,
+                        queued: tasks.len(),
+                    },
+                    task,
+                ),
+                SendTimeoutError::Disconnected(task) => (ApplyError::ShuttingDown { job }, task),
+            };
+            task.done.complete(Err(result), timing);
         }
     }
 }
@@ -164,9 +147,6 @@ impl Worker {
         let _alive = Gauge::raise(&self.stats.alive);
         while let Ok(task) = self.queue.recv() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            if task.abandoned.load(Ordering::Relaxed) {
-                continue;
-            }
             let waited = task.enqueued.elapsed();
             let mut timing = Timing {
                 queue_wait: Some(waited),
@@ -182,12 +162,10 @@ impl Worker {
                 let _running = Gauge::raise(&self.stats.running);
                 let cancel = Cancel::never()
                     .with_deadline(deadline(self.job_timeout))
-                    .with_flag(&task.abandoned)
                     .with_pool_flag(&self.stopping);
                 run_here(task.job, &cancel, &mut timing.run)
             };
-            // The caller may have stopped waiting; then nobody needs the reply.
-            let _ = task.reply.send(Finished { result, timing });
+            task.done.complete(result, timing);
         }
     }
 }

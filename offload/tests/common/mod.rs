@@ -89,3 +89,59 @@ pub fn apply_from_four_threads(strategy: &Strategy, jobs: &[Job]) -> Vec<Answer>
             .collect()
     })
 }
+
+/// Collects the results of `Strategy::submit` calls, numbered, to prove that
+/// every submission completes exactly once.
+pub struct Completions {
+    tx: std::sync::mpsc::Sender<(usize, Result<Answer, offload::ApplyError>)>,
+    rx: std::sync::mpsc::Receiver<(usize, Result<Answer, offload::ApplyError>)>,
+    submitted: usize,
+}
+
+impl Completions {
+    pub fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Completions {
+            tx,
+            rx,
+            submitted: 0,
+        }
+    }
+
+    /// Submits `job`; returns its number.
+    pub fn submit(&mut self, strategy: &Strategy, job: Job) -> usize {
+        let id = self.submitted;
+        self.submitted += 1;
+        let tx = self.tx.clone();
+        strategy.submit(job, move |result| {
+            tx.send((id, result)).expect("the test still listens");
+        });
+        id
+    }
+
+    /// The result of submission `id` if it has completed already (and no
+    /// other completion is waiting before it).
+    pub fn try_next(&self) -> Option<(usize, Result<Answer, offload::ApplyError>)> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Waits (at most `within`) for every submission to complete, and checks
+    /// that each completed exactly once; returns the results by number.
+    pub fn all(self, within: std::time::Duration) -> Vec<Result<Answer, offload::ApplyError>> {
+        let Completions { tx, rx, submitted } = self;
+        drop(tx);
+        let deadline = std::time::Instant::now() + within;
+        let mut results: Vec<Option<Result<Answer, offload::ApplyError>>> = vec![None; submitted];
+        for _ in 0..submitted {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (id, result) = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("not every submission completed: {results:?}"));
+            assert!(results[id].is_none(), "submission {id} completed twice");
+            results[id] = Some(result);
+        }
+        // Nothing more may arrive: every callback has been used up.
+        assert!(rx.try_recv().is_err(), "a completion too many");
+        results.into_iter().map(Option::unwrap).collect()
+    }
+}

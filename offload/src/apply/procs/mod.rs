@@ -1,18 +1,23 @@
 //! `procs` (alias `pool`): a pool of K forked worker processes over
 //! ipc-channel, the counterpart of the original's `multiprocessing.Pool`.
 //!
-//! The calling thread does the round trip itself: it takes an idle worker
-//! from the pool, sends the job on that worker's channel and blocks on the
-//! reply — no thread hand-off in between, so a job costs about one socketpair
-//! round trip more than `inline`. What the processes buy is isolation: a job
-//! that runs too long is killed with its process, a worker that dies fails
-//! only its own job, and the pool replaces it.
+//! One function does the round trip (`round_trip.rs`): take an idle worker
+//! from the pool, send the job on that worker's channel, block on the reply,
+//! complete the job's [`Done`] with the answer or with what went wrong
+//! (timeout, worker lost, busy, shutdown). `apply` runs it on the calling
+//! thread — no thread hand-off in between, so a job costs about one
+//! socketpair round trip more than `inline`. `submit` must not block, so it
+//! hands the job to one of K *runner* threads, which run the same function.
+//! What the processes buy is isolation: a job that runs too long is killed
+//! with its process, a worker that dies fails only its own job, and the pool
+//! replaces it.
 //!
 //! A supervisor thread listens to the fork server: it adds new workers to the
 //! pool, records how each one ended, and asks for a replacement every time a
 //! worker leaves (death, timeout kill, recycling).
 
 mod fork_server;
+mod round_trip;
 mod worker;
 
 use std::collections::HashMap;
@@ -23,21 +28,26 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use ipc_channel::{IpcError, TryRecvError};
+use ipc_channel::TryRecvError;
 
 pub use fork_server::ForkServer;
 use fork_server::{Command, Event};
 use worker::WorkerReply;
 
-use super::run::join_queue;
+use super::done::{Caller, Done};
+use super::run::{join_queue, Place};
 use super::{StrategyConfig, Timing};
 use crate::error::{ApplyError, Exit, StartError};
-use crate::job::{Answer, Job};
-use crate::stats::{Gauge, Stats};
+use crate::job::Job;
+use crate::stats::Stats;
 
 /// How long a caller that saw its worker vanish waits for the fork server to
 /// say how it ended, before reporting the end as unknown.
 const EXIT_REPORT_WAIT: Duration = Duration::from_millis(500);
+
+/// How often a job waiting for an idle worker looks whether the pool is
+/// stopping.
+const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// How long the pool waits for its first workers.
 const START_WAIT: Duration = Duration::from_secs(10);
@@ -104,17 +114,31 @@ struct Shared {
     broken: AtomicBool,
     fork_server: Arc<ForkServer>,
     stats: Arc<Stats>,
+    queue_wait: Duration,
+    job_timeout: Option<Duration>,
+    recycle_after: Option<u64>,
 }
 
-/// K worker processes, their supervisor, and the fork server behind them.
+/// A job admitted to the pool, on its way to a worker.
+#[derive(Debug)]
+struct Ticket {
+    job: Job,
+    arrived: Instant,
+    /// Its place among the waiting jobs, left when a worker takes it.
+    place: Place,
+    done: Done,
+}
+
+/// K worker processes, their supervisor, the runners that do submitted
+/// jobs' round trips, and the fork server behind them.
 #[derive(Debug)]
 pub(crate) struct Procs {
     shared: Arc<Shared>,
     supervisor: Option<JoinHandle<()>>,
+    /// Submitted jobs for the runners; `None` once dropping, which ends them.
+    submitted: Option<Sender<Ticket>>,
+    runners: Vec<JoinHandle<()>>,
     queue: usize,
-    queue_wait: Duration,
-    job_timeout: Option<Duration>,
-    recycle_after: Option<u64>,
 }
 
 impl Procs {
@@ -134,6 +158,9 @@ impl Procs {
             broken: AtomicBool::new(false),
             fork_server,
             stats: Arc::clone(stats),
+            queue_wait: config.queue_wait,
+            job_timeout: config.job_timeout,
+            recycle_after: config.recycle_after,
         });
         let (events_tx, events_rx) = ipc::channel::<Event>()
             .map_err(|e| StartError::os("could not create the pool's event channel", e))?;
@@ -149,14 +176,31 @@ impl Procs {
             .name("offload-supervisor".into())
             .spawn(move || supervisor.run())
             .map_err(|e| StartError::os("could not start the pool's supervisor thread", e))?;
-        let procs = Procs {
+        // Never more tickets wait than places in the queue, so the channel's
+        // bound is only a backstop.
+        let (submitted, tickets) = crossbeam_channel::bounded::<Ticket>(config.queue);
+        let mut procs = Procs {
             shared,
             supervisor: Some(supervisor),
+            submitted: Some(submitted),
+            runners: Vec::with_capacity(config.workers),
             queue: config.queue,
-            queue_wait: config.queue_wait,
-            job_timeout: config.job_timeout,
-            recycle_after: config.recycle_after,
         };
+        // One runner per worker is enough to keep every worker busy with
+        // submitted jobs; `apply` callers bring their own threads.
+        for index in 0..config.workers {
+            let shared = Arc::clone(&procs.shared);
+            let tickets = tickets.clone();
+            let runner = std::thread::Builder::new()
+                .name(format!("offload-runner-{index}"))
+                .spawn(move || {
+                    while let Ok(ticket) = tickets.recv() {
+                        shared.serve(ticket);
+                    }
+                })
+                .map_err(|e| StartError::os("could not start a runner thread", e))?;
+            procs.runners.push(runner);
+        }
         let deadline = Instant::now() + START_WAIT;
         while procs.shared.stats.alive.load(Ordering::Relaxed) < config.workers {
             if Instant::now() >= deadline || procs.shared.broken.load(Ordering::Relaxed) {
@@ -171,98 +215,45 @@ impl Procs {
         Ok(procs)
     }
 
-    /// Takes an idle worker (waiting at most the queue wait), sends it `job`
-    /// and blocks for the reply.
-    pub(crate) fn apply(&self, job: Job, timing: &mut Timing) -> Result<Answer, ApplyError> {
+    /// Admits `job` (busy at once when the queue is full), then does its
+    /// round trip on this thread for a blocking caller, or hands it to a
+    /// runner for a non-blocking one. Either way `done` is completed exactly
+    /// once.
+    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
         let shared = &*self.shared;
+        let refuse = |done: Done, err| done.complete(Err(err), Timing::default());
         if shared.stopping.load(Ordering::Relaxed) {
-            return Err(ApplyError::ShuttingDown { job });
+            return refuse(done, ApplyError::ShuttingDown { job });
         }
         let arrived = Instant::now();
-        let place = join_queue(&shared.stats, self.queue, job)?;
-        let give_up_at = arrived + self.queue_wait;
-        let mut worker = loop {
-            match shared.idle.recv_deadline(give_up_at) {
-                // It died while idle; the supervisor is already replacing it.
-                Ok(worker) if worker.end.has_ended() => continue,
-                Ok(worker) => break worker,
-                Err(_) => {
-                    timing.queue_wait = Some(arrived.elapsed());
+        let place = match join_queue(&shared.stats, self.queue, job) {
+            Ok(place) => place,
+            Err(busy) => return refuse(done, busy),
+        };
+        let ticket = Ticket {
+            job,
+            arrived,
+            place,
+            done,
+        };
+        match (caller, &self.submitted) {
+            (Caller::Blocking, _) => shared.serve(ticket),
+            (Caller::NonBlocking, Some(submitted)) => {
+                if let Err(err) = submitted.try_send(ticket) {
+                    let ticket = err.into_inner();
                     let queued = shared.stats.queued.load(Ordering::Relaxed) - 1;
-                    return Err(if shared.broken.load(Ordering::Relaxed) {
-                        ApplyError::PoolDown {
-                            job,
-                            reason: "the fork server is gone".into(),
-                        }
-                    } else {
+                    drop(ticket.place);
+                    refuse(
+                        ticket.done,
                         ApplyError::Busy {
                             job,
-                            waited: arrived.elapsed(),
+                            waited: Duration::ZERO,
                             queued,
-                        }
-                    });
+                        },
+                    );
                 }
             }
-        };
-        drop(place);
-        timing.queue_wait = Some(arrived.elapsed());
-        worker.end.busy.store(true, Ordering::Relaxed);
-
-        let _running = Gauge::raise(&shared.stats.running);
-        let started = Instant::now();
-        let reply = match worker.jobs.send(job) {
-            Ok(()) => match self.job_timeout {
-                Some(limit) => worker.replies.try_recv_timeout(limit),
-                None => worker.replies.recv().map_err(TryRecvError::IpcError),
-            },
-            Err(err) => Err(TryRecvError::IpcError(err)),
-        };
-        let elapsed = started.elapsed();
-        timing.run = Some(elapsed);
-        worker.end.busy.store(false, Ordering::Relaxed);
-        match reply {
-            Ok(reply) => {
-                worker.served += 1;
-                if self
-                    .recycle_after
-                    .is_some_and(|limit| worker.served >= limit)
-                {
-                    // Dropping the handle closes the worker's channels: it exits
-                    // and the supervisor replaces it.
-                    drop(worker);
-                } else {
-                    let _ = shared.give_back.send(worker);
-                }
-                reply.map_err(|message| ApplyError::JobPanicked { job, message })
-            }
-            Err(TryRecvError::Empty) => {
-                // Over time: the only way to stop a job in another process is
-                // to kill the process. The fork server does it, because it can
-                // be sure the pid is still its child.
-                shared.fork_server.send(Command::Kill { pid: worker.pid });
-                Err(ApplyError::Timeout { job, elapsed })
-            }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_)))
-                if shared.stopping.load(Ordering::Relaxed) =>
-            {
-                Err(ApplyError::ShuttingDown { job })
-            }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => {
-                let exit = worker.end.wait(EXIT_REPORT_WAIT);
-                Err(ApplyError::WorkerLost {
-                    job,
-                    pid: worker.pid,
-                    exit,
-                })
-            }
-            Err(TryRecvError::IpcError(IpcError::SerializationError(err))) => {
-                // A garbled reply means the worker cannot be trusted: retire it.
-                shared.fork_server.send(Command::Kill { pid: worker.pid });
-                Err(ApplyError::PoolDown {
-                    job,
-                    reason: format!("unreadable reply from worker {}: {err}", worker.pid),
-                })
-            }
+            (Caller::NonBlocking, None) => refuse(ticket.done, ApplyError::ShuttingDown { job }),
         }
     }
 
@@ -298,6 +289,13 @@ impl Procs {
 impl Drop for Procs {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        // Runners finish the ticket in hand (refused at once now, or ended
+        // when the supervisor kills a lingering worker), refuse the rest, and
+        // end when the channel is empty.
+        self.submitted = None;
+        for runner in self.runners.drain(..) {
+            let _ = runner.join();
+        }
         // Idle workers' channels close here; the supervisor closes any that
         // arrive later, and waits for every worker to be reported gone.
         while self.shared.idle.try_recv().is_ok() {}

@@ -1,0 +1,429 @@
+//! One connection as the reactor sees it: a non-blocking socket and the
+//! state the connection thread keeps on its stack in the threaded mode —
+//! the dialect, the read buffer, the replies in order, the read deadline —
+//! driven forward whenever its socket is ready or one of its jobs completes.
+//!
+//! It answers exactly as `crate::connection` does: the same framing, parsing
+//! and reply text, one job at a time (later requests wait in the buffer, as
+//! they wait in the socket while a connection thread is blocked on its job),
+//! `ERR too-long` then close, and the seed dialect's single read of at most
+//! 16 bytes, reply, FIN and brief drain.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::net::TcpStream;
+use mio::{Token, Waker};
+use offload::{Job, Strategy};
+
+use super::output::{OutBuf, Replies, Seq};
+use crate::config::Config;
+use crate::connection::{DRAIN_LIMIT, DRAIN_TIME};
+use crate::framing::{self, Frame};
+use crate::listener::ConnectionSnapshot;
+use crate::protocol::{self, Request, SEED_READ};
+
+/// Jobs one connection may have running at once. One, as in the threaded
+/// mode, where a connection's thread waits for each job before it reads the
+/// next request: a pipelining client gets its jobs run one after another and
+/// cannot fill the strategy's queue alone. The reply slots would keep order
+/// with more.
+const JOBS_PER_CONNECTION: usize = 1;
+
+/// Steps (a read, or a batch of requests answered) per turn before a
+/// connection lets the others have the reactor: a client that pipelines
+/// without pause must not starve the rest.
+const STEP_BUDGET: usize = 4;
+
+/// Requests answered per step.
+const LINES_PER_STEP: usize = 16;
+
+/// What one read brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// Bytes, now in the buffer (or handled, in the seed dialect).
+    Data,
+    /// Nothing now: wait for the socket to be readable again.
+    Blocked,
+    /// End of input, or an error that ended the connection.
+    Ended,
+}
+
+/// Bytes asked for per read in the line dialect.
+const READ_CHUNK: usize = 4096;
+
+/// A job's result, on its way back to the reactor.
+#[derive(Debug)]
+pub(super) struct Completion {
+    /// The connection that asked.
+    pub(super) token: Token,
+    /// The reply slot it took.
+    pub(super) seq: Seq,
+    /// The reply line, without its terminator.
+    pub(super) reply: String,
+}
+
+/// What a connection needs from the reactor while it is driven.
+#[derive(Debug)]
+pub(super) struct Env<'a> {
+    /// Where jobs run.
+    pub(super) strategy: &'a Strategy,
+    /// The server's settings.
+    pub(super) config: &'a Config,
+    /// Whether the reactor has seen the shutdown signal: jobs read from now
+    /// on are refused.
+    pub(super) stopping: bool,
+    /// Where completions go; the reactor drains it every turn.
+    pub(super) completions: &'a Sender<Completion>,
+    /// Wakes the reactor's poll when a completion arrives from another
+    /// thread.
+    pub(super) waker: &'a Arc<Waker>,
+    /// Connection counters, for `stats`.
+    pub(super) connections: ConnectionSnapshot,
+    /// When the server started, for `stats`.
+    pub(super) started: Instant,
+}
+
+/// Which protocol the connection speaks, known after its first read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Unknown,
+    Seed,
+    Lines,
+}
+
+/// How a connection that takes no more requests ends once its replies are
+/// written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Just close (`quit`, end of input).
+    Close,
+    /// Send FIN, then read and discard briefly, so that unread input does not
+    /// turn the close into a reset that loses the reply.
+    Drain,
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests and answering them.
+    Open,
+    /// No more requests: ends as said once every reply is written.
+    Finishing(Ending),
+    /// FIN sent: discarding input until EOF, the byte limit or `until`.
+    Draining { until: Instant, drained: usize },
+    /// Finished: the reactor drops it, which closes the socket.
+    Closed,
+}
+
+/// One connection of the reactor.
+#[derive(Debug)]
+pub(super) struct Conn {
+    socket: TcpStream,
+    token: Token,
+    dialect: Dialect,
+    /// Bytes read and not yet parsed (line dialect).
+    input: Vec<u8>,
+    replies: Replies,
+    out: OutBuf,
+    /// Jobs submitted and not yet completed.
+    jobs: usize,
+    /// The connection is closed if it is still waiting for a request line
+    /// (or for the client to read its replies) by then. Moved on by every
+    /// request answered and every write that makes progress; not counted
+    /// while a job runs, which has its own timeout.
+    deadline: Instant,
+    /// `--read-timeout`, which moves the deadline.
+    read_timeout: Duration,
+    phase: Phase,
+}
+
+impl Conn {
+    /// A connection just accepted, registered under `token`.
+    pub(super) fn new(socket: TcpStream, token: Token, config: &Config) -> Self {
+        Conn {
+            socket,
+            token,
+            dialect: Dialect::Unknown,
+            input: Vec::new(),
+            replies: Replies::default(),
+            out: OutBuf::default(),
+            jobs: 0,
+            deadline: Instant::now() + config.read_timeout,
+            read_timeout: config.read_timeout,
+            phase: Phase::Open,
+        }
+    }
+
+    /// The socket, to register and deregister.
+    pub(super) fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// Whether it is finished and can be dropped.
+    pub(super) fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether it has no job running and no reply waiting to be written: a
+    /// graceful shutdown waits for every connection to be quiet.
+    pub(super) fn is_quiet(&self) -> bool {
+        self.jobs == 0 && self.replies.is_empty() && self.out.is_empty()
+    }
+
+    /// Does everything that can be done now without blocking: answers the
+    /// requests already read, writes, reads more. Returns true if it stopped
+    /// only because its [`STEP_BUDGET`] ran out, so that the reactor gives it
+    /// another turn soon (mio reports readiness only when it changes).
+    pub(super) fn drive(&mut self, env: &Env<'_>) -> bool {
+        for _ in 0..STEP_BUDGET {
+            let more_lines = self.answer(env);
+            self.replies.move_ready(&mut self.out);
+            self.flush();
+            match self.phase {
+                Phase::Open if more_lines => {}
+                Phase::Open if self.may_read() => match self.read_some(env) {
+                    Got::Data | Got::Ended => {}
+                    Got::Blocked => return false,
+                },
+                Phase::Finishing(ending) if self.out.is_empty() && self.replies.is_empty() => {
+                    self.end(ending);
+                }
+                Phase::Draining { .. } => {
+                    self.discard_input();
+                    return false;
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Files a job's reply in its slot.
+    pub(super) fn complete(&mut self, seq: Seq, reply: String) {
+        self.jobs = self.jobs.saturating_sub(1);
+        self.deadline = Instant::now() + self.read_timeout;
+        match self.dialect {
+            Dialect::Seed => {
+                self.replies.fill(seq, reply);
+                self.phase = Phase::Finishing(Ending::Drain);
+            }
+            _ => {
+                self.replies.fill(seq, reply + "\n");
+            }
+        }
+    }
+
+    /// Closes it if a deadline has passed: the read timeout (no request line,
+    /// or replies unread, for that long) or the end of the drain.
+    pub(super) fn check_deadline(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Draining { until, .. } if now >= until => self.phase = Phase::Closed,
+            Phase::Open | Phase::Finishing(_) if self.jobs == 0 && now >= self.deadline => {
+                tracing::debug!(token = self.token.0, "read timeout; closing");
+                self.phase = Phase::Closed;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether reading more now could lead anywhere: not while a job runs
+    /// (its successors wait, as in the threaded mode), nor while the client
+    /// leaves its replies unread, nor ever again in the seed dialect.
+    fn may_read(&self) -> bool {
+        self.dialect != Dialect::Seed && self.jobs < JOBS_PER_CONNECTION && !self.out.is_backed_up()
+    }
+
+    /// One read.
+    fn read_some(&mut self, env: &Env<'_>) -> Got {
+        // The first read takes at most what the seed dialect allows, as a
+        // connection thread's does; the line dialect then reads in chunks.
+        let mut chunk = [0u8; READ_CHUNK];
+        let want = match self.dialect {
+            Dialect::Unknown => SEED_READ,
+            _ => READ_CHUNK,
+        };
+        let n = match self.socket.read(&mut chunk[..want]) {
+            Ok(n) => n,
+            Err(err) if would_block(&err) => return Got::Blocked,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Got::Data,
+            Err(err) => {
+                tracing::debug!(%err, "connection ended");
+                self.phase = Phase::Closed;
+                return Got::Ended;
+            }
+        };
+        if n == 0 {
+            // The client is done sending; what is answered is written first.
+            self.phase = Phase::Finishing(Ending::Close);
+            return Got::Ended;
+        }
+        let data = &chunk[..n];
+        match self.dialect {
+            Dialect::Unknown if protocol::is_seed_dialect(data[0]) => {
+                self.dialect = Dialect::Seed;
+                let request = data.to_vec();
+                self.seed(&request, env);
+            }
+            _ => {
+                self.dialect = Dialect::Lines;
+                self.input.extend_from_slice(data);
+            }
+        }
+        Got::Data
+    }
+
+    /// The original's request: one number, one bare reply, close.
+    fn seed(&mut self, request: &[u8], env: &Env<'_>) {
+        let parsed = if request.len() == SEED_READ && self.more_digits_waiting() {
+            Err(protocol::seed_too_long(request))
+        } else {
+            protocol::parse_seed(request)
+        };
+        match parsed {
+            Ok(job) => self.start_job(job, env),
+            Err(reject) => {
+                self.replies.push_ready(reject.to_string());
+                self.phase = Phase::Finishing(Ending::Drain);
+            }
+        }
+    }
+
+    /// Whether the byte after a full seed read is already here, and a digit.
+    fn more_digits_waiting(&self) -> bool {
+        let mut next = [0u8; 1];
+        matches!(self.socket.peek(&mut next), Ok(1) if next[0].is_ascii_digit())
+    }
+
+    /// Answers the complete request lines read so far, in order, until one
+    /// is a job (the rest wait for it), the replies back up, or
+    /// [`LINES_PER_STEP`] are answered; returns true in that last case, when
+    /// more may be waiting.
+    fn answer(&mut self, env: &Env<'_>) -> bool {
+        for _ in 0..LINES_PER_STEP {
+            if self.phase != Phase::Open
+                || self.dialect != Dialect::Lines
+                || self.jobs >= JOBS_PER_CONNECTION
+                || self.out.is_backed_up()
+            {
+                return false;
+            }
+            let (request, used) = match framing::next_line(&self.input, env.config.max_line) {
+                Frame::Line { line, consumed } => (protocol::parse_line(line), consumed),
+                Frame::Partial => return false,
+                Frame::TooLong => {
+                    let reject = protocol::too_long(env.config.max_line);
+                    self.replies.push_ready(format!("{reject}\n"));
+                    self.phase = Phase::Finishing(Ending::Drain);
+                    return false;
+                }
+            };
+            self.input.drain(..used);
+            self.deadline = Instant::now() + self.read_timeout;
+            match request {
+                Ok(Request::Quit) => self.phase = Phase::Finishing(Ending::Close),
+                Ok(Request::Ping) => self.replies.push_ready("pong\n".into()),
+                Ok(Request::Stats) => {
+                    let stats = protocol::stats_reply(
+                        env.strategy.stats(),
+                        env.connections,
+                        env.started.elapsed(),
+                    );
+                    self.replies.push_ready(stats + "\n");
+                }
+                Ok(Request::Job(job)) => self.start_job(job, env),
+                Err(reject) => self.replies.push_ready(format!("{reject}\n")),
+            }
+        }
+        true
+    }
+
+    /// Submits `job` with a reply slot, or refuses it when shutting down.
+    fn start_job(&mut self, job: Job, env: &Env<'_>) {
+        let end = if self.dialect == Dialect::Seed {
+            ""
+        } else {
+            "\n"
+        };
+        if env.stopping {
+            let reject = protocol::shutting_down(job);
+            self.replies.push_ready(format!("{reject}{end}"));
+            if self.dialect == Dialect::Seed {
+                self.phase = Phase::Finishing(Ending::Drain);
+            }
+            return;
+        }
+        let seq = self.replies.reserve();
+        self.jobs += 1;
+        let token = self.token;
+        let completions = env.completions.clone();
+        let waker = Arc::clone(env.waker);
+        // Runs on whichever thread learns the result (this one, under inline
+        // and exclusive). A failed send means the reactor is gone, and with
+        // it anyone who wanted the reply.
+        env.strategy.submit(job, move |result| {
+            let reply = protocol::job_reply(&result);
+            if completions.send(Completion { token, seq, reply }).is_ok() {
+                let _ = waker.wake();
+            }
+        });
+    }
+
+    /// Writes what is waiting; a failed write closes the connection.
+    fn flush(&mut self) {
+        if self.out.is_empty() || self.phase == Phase::Closed {
+            return;
+        }
+        match self.out.write_to(&mut self.socket) {
+            Ok(0) => {}
+            Ok(_) => {
+                // Progress: a client that reads its replies is not idle.
+                self.deadline = Instant::now() + self.read_timeout;
+            }
+            Err(err) => {
+                tracing::debug!(%err, "connection ended while writing");
+                self.phase = Phase::Closed;
+            }
+        }
+    }
+
+    /// Stops taking requests for good, once the replies are written.
+    fn end(&mut self, ending: Ending) {
+        match ending {
+            Ending::Close => self.phase = Phase::Closed,
+            Ending::Drain => {
+                let _ = self.socket.shutdown(std::net::Shutdown::Write);
+                self.phase = Phase::Draining {
+                    until: Instant::now() + DRAIN_TIME,
+                    drained: 0,
+                };
+            }
+        }
+    }
+
+    /// Reads and discards what the client still sends, after our FIN.
+    fn discard_input(&mut self) {
+        let mut sink = [0u8; READ_CHUNK];
+        while let Phase::Draining { until, drained } = self.phase {
+            match self.socket.read(&mut sink) {
+                Ok(0) => self.phase = Phase::Closed,
+                Ok(n) if drained + n >= DRAIN_LIMIT => self.phase = Phase::Closed,
+                Ok(n) => {
+                    self.phase = Phase::Draining {
+                        until,
+                        drained: drained + n,
+                    }
+                }
+                Err(err) if would_block(&err) => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.phase = Phase::Closed,
+            }
+        }
+    }
+}
+
+fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}

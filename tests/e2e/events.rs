@@ -1,0 +1,122 @@
+//! What only `--io events` can show: the reactor does not wait for jobs
+//! under `threads` and `procs`, stalls under `inline` (as the readings warn),
+//! and keeps each connection's replies in request order.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Conn, Io, Server};
+
+/// Under `threads`, a `sleep 2000` on one connection leaves the reactor
+/// free: `ping` on another connection answers within 50 ms.
+#[test]
+fn reactor_never_blocks_on_a_job_threads() {
+    ping_beside_a_sleep("threads");
+}
+
+/// Under `procs`, a `sleep 2000` on one connection leaves the reactor free:
+/// `ping` on another connection answers within 50 ms.
+#[test]
+fn reactor_never_blocks_on_a_job_procs() {
+    ping_beside_a_sleep("procs");
+}
+
+fn ping_beside_a_sleep(apply: &str) {
+    let server = Server::start(Io::Events, apply, &["--workers", "2"]);
+    let mut sleeper = server.line_conn();
+    let mut pinger = server.line_conn();
+    assert_eq!(pinger.request("ping"), "pong", "connected");
+    sleeper.send("sleep 2000\n");
+    std::thread::sleep(Duration::from_millis(100));
+    for round in 0..5 {
+        let started = Instant::now();
+        assert_eq!(pinger.request("ping"), "pong");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(50),
+            "{apply}: ping {round} took {took:?} beside a running sleep"
+        );
+    }
+    assert_eq!(sleeper.read_line(), "ok");
+}
+
+/// Under `inline` the reactor runs the job itself: a `ping` beside a
+/// `sleep 500` waits for the sleep. The stall the readings warn of.
+#[test]
+fn inline_stalls_the_reactor() {
+    let server = Server::start(Io::Events, "inline", &[]);
+    let mut sleeper = server.line_conn();
+    let mut pinger = server.line_conn();
+    assert_eq!(pinger.request("ping"), "pong", "connected");
+    sleeper.send("sleep 500\n");
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    assert_eq!(pinger.request("ping"), "pong");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "ping answered after {:?}: no stall?",
+        started.elapsed()
+    );
+    assert_eq!(sleeper.read_line(), "ok");
+}
+
+/// Pipelined requests after a slow job are answered after it, in order, as
+/// in the threaded mode, under `threads` and `procs`.
+#[test]
+fn pipelined_replies_keep_order_after_a_slow_job() {
+    for apply in ["threads", "procs"] {
+        let server = Server::start(Io::Events, apply, &["--workers", "2"]);
+        let mut conn = server.line_conn();
+        let started = Instant::now();
+        conn.send("sleep 300\nping\nsumn 3\nfib\nsleep 1\nprime 7\n");
+        assert_eq!(conn.read_line(), "ok", "{apply}");
+        assert!(started.elapsed() >= Duration::from_millis(300), "{apply}");
+        assert_eq!(conn.read_line(), "pong", "{apply}");
+        assert_eq!(conn.read_line(), "6", "{apply}");
+        assert!(conn.read_line().starts_with("ERR bad-request "), "{apply}");
+        assert_eq!(conn.read_line(), "ok", "{apply}");
+        assert_eq!(conn.read_line(), "true", "{apply}");
+    }
+}
+
+/// A client that sends requests but never reads replies is not read from
+/// once its replies back up, so the server holds neither its requests nor
+/// its replies in memory; the others are served meanwhile.
+#[test]
+fn a_client_that_does_not_read_backs_up_alone() {
+    let server = Server::start(Io::Events, "threads", &[]);
+    let stream = server.connect();
+    let closer = stream.try_clone().expect("clone the socket");
+    let mut sender = stream.try_clone().expect("clone the socket");
+    let mut flooder = Conn::new(stream);
+    // 100 000 unknown commands of 70 bytes, each answered with a bad-request
+    // line twice as long: 7 MB in, 15 MB out, beyond what the socket buffers
+    // hold, so the reactor must stop reading this client.
+    let line = format!("{}\n", "x".repeat(69));
+    let requests = line.repeat(100_000);
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // Blocks once the server stops reading; fails once shut below.
+        let _ = sender.write_all(requests.as_bytes());
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut other = server.line_conn();
+    let started = Instant::now();
+    assert_eq!(other.request("ping"), "pong");
+    assert_eq!(other.request("sumn 10"), "55");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the others waited {:?}",
+        started.elapsed()
+    );
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("read the server's status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS");
+    assert!(rss_kib < 64 * 1024, "the server holds {rss_kib} KiB");
+    let first = flooder.read_line();
+    assert!(first.starts_with("ERR bad-request "), "{first:?}");
+    let _ = closer.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+}
