@@ -120,3 +120,26 @@ fn a_client_that_does_not_read_backs_up_alone() {
     let _ = closer.shutdown(std::net::Shutdown::Both);
     let _ = writer.join();
 }
+
+/// A connection made while an `inline` reactor is stalled in a job sits
+/// unaccepted in the kernel's queue; when a shutdown comes, it is told
+/// `ERR shutting-down` rather than reset without a word.
+#[test]
+fn unaccepted_connections_are_told_at_shutdown() {
+    let mut server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
+    let mut sleeper = server.line_conn();
+    assert_eq!(sleeper.request("ping"), "pong", "connected");
+    sleeper.send("sleep 1000\n");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut late = server.line_conn();
+    late.send("ping\n");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(sleeper.read_line(), "ok", "the job read before the signal");
+    let reply = late.read_line();
+    assert!(
+        reply.starts_with("ERR shutting-down "),
+        "the unaccepted connection got {reply:?}"
+    );
+    assert_eq!(late.read_until_closed(), "");
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
