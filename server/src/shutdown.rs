@@ -3,7 +3,8 @@
 //! connection before it starts a new request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use mio::Waker;
 
@@ -16,6 +17,8 @@ pub struct Shutdown {
 #[derive(Debug, Default)]
 struct Inner {
     triggered: AtomicBool,
+    /// When it was first raised: the grace period counts from here.
+    at: OnceLock<Instant>,
     /// The accept loop's waker, once it is polling.
     waker: Mutex<Option<Arc<Waker>>>,
 }
@@ -29,6 +32,7 @@ impl Shutdown {
     /// Raises the signal and wakes the accept loop. Raising it again does
     /// nothing more.
     pub fn trigger(&self) {
+        let _ = self.inner.at.set(Instant::now());
         self.inner.triggered.store(true, Ordering::SeqCst);
         if let Some(waker) = self
             .inner
@@ -45,6 +49,11 @@ impl Shutdown {
     /// Whether the signal has been raised.
     pub fn is_triggered(&self) -> bool {
         self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// When the signal was first raised, if it has been.
+    pub(crate) fn triggered_at(&self) -> Option<Instant> {
+        self.inner.at.get().copied()
     }
 
     /// Lets [`Shutdown::trigger`] wake the accept loop's poll; wakes it at

@@ -143,3 +143,43 @@ fn unaccepted_connections_are_told_at_shutdown() {
     assert_eq!(late.read_until_closed(), "");
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
+
+/// `--grace` bounds a shutdown even when the reactor itself is running the
+/// job (`inline`): the job is cut short when the grace period ends.
+#[test]
+fn grace_bounds_a_job_run_by_the_reactor() {
+    let mut server = Server::start(Io::Events, "inline", &["--grace", "1s"]);
+    let mut sleeper = server.line_conn();
+    assert_eq!(sleeper.request("ping"), "pong", "connected");
+    sleeper.send("sleep 10000\n");
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(8));
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after SIGTERM with --grace 1s"
+    );
+}
+
+/// Requests read before a shutdown are all answered, even when a stalled
+/// reactor left many of them waiting in a connection's buffer.
+#[test]
+fn pipelined_requests_read_before_shutdown_are_answered() {
+    const PINGS: usize = 800;
+    let mut server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
+    let mut sleeper = server.line_conn();
+    let mut pinger = server.line_conn();
+    assert_eq!(pinger.request("ping"), "pong", "connected");
+    pinger.send(&"ping\n".repeat(PINGS));
+    sleeper.send("sleep 500\n");
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    for i in 0..PINGS {
+        assert_eq!(pinger.read_line(), "pong", "ping {i} of {PINGS}");
+    }
+    assert_eq!(sleeper.read_line(), "ok");
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}

@@ -24,6 +24,7 @@ mod output;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,12 +141,48 @@ pub fn run(
         again: Vec::new(),
         grace_ends: None,
     };
-    let result = reactor.serve();
+    let served = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        // Under inline and exclusive the reactor runs jobs itself, and while
+        // in one it cannot notice that the grace period is over: this thread
+        // ends it for the reactor, as the threaded mode's accept loop does.
+        let watchdog = std::thread::Builder::new()
+            .name("ysum-grace".into())
+            .spawn_scoped(scope, || {
+                cut_short_after_grace(shutdown, strategy, config.grace, &served);
+            });
+        if let Err(err) = watchdog {
+            tracing::warn!(%err, "no grace watchdog; a job run by the reactor may outlast --grace");
+        }
+        let result = reactor.serve();
+        served.store(true, Ordering::SeqCst);
+        result
+    });
     // Grace is over (or the poll failed): cut short what still runs, and
     // close every connection, as the threaded mode shuts its sockets.
     strategy.shutdown();
     reactor.conns.clear();
     result
+}
+
+/// Calls `strategy.shutdown()` once `grace` has passed since `shutdown` was
+/// triggered, unless the reactor is `served` first.
+fn cut_short_after_grace(
+    shutdown: &Shutdown,
+    strategy: &Strategy,
+    grace: Duration,
+    served: &AtomicBool,
+) {
+    while !served.load(Ordering::SeqCst) {
+        if shutdown
+            .triggered_at()
+            .is_some_and(|at| at.elapsed() >= grace)
+        {
+            strategy.shutdown();
+            return;
+        }
+        std::thread::sleep(TICK);
+    }
 }
 
 impl Reactor<'_> {
@@ -363,7 +400,8 @@ impl Reactor<'_> {
             grace = ?self.config.grace,
             "shutting down"
         );
-        self.grace_ends = Some(Instant::now() + self.config.grace);
+        let signalled = self.shutdown.triggered_at().unwrap_or_else(Instant::now);
+        self.grace_ends = Some(signalled + self.config.grace);
     }
 }
 
