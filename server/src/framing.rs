@@ -36,7 +36,9 @@ pub fn next_line(buffer: &[u8], max_line: usize) -> Frame<'_> {
                 }
             }
         }
-        None if buffer.len() > max_line => Frame::TooLong,
+        // A read may end between a line's `\r` and its `\n`; that `\r`
+        // does not count against the limit yet either.
+        None if buffer.strip_suffix(b"\r").unwrap_or(buffer).len() > max_line => Frame::TooLong,
         None => Frame::Partial,
     }
 }
@@ -44,6 +46,21 @@ pub fn next_line(buffer: &[u8], max_line: usize) -> Frame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line of exactly the limit, cut by a read between its `\r` and its
+    /// `\n`, is still a partial line, not too long.
+    #[test]
+    fn a_final_carriage_return_waits_for_its_newline() {
+        assert_eq!(next_line(b"sumn 12\r", 7), Frame::Partial);
+        assert_eq!(next_line(b"sumn 123\r", 7), Frame::TooLong);
+        assert_eq!(
+            next_line(b"sumn 12\r\n", 7),
+            Frame::Line {
+                line: b"sumn 12\r",
+                consumed: 9
+            }
+        );
+    }
 
     /// Lines come out one at a time with their lengths; a `\r` stays on the
     /// line but does not count against the limit.

@@ -170,7 +170,10 @@ impl Conn {
     /// Whether it has no job running and no reply waiting to be written: a
     /// graceful shutdown waits for every connection to be quiet.
     pub(super) fn is_quiet(&self) -> bool {
-        self.jobs == 0 && self.replies.is_empty() && self.out.is_empty()
+        self.jobs == 0
+            && self.replies.is_empty()
+            && self.out.is_empty()
+            && !self.has_complete_line()
     }
 
     /// Does everything that can be done now without blocking: answers the
@@ -179,6 +182,10 @@ impl Conn {
     /// another turn soon (mio reports readiness only when it changes).
     pub(super) fn drive(&mut self, env: &Env<'_>) -> bool {
         for _ in 0..STEP_BUDGET {
+            // Flushed first, so that `answer` sees what backpressure is left:
+            // if it still stops for it, this flush met `WouldBlock`, and a
+            // writable event will come.
+            self.flush();
             let more_lines = self.answer(env);
             self.replies.move_ready(&mut self.out);
             self.flush();
@@ -233,7 +240,17 @@ impl Conn {
     /// (its successors wait, as in the threaded mode), nor while the client
     /// leaves its replies unread, nor ever again in the seed dialect.
     fn may_read(&self) -> bool {
-        self.dialect != Dialect::Seed && self.jobs < JOBS_PER_CONNECTION && !self.out.is_backed_up()
+        self.dialect != Dialect::Seed
+            && self.jobs < JOBS_PER_CONNECTION
+            && !self.out.is_backed_up()
+            && !self.has_complete_line()
+    }
+
+    /// Whether a request line read earlier still waits for its answer: it
+    /// is answered before anything more is read (an end of input read now
+    /// would otherwise drop it), and a shutdown waits for it.
+    fn has_complete_line(&self) -> bool {
+        self.phase == Phase::Open && self.dialect == Dialect::Lines && self.input.contains(&b'\n')
     }
 
     /// One read.
@@ -302,6 +319,16 @@ impl Conn {
     /// [`LINES_PER_STEP`] are answered; returns true in that last case, when
     /// more may be waiting.
     fn answer(&mut self, env: &Env<'_>) -> bool {
+        // The answered lines leave the buffer in one go: draining line by
+        // line would move the rest of the buffer once per request.
+        let mut consumed = 0;
+        let more = self.answer_from(env, &mut consumed);
+        self.input.drain(..consumed);
+        more
+    }
+
+    /// [`Conn::answer`]'s loop, over the lines from `consumed` on.
+    fn answer_from(&mut self, env: &Env<'_>, consumed: &mut usize) -> bool {
         for _ in 0..LINES_PER_STEP {
             if self.phase != Phase::Open
                 || self.dialect != Dialect::Lines
@@ -310,17 +337,18 @@ impl Conn {
             {
                 return false;
             }
-            let (request, used) = match framing::next_line(&self.input, env.config.max_line) {
-                Frame::Line { line, consumed } => (protocol::parse_line(line), consumed),
-                Frame::Partial => return false,
-                Frame::TooLong => {
-                    let reject = protocol::too_long(env.config.max_line);
-                    self.replies.push_ready(format!("{reject}\n"));
-                    self.phase = Phase::Finishing(Ending::Drain);
-                    return false;
-                }
-            };
-            self.input.drain(..used);
+            let (request, used) =
+                match framing::next_line(&self.input[*consumed..], env.config.max_line) {
+                    Frame::Line { line, consumed } => (protocol::parse_line(line), consumed),
+                    Frame::Partial => return false,
+                    Frame::TooLong => {
+                        let reject = protocol::too_long(env.config.max_line);
+                        self.replies.push_ready(format!("{reject}\n"));
+                        self.phase = Phase::Finishing(Ending::Drain);
+                        return false;
+                    }
+                };
+            *consumed += used;
             self.deadline = Instant::now() + self.read_timeout;
             match request {
                 Ok(Request::Quit) => self.phase = Phase::Finishing(Ending::Close),

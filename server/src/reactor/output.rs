@@ -15,6 +15,9 @@ use std::io::{self, Write};
 /// up: it reads no more requests until the client has read its replies.
 pub(super) const BACKED_UP: usize = 64 * 1024;
 
+/// The output allocation an idle connection keeps between bursts.
+const KEPT_CAPACITY: usize = 4 * 1024;
+
 /// Identifies a reply slot taken for a job, to fill when it completes.
 pub(super) type Seq = u64;
 
@@ -122,8 +125,10 @@ impl OutBuf {
         }
         let took = self.written - before;
         if self.written == self.bytes.len() {
-            // Reuse the allocation; a connection's replies are small.
+            // Reuse the allocation, which is small for most connections;
+            // one that once backed up gives its large buffer back.
             self.bytes.clear();
+            self.bytes.shrink_to(KEPT_CAPACITY);
             self.written = 0;
         } else if self.written > BACKED_UP {
             self.bytes.drain(..self.written);
