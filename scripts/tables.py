@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Prints the tables of docs/results.md from a results.json of scripts/bench.
+
+    scripts/tables.py results/published/results.json
+
+Every figure in those tables comes from the file given; the 2009 column is
+copied from the seed post (shared/seeds/004), whose server ran Python on a
+4-core machine.
+"""
+import json
+import sys
+
+# Seconds for 1000 requests of sumn 25000, from the post, by client threads.
+ORIGINAL = {
+    "plain threads": {1: 4.35, 2: 7.81, 4: 9.53, 8: 10.21},
+    "inline (yieldable thread)": {1: 4.96, 2: 7.83, 4: 9.26, 8: 9.96},
+    "exclusive": {1: 4.56, 2: 5.75, 4: 5.75, 8: 5.82},
+    "multiprocessing.Pool": {1: 4.51, 2: 2.30, 4: 1.45, 8: 1.60},
+}
+PYTHON_NAME = {"inline": "inline (yieldable thread)", "exclusive": "exclusive",
+               "threads": None, "procs": "multiprocessing.Pool"}
+
+
+def points(results, workload, strategy):
+    for w in results["workloads"]:
+        if w["workload"] == workload:
+            for s in w["strategies"]:
+                if s["strategy"] == strategy:
+                    return {p["clients"]: p for p in s["points"]}
+    raise KeyError((workload, strategy))
+
+
+def seed_table(results):
+    print("| strategy | 1 client | 2 | 4 | 8 | |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, row in ORIGINAL.items():
+        cells = " | ".join(f"{row[c]:.2f}" for c in (1, 2, 4, 8))
+        print(f"| Python 2009: {name} | {cells} | seconds |")
+    for strategy in ("inline", "exclusive", "threads", "procs"):
+        pts = points(results, "seed", strategy)
+        cells = " | ".join(f"{pts[c]['seconds']:.3f}" for c in (1, 2, 4, 8))
+        print(f"| ysum: {strategy} | {cells} | seconds |")
+
+
+def sweep_table(results, workload, value, fmt):
+    print("| strategy | 1 client | 2 | 4 | 8 |")
+    print("|---|---:|---:|---:|---:|")
+    for strategy in ("inline", "exclusive", "threads", "procs"):
+        pts = points(results, workload, strategy)
+        print(f"| {strategy} | " + " | ".join(fmt.format(value(pts[c])) for c in (1, 2, 4, 8)) + " |")
+
+
+def main():
+    results = json.load(open(sys.argv[1]))
+    requests = {p["requests"] for p in points(results, "seed", "inline").values()}
+    print(f"### seed: seconds for {'/'.join(map(str, sorted(requests)))} requests of sumn 25000 (the post: 1000)\n")
+    seed_table(results)
+    for workload in ("heavy", "tiny"):
+        print(f"\n### {workload}: requests per second\n")
+        sweep_table(results, workload, lambda p: p["throughput"], "{:.0f}")
+        print(f"\n### {workload}: p99 latency (µs)\n")
+        sweep_table(results, workload, lambda p: p["p99_us"], "{:.0f}")
+        print(f"\n### {workload}: cores the server kept busy\n")
+        sweep_table(results, workload, lambda p: p["cores_busy"], "{:.2f}")
+    print("\n### heavy: throughput ÷ the limit measured around each point\n")
+    print("| strategy | limit | 2 clients | 4 | 8 | target | |")
+    print("|---|---|---:|---:|---:|---|---|")
+    for h in results["targets"]["heavy"]:
+        ratios = {r["clients"]: r["ratio"] for r in h["points"]}
+        cells = " | ".join(f"{ratios[c]:.2f}" for c in (2, 4, 8))
+        print(f"| {h['strategy']} | {h['limit']} | {cells} | {h['target']} | {'met' if h['met'] else 'NOT met'} |")
+    t = results["targets"]
+    print("\n| tiny, 1 client | ratio | target | |\n|---|---:|---|---|")
+    for key, label in (("tiny_inline_over_tcp_floor", "inline p50 ÷ TCP ping-pong"),
+                       ("tiny_procs_extra_over_socketpair_floor", "(procs − inline) p50 ÷ socketpair round trip")):
+        r = t[key]
+        print(f"| {label} | {r['ratio']:.2f} | {r['target']} | {'met' if r['met'] else 'NOT met'} |")
+    print("\n### responsiveness: ping latency beside 50 ms jobs (µs)\n")
+    print("| --io | --apply | pings | p50 | p99 | max | heavy jobs | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results["responsiveness"]:
+        print(f"| {r['io']} | {r['strategy']} | {r['pings']} | {r['ping_p50_us']:.0f} | {r['ping_p99_us']:.0f} | {r['ping_max_us']:.0f} | {r['heavy_jobs']} | {r['errors']} |")
+    print("\n### many connections (`--apply threads`)\n")
+    print("| --io | idle connections | server threads | RSS before (MiB) | RSS with idle (MiB) | peak RSS (MiB) | 64 active: req/s | p99 (µs) | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in results["connections"]:
+        print(f"| {c['io']} | {c['idle']} | {c['threads']} | {c['rss_before_mib']:.1f} | {c['rss_idle_mib']:.1f} | {c['rss_peak_mib']:.1f} | {c['throughput']:.0f} | {c['p99_us']:.0f} | {c['errors']} |")
+    f = results["floors"]
+    print("\n### floors\n")
+    print("| what | value |\n|---|---|")
+    print(f"| TCP request/reply over loopback | {f['tcp_ping_pong_us']:.1f} µs |")
+    print(f"| socketpair round trip between two processes | {f['socketpair_ping_pong_us']:.1f} µs |")
+    if f.get("python_pool_apply_us") is not None:
+        print(f"| Python `multiprocessing.Pool.apply`, tiny job | {f['python_pool_apply_us']:.0f} µs |")
+    print(f"| `sumn 25000` through an idle server | {f['sumn_25000_us']:.1f} µs |")
+    print(f"| `sumn {f['heavy_n']}` (heavy job), median around the heavy points | {f['heavy_job_ms_median']:.2f} ms |")
+    print(f"| physical limit: cores ÷ that job time | {f['heavy_physical_limit_rps']:.0f} req/s |")
+
+
+if __name__ == "__main__":
+    main()
