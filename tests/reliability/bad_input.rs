@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use server::protocol::{parse_line, parse_seed, Code, Reject, Request};
 
 use crate::support::{figures, one_at_a_time, sum_of, Rng, Scale, Server, IO_TIMEOUT};
@@ -122,7 +123,12 @@ fn check_seed(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if Scale::get().soak { 100_000 } else { 2_000 }))]
+    // Failing inputs are kept beside this file, in regressions/.
+    #![proptest_config(ProptestConfig {
+        cases: if Scale::get().soak { 100_000 } else { 2_000 },
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// Any bytes, newlines included, give a request or one clean
     /// `bad-request` line; requests survive case, spaces and a final `\r`.

@@ -85,6 +85,11 @@ fn run_until_closed(
     ending
 }
 
+/// 50 to 150 ms, a different amount each round.
+fn off_grid(seed: u64, round: usize) -> Duration {
+    Duration::from_millis(50 + Rng::new(seed ^ round as u64).below(100))
+}
+
 /// A close with not one byte of a reply: EOF or a reset.
 fn is_plain_close(err: &io::Error) -> bool {
     match err.kind() {
@@ -143,7 +148,9 @@ fn sigterm_under_load(apply: &str) {
                     })
                 })
                 .collect();
-            thread::sleep(scale.shutdown_after);
+            // Off the 200 ms grid of the sleeps, which all started together:
+            // a signal on it would find every sleep about to end.
+            thread::sleep(scale.shutdown_after + off_grid(seed, round));
             server.signal(Signal::SIGTERM);
             let at = Instant::now();
             signalled.set(at).unwrap();

@@ -73,13 +73,13 @@ impl Scale {
                     chaos_run: Duration::from_secs(60),
                     runaways: 20,
                     overload_rounds: 5,
-                    queue_run: Duration::from_secs(20),
+                    queue_run: Duration::from_secs(10),
                     slow_clients: 500,
                     slow_read_timeout: Duration::from_secs(5),
                     garbage_lines: 10_000,
                     panic_run: Duration::from_secs(10),
                     shutdown_rounds: 5,
-                    shutdown_after: Duration::from_secs(3),
+                    shutdown_after: Duration::from_secs(2),
                     fd_bursts: 5,
                 }
             } else {
