@@ -53,7 +53,8 @@ pub(crate) struct Scale {
     pub(crate) garbage_lines: usize,
     /// Panics: how long the clients run with panicking jobs among theirs.
     pub(crate) panic_run: Duration,
-    /// Shutdown under load: rounds of SIGTERM (and of SIGKILL) per strategy.
+    /// Shutdown under load: rounds of SIGTERM per strategy (and twice as
+    /// many of SIGKILL).
     pub(crate) shutdown_rounds: usize,
     /// Shutdown under load: how long the clients run before the signal.
     pub(crate) shutdown_after: Duration,
