@@ -70,7 +70,7 @@ fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
     if protocol::is_seed_dialect(first[0]) {
         return serve_seed(stream, &first[..n], ctx);
     }
-    serve_lines(stream, first[..n].to_vec(), ctx)
+    serve_lines(stream, first[..n].to_vec(), deadline, ctx)
 }
 
 /// The original server: the reply is the bare sum, then close.
@@ -145,12 +145,17 @@ fn run_job(job: Job, ctx: &Context<'_>) -> Result<String, Reject> {
 }
 
 /// The line dialect: requests are answered in order; replies to requests
-/// that arrived together are written together.
-fn serve_lines(stream: &TcpStream, mut pending: Vec<u8>, ctx: &Context<'_>) -> io::Result<()> {
+/// that arrived together are written together. The first line must be
+/// complete by `deadline`, the connection's: its first bytes buy no time.
+fn serve_lines(
+    stream: &TcpStream,
+    mut pending: Vec<u8>,
+    mut deadline: Instant,
+    ctx: &Context<'_>,
+) -> io::Result<()> {
     let max_line = ctx.config.max_line;
     let mut out = BufWriter::new(stream);
     let mut chunk = vec![0u8; 4096];
-    let mut deadline = Instant::now() + ctx.config.read_timeout;
     loop {
         // Answer every complete line already here; their in-flight marks
         // last until the replies are flushed.

@@ -30,6 +30,10 @@ const CONNECTION_STACK: usize = 256 * 1024;
 /// descriptors or memory.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long without running out of resources ends a burst: the next time
+/// is logged again.
+const QUIET_ENDS_BURST: Duration = Duration::from_secs(1);
+
 /// The open connections and the counters `stats` reports.
 #[derive(Debug)]
 pub struct Connections {
@@ -141,7 +145,16 @@ pub fn run(
     std::thread::scope(|scope| -> io::Result<()> {
         let mut events = Events::with_capacity(64);
         let mut retry_at: Option<Instant> = None;
-        let mut backing_off = false;
+        // When the process last ran out of resources: a burst of refusals is
+        // logged once, not once per client.
+        let mut exhausted_at: Option<Instant> = None;
+        let mut out_of_resources = |err: &io::Error| {
+            if exhausted_at.is_none_or(|at| at.elapsed() >= QUIET_ENDS_BURST) {
+                tracing::warn!(%err, "cannot accept: out of resources; backing off");
+            }
+            exhausted_at = Some(Instant::now());
+            Some(Instant::now() + ACCEPT_BACKOFF)
+        };
         while !shutdown.is_triggered() {
             let timeout = retry_at.map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(err) = poll.poll(&mut events, timeout) {
@@ -161,16 +174,14 @@ pub fn run(
             loop {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        backing_off = false;
-                        start_connection(scope, stream, &ctx);
+                        if let Err(err) = start_connection(scope, stream, &ctx) {
+                            retry_at = out_of_resources(&err);
+                            break;
+                        }
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                     Err(err) if is_resource_exhaustion(&err) => {
-                        if !backing_off {
-                            tracing::warn!(%err, "cannot accept: out of resources; backing off");
-                            backing_off = true;
-                        }
-                        retry_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                        retry_at = out_of_resources(&err);
                         break;
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -204,41 +215,53 @@ pub fn run(
 }
 
 /// Admits a connection and starts its thread, or refuses it with `ERR busy`.
+///
+/// # Errors
+///
+/// When the process is out of descriptors, memory or threads: the client
+/// has been refused, and the accept loop should back off (and log it once).
 fn start_connection<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     stream: mio::net::TcpStream,
     ctx: &'scope Context<'scope>,
-) {
+) -> io::Result<()> {
     let stream = TcpStream::from(OwnedFd::from(stream));
     if let Err(err) = stream.set_nonblocking(false) {
         tracing::debug!(%err, "could not make an accepted socket blocking");
-        return;
+        return Ok(());
     }
     let id = match ctx.connections.admit(&stream, ctx.config.max_connections) {
         Ok(Some(id)) => id,
-        Ok(None) => return refuse(&stream, ctx, "too many connections"),
+        Ok(None) => {
+            refuse(&stream, ctx, "too many connections");
+            return Ok(());
+        }
         Err(err) => {
+            refuse(&stream, ctx, "cannot register the connection");
+            if is_resource_exhaustion(&err) {
+                return Err(err);
+            }
             tracing::warn!(%err, "could not register a connection");
-            return refuse(&stream, ctx, "cannot register the connection");
+            return Ok(());
         }
     };
-    let spawned = std::thread::Builder::new()
-        .name("connection".into())
-        .stack_size(CONNECTION_STACK)
-        .spawn_scoped(scope, {
-            let stream = stream.try_clone();
-            move || {
-                if let Ok(stream) = stream {
-                    connection::serve(&stream, ctx);
-                }
+    // Cloned here, not in the thread, so that a failure is a refusal the
+    // client hears, not a silent close.
+    let spawned = stream.try_clone().and_then(|thread_stream| {
+        std::thread::Builder::new()
+            .name("connection".into())
+            .stack_size(CONNECTION_STACK)
+            .spawn_scoped(scope, move || {
+                connection::serve(&thread_stream, ctx);
                 ctx.connections.close(id);
-            }
-        });
+            })
+    });
     if let Err(err) = spawned {
-        tracing::warn!(%err, "could not start a connection thread");
         ctx.connections.close(id);
         refuse(&stream, ctx, "cannot start a thread");
+        return Err(err);
     }
+    Ok(())
 }
 
 /// Tells a client it cannot be served now, and closes.
