@@ -4,7 +4,7 @@
 //! requests in flight finish within the grace period, then cuts the rest.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown as SocketShutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,8 +38,9 @@ const QUIET_ENDS_BURST: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Connections {
     /// A handle on each open connection's socket, so that the end of a
-    /// shutdown can unblock their threads.
-    open: Mutex<HashMap<u64, TcpStream>>,
+    /// shutdown can unblock their threads. Shared with the thread rather
+    /// than a cloned descriptor: a connection costs one descriptor, not two.
+    open: Mutex<HashMap<u64, Arc<TcpStream>>>,
     next_id: AtomicU64,
     total: AtomicU64,
     refused: AtomicU64,
@@ -82,20 +83,20 @@ impl Connections {
         self.started.elapsed()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers a connection if there is room; `None` when at the limit.
-    fn admit(&self, stream: &TcpStream, limit: usize) -> io::Result<Option<u64>> {
+    fn admit(&self, stream: &Arc<TcpStream>, limit: usize) -> Option<u64> {
         let mut open = self.lock();
         if open.len() >= limit {
-            return Ok(None);
+            return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        open.insert(id, stream.try_clone()?);
+        open.insert(id, Arc::clone(stream));
         self.total.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(id))
+        Some(id)
     }
 
     fn close(&self, id: u64) {
@@ -193,6 +194,7 @@ pub fn run(
         // Graceful shutdown: no new connections; requests already read get
         // `grace` to finish; newer requests get `ERR shutting-down`.
         let _ = poll.registry().deregister(&mut listener);
+        refuse_unaccepted(&listener);
         drop(listener);
         let open = connections.snapshot().open;
         let busy = in_flight.load(Ordering::SeqCst);
@@ -225,43 +227,49 @@ fn start_connection<'scope>(
     stream: mio::net::TcpStream,
     ctx: &'scope Context<'scope>,
 ) -> io::Result<()> {
-    let stream = TcpStream::from(OwnedFd::from(stream));
+    let stream = Arc::new(TcpStream::from(OwnedFd::from(stream)));
     if let Err(err) = stream.set_nonblocking(false) {
         tracing::debug!(%err, "could not make an accepted socket blocking");
         return Ok(());
     }
-    let id = match ctx.connections.admit(&stream, ctx.config.max_connections) {
-        Ok(Some(id)) => id,
-        Ok(None) => {
-            refuse(&stream, ctx, "too many connections");
-            return Ok(());
-        }
-        Err(err) => {
-            refuse(&stream, ctx, "cannot register the connection");
-            if is_resource_exhaustion(&err) {
-                return Err(err);
-            }
-            tracing::warn!(%err, "could not register a connection");
-            return Ok(());
-        }
+    let Some(id) = ctx.connections.admit(&stream, ctx.config.max_connections) else {
+        refuse(&stream, ctx, "too many connections");
+        return Ok(());
     };
-    // Cloned here, not in the thread, so that a failure is a refusal the
-    // client hears, not a silent close.
-    let spawned = stream.try_clone().and_then(|thread_stream| {
-        std::thread::Builder::new()
-            .name("connection".into())
-            .stack_size(CONNECTION_STACK)
-            .spawn_scoped(scope, move || {
-                connection::serve(&thread_stream, ctx);
-                ctx.connections.close(id);
-            })
-    });
+    let thread_stream = Arc::clone(&stream);
+    let spawned = std::thread::Builder::new()
+        .name("connection".into())
+        .stack_size(CONNECTION_STACK)
+        .spawn_scoped(scope, move || {
+            connection::serve(&thread_stream, ctx);
+            ctx.connections.close(id);
+        });
     if let Err(err) = spawned {
         ctx.connections.close(id);
         refuse(&stream, ctx, "cannot start a thread");
         return Err(err);
     }
     Ok(())
+}
+
+/// Accepts the connections still waiting in `listener`'s queue at a
+/// shutdown only to tell them `ERR shutting-down`: closing the listener
+/// would reset them without a word.
+pub(crate) fn refuse_unaccepted(listener: &mio::net::TcpListener) {
+    while let Ok((mut stream, _)) = listener.accept() {
+        // What the client already sent is read first: closing a socket with
+        // unread input resets it, and the reset can overtake the reply.
+        let mut scratch = [0u8; 4096];
+        let mut unread: usize = 64 * 1024;
+        while let Ok(n @ 1..) = stream.read(&mut scratch) {
+            unread = match unread.checked_sub(n) {
+                Some(left) => left,
+                None => break,
+            };
+        }
+        let _ = writeln!(stream, "{}", crate::protocol::not_accepted());
+        let _ = stream.shutdown(SocketShutdown::Write);
+    }
 }
 
 /// Tells a client it cannot be served now, and closes.

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use crate::support::{both_io, eventually, states, Conn, Io, Reaped, Server};
 
 both_io!(
+    a_connection_costs_one_descriptor,
     connections_over_the_limit_are_refused,
     idle_connections_are_closed,
     sigterm_drains_in_flight_requests_inline,
@@ -226,4 +227,28 @@ fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+/// An open connection holds one descriptor in the server, in either I/O
+/// model: how many clients fit under `ulimit -n` depends on it.
+fn a_connection_costs_one_descriptor(io: Io) {
+    const CLIENTS: usize = 20;
+    let server = Server::start(io, "threads", &["--workers", "2"]);
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .expect("the server's /proc/PID/fd")
+            .count()
+    };
+    let mut first = server.line_conn();
+    assert_eq!(first.request("ping"), "pong");
+    let before = descriptors();
+    let mut clients: Vec<Conn> = (0..CLIENTS).map(|_| server.line_conn()).collect();
+    for client in &mut clients {
+        assert_eq!(client.request("ping"), "pong");
+    }
+    assert_eq!(
+        descriptors() - before,
+        CLIENTS,
+        "descriptors for {CLIENTS} connections"
+    );
 }

@@ -22,7 +22,7 @@ mod conn;
 mod output;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,8 +34,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
 use crate::config::Config;
-use crate::listener::{is_resource_exhaustion, ConnectionSnapshot, ACCEPT_BACKOFF};
-use crate::protocol;
+use crate::listener::{
+    is_resource_exhaustion, refuse_unaccepted, ConnectionSnapshot, ACCEPT_BACKOFF,
+};
 use crate::shutdown::Shutdown;
 use conn::{Completion, Conn, Env};
 
@@ -374,23 +375,8 @@ impl Reactor<'_> {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
             // Connections the kernel completed but the loop had not accepted
-            // (it may have been running a job itself) get a clear refusal
-            // instead of a reset.
-            while let Ok((mut stream, _)) = listener.accept() {
-                // What the client already sent is read first: closing a
-                // socket with unread input resets it, and the reset can
-                // overtake the reply.
-                let mut scratch = [0u8; 4096];
-                let mut unread: usize = 64 * 1024;
-                while let Ok(n @ 1..) = stream.read(&mut scratch) {
-                    unread = match unread.checked_sub(n) {
-                        Some(left) => left,
-                        None => break,
-                    };
-                }
-                let _ = writeln!(stream, "{}", protocol::not_accepted());
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-            }
+            // (it may have been running a job itself).
+            refuse_unaccepted(&listener);
         }
         self.retry_accept_at = None;
         let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
