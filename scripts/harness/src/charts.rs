@@ -117,7 +117,7 @@ pub(crate) fn draw_workloads(out: &Path, results: &Results) -> anyhow::Result<()
         };
         let limit = (name == "heavy").then_some((
             results.floors.heavy_physical_limit_rps,
-            "physical limit: cores ÷ job time",
+            "cores ÷ job time (median of the probes)",
         ));
         draw(
             &out.join(format!("{name}-throughput.svg")),

@@ -124,7 +124,7 @@ fn run() -> anyhow::Result<()> {
     let mut responsiveness = Vec::new();
     let plan = responsiveness::Plan {
         heavy_n: heavy_n * 10,
-        duration: Duration::from_millis(if args.quick { 1000 } else { 2000 }),
+        duration: Duration::from_millis(if args.quick { 1000 } else { 3000 }),
         cores: machine.cores,
     };
     for io in IO_MODES {

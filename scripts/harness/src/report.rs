@@ -119,15 +119,16 @@ fn io_models(md: &mut String, results: &Results) -> std::fmt::Result {
     )?;
     writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|")?;
     for r in &results.responsiveness {
+        let us = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0}"));
         writeln!(
             md,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.io,
             r.strategy,
             r.pings,
-            r.ping_p50_us,
-            r.ping_p99_us,
-            r.ping_max_us,
+            us(r.ping_p50_us),
+            us(r.ping_p99_us),
+            us(r.ping_max_us),
             r.heavy_jobs,
             r.errors
         )?;
@@ -171,20 +172,28 @@ fn mark(met: bool) -> &'static str {
 fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
     let t = &results.targets;
     writeln!(md, "## Targets, as measured in this run\n")?;
+    writeln!(
+        md,
+        "Heavy: throughput ÷ (lanes ÷ the job's CPU time during the point) = (cores busy − \
+         overhead cores) ÷ lanes, lanes being the cores (one for exclusive) and the overhead \
+         the strategy's CPU per request under the tiny workload times the heavy throughput. \
+         The probe ratio uses the job's wall time, timed just before and after the point, \
+         instead; it swings with this machine's speed.\n"
+    )?;
     for h in &t.heavy {
         let each: Vec<String> = h
             .points
             .iter()
             .map(|r| {
                 format!(
-                    "{} clients {:.2} (job {:.2} ms, {:.2} cores busy)",
-                    r.clients, r.ratio, r.job_ms, r.cores_busy
+                    "{} clients {:.2} ({:.2} cores busy, {:.3} overhead; probe ratio {:.2})",
+                    r.clients, r.ratio, r.cores_busy, r.overhead_cores, r.probe_ratio
                 )
             })
             .collect();
         writeln!(
             md,
-            "- heavy, clients ≥ cores, {}: throughput ÷ ({}) = {}; target {}: {}",
+            "- heavy, clients ≥ cores, {} (limit: {}): {}; target {}: {}",
             h.strategy,
             h.limit,
             each.join(", "),
