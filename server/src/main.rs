@@ -41,6 +41,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("could not listen on {}", config.addr))?;
+    widen_backlog(&listener);
     let local = listener
         .local_addr()
         .context("could not read the bound address")?;
@@ -97,6 +98,22 @@ fn raise_descriptor_limit() {
         },
         Ok((soft, _)) => tracing::debug!(limit = soft, "descriptor limit already at its maximum"),
         Err(err) => tracing::debug!(%err, "could not read the descriptor limit"),
+    }
+}
+
+/// Connections the kernel may complete before the server accepts them.
+const BACKLOG: i32 = 4096;
+
+/// std listens with a backlog of 128: a burst of more connects than that
+/// (the overload tests send 2000 at once) overflows it, and the kernel
+/// drops SYNs that the clients resend only after a second. Listening again
+/// on a listening socket raises the backlog on Linux, up to
+/// `net.core.somaxconn`.
+fn widen_backlog(listener: &TcpListener) {
+    use nix::sys::socket::{listen, Backlog};
+    let widened = Backlog::new(BACKLOG).and_then(|backlog| listen(listener, backlog));
+    if let Err(err) = widened {
+        tracing::debug!(%err, "could not widen the listen backlog; it stays at 128");
     }
 }
 
