@@ -25,6 +25,8 @@
 mod errors;
 mod events;
 mod lifecycle;
+#[path = "../common/process.rs"]
+mod process;
 mod procs;
 mod smoke;
 mod support;

@@ -26,6 +26,8 @@ mod chaos;
 mod descriptors;
 mod overload;
 mod panics;
+#[path = "../common/process.rs"]
+mod process;
 mod runaway;
 mod shutdown;
 mod slow;
