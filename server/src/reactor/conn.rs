@@ -13,16 +13,15 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use mio::net::TcpStream;
-use mio::{Token, Waker};
-use offload::{Job, Strategy};
+use mio::Token;
+use offload::Job;
 
+use super::env::{Completion, Env};
 use super::output::{OutBuf, Replies, Seq};
 use crate::config::Config;
 use crate::connection::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
-use crate::listener::ConnectionSnapshot;
 use crate::protocol::{self, Request, SEED_READ};
 
 /// Jobs one connection may have running at once. One, as in the threaded
@@ -53,38 +52,6 @@ enum Got {
 
 /// Bytes asked for per read in the line dialect.
 const READ_CHUNK: usize = 4096;
-
-/// A job's result, on its way back to the reactor.
-#[derive(Debug)]
-pub(super) struct Completion {
-    /// The connection that asked.
-    pub(super) token: Token,
-    /// The reply slot it took.
-    pub(super) seq: Seq,
-    /// The reply line, without its terminator.
-    pub(super) reply: String,
-}
-
-/// What a connection needs from the reactor while it is driven.
-#[derive(Debug)]
-pub(super) struct Env<'a> {
-    /// Where jobs run.
-    pub(super) strategy: &'a Strategy,
-    /// The server's settings.
-    pub(super) config: &'a Config,
-    /// Whether the reactor has seen the shutdown signal: jobs read from now
-    /// on are refused.
-    pub(super) stopping: bool,
-    /// Where completions go; the reactor drains it every turn.
-    pub(super) completions: &'a Sender<Completion>,
-    /// Wakes the reactor's poll when a completion arrives from another
-    /// thread.
-    pub(super) waker: &'a Arc<Waker>,
-    /// Connection counters, for `stats`.
-    pub(super) connections: ConnectionSnapshot,
-    /// When the server started, for `stats`.
-    pub(super) started: Instant,
-}
 
 /// Which protocol the connection speaks, known after its first read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

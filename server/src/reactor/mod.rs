@@ -17,8 +17,15 @@
 //! `inline` a request that waited in its socket while the loop was stalled
 //! is refused as shutting down), then stops the strategy and closes every
 //! connection.
+//!
+//! - `conn`: one connection's state and how it is driven.
+//! - `output`: reply slots kept in request order, and the write buffer.
+//! - `env`: what a connection is driven with, and a job's completion.
+//! - `grace`: the watchdog that ends the grace period.
 
 mod conn;
+mod env;
+mod grace;
 mod output;
 
 use std::collections::HashMap;
@@ -38,7 +45,9 @@ use crate::listener::{
     is_resource_exhaustion, refuse_unaccepted, ConnectionSnapshot, ACCEPT_BACKOFF,
 };
 use crate::shutdown::Shutdown;
-use conn::{Completion, Conn, Env};
+use conn::Conn;
+use env::{Completion, Env};
+use grace::cut_short_after_grace;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -48,7 +57,7 @@ const FIRST_CONNECTION: usize = 2;
 
 /// How often the reactor looks for connections past their deadline while it
 /// has any: the read timeout is kept to within this.
-const TICK: Duration = Duration::from_millis(20);
+pub(super) const TICK: Duration = Duration::from_millis(20);
 
 /// What the reactor keeps between turns.
 struct Reactor<'a> {
@@ -164,26 +173,6 @@ pub fn run(
     strategy.shutdown();
     reactor.conns.clear();
     result
-}
-
-/// Calls `strategy.shutdown()` once `grace` has passed since `shutdown` was
-/// triggered, unless the reactor is `served` first.
-fn cut_short_after_grace(
-    shutdown: &Shutdown,
-    strategy: &Strategy,
-    grace: Duration,
-    served: &AtomicBool,
-) {
-    while !served.load(Ordering::SeqCst) {
-        if shutdown
-            .triggered_at()
-            .is_some_and(|at| at.elapsed() >= grace)
-        {
-            strategy.shutdown();
-            return;
-        }
-        std::thread::sleep(TICK);
-    }
 }
 
 impl Reactor<'_> {
@@ -392,46 +381,4 @@ impl Reactor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use offload::{StrategyConfig, StrategyKind};
-    use std::io::{BufRead, BufReader};
-
-    /// The library entry point serves a pipelined connection in order under
-    /// `threads`, and returns promptly once the shutdown is triggered.
-    #[test]
-    fn serves_in_order_and_stops_on_shutdown() {
-        let strategy = Strategy::start(&StrategyConfig {
-            workers: 2,
-            ..StrategyConfig::new(StrategyKind::Threads)
-        })
-        .expect("strategy starts");
-        let config = Config {
-            io: crate::IoModel::Events,
-            ..Config::default()
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let shutdown = Shutdown::new();
-        std::thread::scope(|scope| {
-            let server = scope.spawn(|| run(listener, &config, &strategy, &shutdown));
-            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            stream
-                .write_all(b"sleep 50\nping\nsumn 4\nstats\n")
-                .expect("send");
-            let mut lines = BufReader::new(stream.try_clone().expect("clone")).lines();
-            let mut next = || lines.next().expect("a line").expect("read");
-            assert_eq!(next(), "ok");
-            assert_eq!(next(), "pong");
-            assert_eq!(next(), "10");
-            assert!(next().contains("\"open\":1"), "stats counts the connection");
-            let stopping = Instant::now();
-            shutdown.trigger();
-            server.join().expect("no panic").expect("served");
-            assert!(stopping.elapsed() < Duration::from_secs(1));
-        });
-    }
-}
+mod tests;

@@ -1,0 +1,45 @@
+//! What passes between the reactor and its connections: the environment a
+//! connection is driven in, and a finished job on its way back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use mio::{Token, Waker};
+use offload::Strategy;
+
+use super::output::Seq;
+use crate::config::Config;
+use crate::listener::ConnectionSnapshot;
+
+/// A job's result, on its way back to the reactor.
+#[derive(Debug)]
+pub(super) struct Completion {
+    /// The connection that asked.
+    pub(super) token: Token,
+    /// The reply slot it took.
+    pub(super) seq: Seq,
+    /// The reply line, without its terminator.
+    pub(super) reply: String,
+}
+
+/// What a connection needs from the reactor while it is driven.
+#[derive(Debug)]
+pub(super) struct Env<'a> {
+    /// Where jobs run.
+    pub(super) strategy: &'a Strategy,
+    /// The server's settings.
+    pub(super) config: &'a Config,
+    /// Whether the reactor has seen the shutdown signal: jobs read from now
+    /// on are refused.
+    pub(super) stopping: bool,
+    /// Where completions go; the reactor drains it every turn.
+    pub(super) completions: &'a Sender<Completion>,
+    /// Wakes the reactor's poll when a completion arrives from another
+    /// thread.
+    pub(super) waker: &'a Arc<Waker>,
+    /// Connection counters, for `stats`.
+    pub(super) connections: ConnectionSnapshot,
+    /// When the server started, for `stats`.
+    pub(super) started: Instant,
+}
