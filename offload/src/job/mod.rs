@@ -63,6 +63,18 @@ pub enum JobKind {
     Panic,
 }
 
+/// The most characters of a bad input an error quotes: enough to recognise
+/// it, and a reply to a line of a kilobyte is not another kilobyte.
+pub const QUOTE_LIMIT: usize = 64;
+
+/// `text`, cut to [`QUOTE_LIMIT`] characters, with `…` if it was longer.
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_LIMIT) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// A job that could not be built from its name and argument; the message
 /// quotes the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +82,7 @@ pub enum JobError {
     /// The name is not a job.
     #[error("unknown job {name:?} (expected sumn, prime or sleep)")]
     UnknownKind {
-        /// The name as given.
+        /// The name as given, cut to [`QUOTE_LIMIT`] characters.
         name: String,
     },
     /// The argument is missing or not a whole number in range.
@@ -78,7 +90,7 @@ pub enum JobError {
     BadArgument {
         /// The job it was meant for.
         kind: JobKind,
-        /// The argument as given.
+        /// The argument as given, cut to [`QUOTE_LIMIT`] characters.
         arg: String,
         /// The largest value accepted.
         max: u64,
@@ -114,9 +126,7 @@ impl JobKind {
         let mut named = JobKind::ALL.into_iter();
         named
             .find(|kind| kind.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| JobError::UnknownKind {
-                name: name.to_owned(),
-            })
+            .ok_or_else(|| JobError::UnknownKind { name: cut(name) })
     }
 
     /// The largest argument this kind accepts.
@@ -136,7 +146,7 @@ impl JobKind {
     pub fn with_argument(self, arg: &str) -> Result<Job, JobError> {
         let bad = || JobError::BadArgument {
             kind: self,
-            arg: arg.to_owned(),
+            arg: cut(arg),
             max: self.max_argument(),
         };
         if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
@@ -244,6 +254,24 @@ mod tests {
             assert_eq!(Job::parse(name, arg), Ok(job));
             assert_eq!(Job::parse(&name.to_uppercase(), arg), Ok(job));
         }
+    }
+
+    /// A long bad input is quoted by its first characters only.
+    #[test]
+    fn long_inputs_are_quoted_cut() {
+        let long = "9".repeat(1000);
+        let message = Job::parse("sumn", &long).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("{}…", "9".repeat(QUOTE_LIMIT))),
+            "{message}"
+        );
+        assert!(message.len() < 200, "{} bytes: {message}", message.len());
+        let name = "é".repeat(100);
+        let message = Job::parse(&name, "1").unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("{}…", "é".repeat(QUOTE_LIMIT))),
+            "{message}"
+        );
     }
 
     /// Bad arguments are refused with a message that quotes them.
