@@ -30,6 +30,7 @@ pub mod job;
 pub mod stats;
 
 pub use apply::{Strategy, StrategyConfig, StrategyKind};
-pub use error::{ApplyError, Exit, StartError};
+pub use apply::fork_server_main_if_requested;
+pub use error::{ApplyError, BusyReason, Exit, StartError};
 pub use job::{Answer, Job, JobKind};
 pub use stats::StatsSnapshot;

@@ -1,6 +1,7 @@
-//! The `procs` strategy, tested from a process that keeps its rule: `main`
-//! forks the fork server before anything starts a thread, and every pool in
-//! these tests is built on that one fork server.
+//! The `procs` strategy, tested from a binary that keeps the host's duty:
+//! `main` calls `offload::fork_server_main_if_requested()` before anything
+//! else, so that every pool can start its fork server (and a replacement)
+//! from this executable.
 //!
 //! Run with `cargo test -p offload --test procs`; a name filter may follow
 //! (`-- kill`).
@@ -13,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use offload::apply::ForkServer;
 use offload::{Answer, ApplyError, Exit, Job, Strategy, StrategyConfig, StrategyKind};
 
 /// Set in the environment of a copy of this binary that plays a server to be
@@ -23,17 +23,16 @@ const VICTIM_ENV: &str = "OFFLOAD_TEST_VICTIM";
 const K: usize = 2;
 
 /// A test case: it panics to fail.
-type Case = fn(&Arc<ForkServer>);
+type Case = fn();
 
 fn main() -> ExitCode {
+    offload::fork_server_main_if_requested();
     if std::env::var_os(VICTIM_ENV).is_some() {
         return victim();
     }
     // Orphans of the killed victim come to this process, which reaps them,
     // instead of to a pid 1 that may not.
     nix::sys::prctl::set_child_subreaper(true).expect("become a subreaper");
-    let fork_server =
-        ForkServer::start().expect("the fork server starts in a single-threaded process");
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -71,7 +70,7 @@ fn main() -> ExitCode {
             continue;
         }
         let started = Instant::now();
-        match std::panic::catch_unwind(|| test(&fork_server)) {
+        match std::panic::catch_unwind(|| test()) {
             Ok(()) => {
                 passed += 1;
                 println!("test {name} ... ok ({:.2?})", started.elapsed());
@@ -82,11 +81,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let fork_server_pid = fork_server.pid();
-    drop(fork_server);
-    if !common::has_exited(fork_server_pid) || !common::zombies_of(&[std::process::id()]).is_empty()
-    {
-        println!("the fork server was not reaped at the end");
+    if !common::zombies_of(&[std::process::id()]).is_empty() {
+        println!("a fork server was not reaped at the end");
         failed += 1;
     }
     println!("\n{passed} passed, {failed} failed");
@@ -97,11 +93,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn pool(fork_server: &Arc<ForkServer>, tweak: impl FnOnce(&mut StrategyConfig)) -> Strategy {
+fn pool(tweak: impl FnOnce(&mut StrategyConfig)) -> Strategy {
     let mut config = StrategyConfig::new(StrategyKind::Procs);
     config.workers = K;
     tweak(&mut config);
-    Strategy::start_procs(&config, Arc::clone(fork_server)).expect("pool starts")
+    Strategy::start(&config).expect("pool starts")
 }
 
 /// Waits for the pool to have K workers again; returns how long it took.
@@ -124,8 +120,8 @@ fn assert_no_zombies(strategy: &Strategy) {
 
 /// Smoke: the seed's job gives the seed's answer, from K live workers, and
 /// dropping the pool ends them all.
-fn smoke(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |_| {});
+fn smoke() {
+    let strategy = pool(|_| {});
     assert_eq!(
         strategy.apply(Job::Sumn(25_000)),
         Ok(Answer::Sum(312_512_500))
@@ -135,7 +131,7 @@ fn smoke(fork_server: &Arc<ForkServer>) {
     assert!(
         pids.iter()
             .all(|&pid| common::proc_state(pid)
-                .is_some_and(|(_, parent)| parent == fork_server.pid()))
+                .is_some_and(|(_, parent)| Some(parent) == strategy.fork_server_pid()))
     );
     drop(strategy);
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -150,10 +146,10 @@ fn smoke(fork_server: &Arc<ForkServer>) {
 
 /// The same few hundred random jobs, applied from four threads, give the same
 /// answers under all four strategies.
-fn identical_answers_across_strategies(fork_server: &Arc<ForkServer>) {
+fn identical_answers_across_strategies() {
     let jobs = common::random_jobs(300, 11);
     let run = |strategy: &Strategy| common::apply_from_four_threads(strategy, &jobs);
-    let procs = run(&pool(fork_server, |_| {}));
+    let procs = run(&pool(|_| {}));
     for kind in [
         StrategyKind::Inline,
         StrategyKind::Exclusive,
@@ -172,8 +168,8 @@ fn identical_answers_across_strategies(fork_server: &Arc<ForkServer>) {
 /// SIGKILL a busy worker 20 times in a row: each time only its job fails, as
 /// `WorkerLost` naming its pid and SIGKILL; the next jobs succeed; the pool is
 /// back to K workers (median under 100 ms); no zombie is left.
-fn kill_busy_worker_20_times(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| c.job_timeout = None);
+fn kill_busy_worker_20_times() {
+    let strategy = pool(|c| c.job_timeout = None);
     let mut respawn_times = Vec::new();
     for round in 0..20 {
         std::thread::scope(|scope| {
@@ -235,8 +231,8 @@ fn kill_busy_worker_20_times(fork_server: &Arc<ForkServer>) {
 /// Every submission to the pool completes exactly once, on a runner thread,
 /// without `submit` ever blocking: answered, busy (queue full), timed out,
 /// worker lost, and refused or cut short at shutdown.
-fn submit_completes_exactly_once(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn submit_completes_exactly_once() {
+    let strategy = pool(|c| {
         // Room for the first three at once (runners may not have taken any
         // yet), and for three waiting later.
         c.queue = 3;
@@ -324,8 +320,8 @@ fn submit_completes_exactly_once(fork_server: &Arc<ForkServer>) {
 
 /// A worker killed while idle costs no job: it is replaced, and the next jobs
 /// all succeed.
-fn idle_worker_death_is_replaced(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |_| {});
+fn idle_worker_death_is_replaced() {
+    let strategy = pool(|_| {});
     let victim = strategy.worker_pids()[0];
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).expect("kill an idle worker");
     let killed_at = Instant::now();
@@ -348,8 +344,8 @@ fn idle_worker_death_is_replaced(fork_server: &Arc<ForkServer>) {
 
 /// A job over its timeout: the caller gets `Timeout` on time, the worker is
 /// killed, reaped and replaced.
-fn timeout_kills_and_replaces(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn timeout_kills_and_replaces() {
+    let strategy = pool(|c| {
         c.job_timeout = Some(Duration::from_millis(200))
     });
     let before = strategy.worker_pids();
@@ -386,8 +382,8 @@ fn timeout_kills_and_replaces(fork_server: &Arc<ForkServer>) {
 
 /// A panicking job becomes `JobPanicked` for its caller; the worker process
 /// survives it and the pool keeps K workers.
-fn panic_is_contained(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |_| {});
+fn panic_is_contained() {
+    let strategy = pool(|_| {});
     let before = strategy.worker_pids();
     let result = strategy.apply(Job::Panic);
     assert!(
@@ -399,8 +395,8 @@ fn panic_is_contained(fork_server: &Arc<ForkServer>) {
 }
 
 /// With recycling after 3 jobs, 9 jobs on one worker retire it twice.
-fn recycling_replaces_workers(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn recycling_replaces_workers() {
+    let strategy = pool(|c| {
         c.workers = 1;
         c.recycle_after = Some(3);
     });
@@ -421,8 +417,8 @@ fn recycling_replaces_workers(fork_server: &Arc<ForkServer>) {
 
 /// With every worker taken, a job waits the queue wait and is refused as
 /// busy; the queue is empty afterwards.
-fn busy_when_all_workers_are_taken(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn busy_when_all_workers_are_taken() {
+    let strategy = pool(|c| {
         c.workers = 1;
         c.queue_wait = Duration::from_millis(50);
     });
@@ -441,7 +437,7 @@ fn busy_when_all_workers_are_taken(fork_server: &Arc<ForkServer>) {
 
 /// A server killed with SIGKILL leaves no orphan: its fork server and every
 /// worker exit within a second.
-fn no_orphans_when_the_server_is_killed(_: &Arc<ForkServer>) {
+fn no_orphans_when_the_server_is_killed() {
     use std::io::{BufRead, BufReader};
     let mut victim = std::process::Command::new(std::env::current_exe().expect("own path"))
         .env(VICTIM_ENV, "1")
