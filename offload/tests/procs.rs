@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use offload::{Answer, ApplyError, Exit, Job, Strategy, StrategyConfig, StrategyKind};
+use offload::{
+    Answer, ApplyError, BusyReason, Exit, Job, Strategy, StrategyConfig, StrategyKind,
+};
 
 /// Set in the environment of a copy of this binary that plays a server to be
 /// killed by SIGKILL.
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Case); 10] = [
+    let tests: [(&str, Case); 14] = [
         ("smoke", smoke),
         (
             "identical_answers_across_strategies",
@@ -62,6 +64,16 @@ fn main() -> ExitCode {
         (
             "no_orphans_when_the_server_is_killed",
             no_orphans_when_the_server_is_killed,
+        ),
+        ("busy_at_the_queue_wait", busy_at_the_queue_wait),
+        ("zero_queue_wait_serves", zero_queue_wait_serves),
+        (
+            "fork_server_death_is_healed",
+            fork_server_death_is_healed,
+        ),
+        (
+            "fork_server_inherits_no_stray_descriptors",
+            fork_server_inherits_no_stray_descriptors,
         ),
     ];
     let (mut passed, mut failed) = (0, 0);
@@ -433,6 +445,190 @@ fn busy_when_all_workers_are_taken() {
         assert!(started.elapsed() >= Duration::from_millis(50));
     });
     assert_eq!(strategy.stats().queued, 0);
+}
+
+/// A job that no worker takes within the queue wait is refused at that
+/// moment, whether applied or submitted (as an event loop does), and is never
+/// run afterwards.
+fn busy_at_the_queue_wait() {
+    let wait = Duration::from_millis(100);
+    let strategy = pool(|c| {
+        c.workers = 1;
+        c.queue_wait = wait;
+    });
+    let busy = Err(ApplyError::Busy {
+        job: Job::Sumn(5),
+        reason: BusyReason::Waited { queue_wait: wait },
+    });
+    std::thread::scope(|scope| {
+        let sleeper = scope.spawn(|| strategy.apply(Job::Sleep(1_500)));
+        while strategy.busy_worker_pids().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut completions = common::Completions::new();
+        let submitted = Instant::now();
+        completions.submit(&strategy, Job::Sumn(5));
+        let (_, result) = loop {
+            if let Some(done) = completions.try_next() {
+                break done;
+            }
+            assert!(submitted.elapsed() < Duration::from_secs(5), "no answer");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let took = submitted.elapsed();
+        assert_eq!(result, busy);
+        assert!(took >= wait && took < Duration::from_millis(800), "{took:?}");
+        println!("    submitted job refused after {took:.2?} (queue wait {wait:?})");
+
+        let started = Instant::now();
+        assert_eq!(strategy.apply(Job::Sumn(5)), busy);
+        let took = started.elapsed();
+        assert!(took >= wait && took < Duration::from_millis(800), "{took:?}");
+        assert_eq!(sleeper.join().expect("no panic"), Ok(Answer::Slept));
+    });
+    // The worker is free again: a refused job still queued would run now.
+    std::thread::sleep(Duration::from_millis(200));
+    let sumn = strategy.stats().jobs[&offload::JobKind::Sumn].clone();
+    assert_eq!((sumn.ok, sumn.busy), (0, 2), "{sumn:?}");
+}
+
+/// A queue wait of zero serves jobs while a worker is free, one after the
+/// other, and refuses at once, saying so, when every worker is taken.
+fn zero_queue_wait_serves() {
+    let strategy = pool(|c| {
+        c.workers = 1;
+        c.queue_wait = Duration::ZERO;
+    });
+    for n in 1..=20 {
+        assert_eq!(
+            strategy.apply(Job::Sumn(n)),
+            Ok(Answer::Sum(u128::from(n) * u128::from(n + 1) / 2))
+        );
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| strategy.apply(Job::Sleep(500)));
+        while strategy.busy_worker_pids().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        assert_eq!(
+            strategy.apply(Job::Sumn(1)),
+            Err(ApplyError::Busy {
+                job: Job::Sumn(1),
+                reason: BusyReason::NoneFree
+            })
+        );
+        assert!(started.elapsed() < Duration::from_millis(200));
+    });
+}
+
+/// SIGKILL the fork server: jobs get pool-down or an answer, never a long
+/// wait; the dead fork server is reaped (no zombie); a new one with K new
+/// workers is up within about a second, counted in the stats; and the new
+/// workers are full members (timeouts kill and replace them, a killed busy
+/// worker is reported lost).
+fn fork_server_death_is_healed() {
+    let strategy = pool(|c| c.job_timeout = Some(Duration::from_millis(300)));
+    let old = strategy.fork_server_pid().expect("procs");
+    let old_workers = strategy.worker_pids();
+    let mut completions = common::Completions::new();
+    let in_flight = completions.submit(&strategy, Job::Sleep(250));
+    while strategy.busy_worker_pids().is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).expect("kill the fork server");
+    let killed_at = Instant::now();
+    let (mut pool_down, mut answered) = (0, 0);
+    loop {
+        let asked = Instant::now();
+        match strategy.apply(Job::Sumn(10)) {
+            Ok(answer) => {
+                assert_eq!(answer, Answer::Sum(55));
+                answered += 1;
+            }
+            Err(ApplyError::PoolDown { .. }) => pool_down += 1,
+            Err(other) => panic!("neither an answer nor pool-down: {other}"),
+        }
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "a job waited {:?}",
+            asked.elapsed()
+        );
+        let back = strategy.fork_server_pid().is_some_and(|pid| pid != 0 && pid != old)
+            && strategy.stats().workers.alive == K;
+        if back && answered > 0 {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "the pool did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let healed = killed_at.elapsed();
+    println!("    pool back {healed:.2?} after its fork server was killed ({pool_down} jobs refused as pool-down)");
+    assert!(healed < Duration::from_secs(3), "{healed:?}");
+    let results = completions.all(Duration::from_secs(5));
+    assert!(
+        matches!(results[in_flight], Err(ApplyError::PoolDown { .. })),
+        "the job in flight: {:?}",
+        results[in_flight]
+    );
+    assert!(common::has_exited(old), "the old fork server is not reaped");
+    assert!(old_workers.iter().all(|&pid| common::has_exited(pid)));
+    assert_no_zombies(&strategy);
+    assert_eq!(strategy.stats().workers.fork_server_restarts, 1);
+
+    // The new workers are full members.
+    let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
+    assert!(matches!(result, Err(ApplyError::Timeout { .. })), "{result:?}");
+    assert!(strategy.wait_for_workers(Duration::from_secs(2)));
+    std::thread::scope(|scope| {
+        let victim_job = scope.spawn(|| strategy.apply(Job::Sleep(5_000)));
+        let busy = loop {
+            if let [pid] = strategy.busy_worker_pids()[..] {
+                break pid;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        kill(Pid::from_raw(busy as i32), Signal::SIGKILL).expect("kill the busy worker");
+        assert_eq!(
+            victim_job.join().expect("no panic"),
+            Err(ApplyError::WorkerLost {
+                job: Job::Sleep(5_000),
+                pid: busy,
+                exit: Exit::Signal(9)
+            })
+        );
+    });
+    back_to_k(&strategy, Instant::now());
+    assert_eq!(strategy.apply(Job::Sumn(3)), Ok(Answer::Sum(6)));
+    assert_no_zombies(&strategy);
+}
+
+/// The fork server, started from this executable, holds its stdio and its
+/// two channel ends, and nothing else of this process (every other
+/// descriptor is close-on-exec).
+fn fork_server_inherits_no_stray_descriptors() {
+    // Descriptors this process holds that a careless spawn would pass on.
+    let _file = std::fs::File::open("/proc/self/status").expect("a file");
+    let _listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a socket");
+    let strategy = pool(|_| {});
+    let pid = strategy.fork_server_pid().expect("procs");
+    let fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the fork server's descriptors")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect();
+    let extra: Vec<_> = fds.iter().filter(|(fd, _)| *fd > 2).collect();
+    assert!(
+        extra.len() == 2 && extra.iter().all(|(_, target)| target.starts_with("socket:")),
+        "the fork server holds {fds:?}"
+    );
 }
 
 /// A server killed with SIGKILL leaves no orphan: its fork server and every

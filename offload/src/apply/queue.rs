@@ -159,6 +159,11 @@ impl Queue {
         }
     }
 
+    /// Workers waiting for a job now.
+    pub(crate) fn free_workers(&self) -> usize {
+        self.inner.lock().free_workers
+    }
+
     /// A handle for a worker to take jobs with.
     pub(crate) fn taker(&self) -> Taker {
         Taker {

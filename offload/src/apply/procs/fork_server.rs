@@ -148,6 +148,7 @@ pub fn fork_server_main_if_requested() {
         eprintln!("offload fork server: bad {FORK_SERVER_ENV} value {value:?}");
         exit_now(2)
     };
+    close_inherited_descriptors();
     serve_pool(Pid::from_raw(parent), name)
 }
 
@@ -307,6 +308,29 @@ impl ForkServer {
 fn stop_child(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Closes every descriptor above stdio. What the server opened is
+/// close-on-exec already; this also drops what the server itself inherited
+/// without that flag (a jobserver pipe from cargo, a shell's stray
+/// descriptor), which the fork server and its workers have no use for.
+fn close_inherited_descriptors() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    // Collected first: the directory's own descriptor is among them.
+    let fds: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: nothing in this process owns these descriptors yet: it is
+        // single-threaded and has opened nothing since `main` began, so no
+        // object will use or close them after this.
+        unsafe {
+            nix::libc::close(fd);
+        }
+    }
 }
 
 /// The fork server's life, from connecting to its pool. Never returns.

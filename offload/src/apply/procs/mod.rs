@@ -165,6 +165,12 @@ impl Procs {
     /// `config.workers` workers) and the runners, and waits until the
     /// workers are all up.
     pub(crate) fn start(config: &StrategyConfig, stats: &Arc<Stats>) -> Result<Self, StartError> {
+        // Workers are the fork server's children; if it dies, they die with
+        // it and would be re-parented to init, which in a container may
+        // never reap them. As a child subreaper this process gets them, and
+        // the supervisor reaps them by pid.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| StartError::os("could not become a child subreaper", e))?;
         let (give_back, idle) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             idle,
@@ -196,8 +202,9 @@ impl Procs {
                 .map_err(|e| StartError::os("could not start a runner thread", e))?;
             procs.runners.push(runner);
         }
+        // Ready when every runner holds a live worker and waits for a job.
         let deadline = Instant::now() + START_WAIT;
-        while procs.shared.stats.alive.load(Ordering::Relaxed) < config.workers {
+        while procs.queue.free_workers() < config.workers {
             if Instant::now() >= deadline {
                 return Err(StartError::WorkersMissing {
                     started: procs.shared.stats.alive.load(Ordering::Relaxed),

@@ -24,11 +24,17 @@ const TICK: Duration = Duration::from_millis(20);
 /// start.
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How long the supervisor tries to reap the workers of a dead fork server.
+const ORPHAN_REAP_WAIT: Duration = Duration::from_secs(3);
+
 /// The supervisor's state, owned by its thread.
 pub(super) struct Supervisor {
     shared: Arc<Shared>,
     queue: Arc<Queue>,
     workers: usize,
+    /// Workers of a dead fork server, re-parented to this process (a child
+    /// subreaper), to reap by pid until the deadline.
+    orphans: Vec<(nix::unistd::Pid, Instant)>,
     /// Warnings that a flood could repeat thousands of times a second.
     lost: Throttle,
     timed_out: Throttle,
@@ -50,6 +56,7 @@ impl Supervisor {
             shared: Arc::clone(shared),
             queue: Arc::clone(queue),
             workers,
+            orphans: Vec::new(),
             lost: Throttle::default(),
             timed_out: Throttle::default(),
             spawn_failed: Throttle::default(),
@@ -106,6 +113,7 @@ impl Supervisor {
                 break;
             }
             self.log_summaries();
+            self.reap_orphans();
             match fork_server.events.try_recv_timeout(TICK) {
                 Ok(Event::Ready { .. }) => {}
                 Ok(Event::Spawned { pid, jobs, replies }) => {
@@ -246,7 +254,10 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
-        for (_, end) in ended {
+        let reap_until = Instant::now() + ORPHAN_REAP_WAIT;
+        for (pid, end) in ended {
+            self.orphans
+                .push((nix::unistd::Pid::from_raw(pid as i32), reap_until));
             end.orphaned.store(true, Ordering::Relaxed);
             end.report(Exit::Unknown);
             shared.stats.alive.fetch_sub(1, Ordering::Relaxed);
@@ -291,6 +302,23 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Reaps the workers a dead fork server left behind: they die with it
+    /// (parent-death signal) and, this process being a child subreaper, come
+    /// to it. Only these pids are waited for, never "any child", so the
+    /// host's other children are left alone.
+    fn reap_orphans(&mut self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let now = Instant::now();
+        self.orphans.retain(|&(pid, until)| {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => now < until,
+                // Not (yet) re-parented here: try again until the deadline.
+                Err(nix::errno::Errno::ECHILD) => now < until,
+                _ => false,
+            }
+        });
     }
 
     /// Logs how many lines each rate-limited warning held back, once its
