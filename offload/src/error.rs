@@ -123,7 +123,10 @@ impl fmt::Display for BusyReason {
                 f.write_str("another job holds the exclusive lock, and an event loop cannot wait")
             }
             BusyReason::Waited { queue_wait } => {
-                write!(f, "no worker took it within the queue wait of {queue_wait:?}")
+                write!(
+                    f,
+                    "no worker took it within the queue wait of {queue_wait:?}"
+                )
             }
         }
     }

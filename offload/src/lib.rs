@@ -29,8 +29,8 @@ pub mod error;
 pub mod job;
 pub mod stats;
 
-pub use apply::{Strategy, StrategyConfig, StrategyKind};
 pub use apply::fork_server_main_if_requested;
+pub use apply::{Strategy, StrategyConfig, StrategyKind};
 pub use error::{ApplyError, BusyReason, Exit, StartError};
 pub use job::{Answer, Job, JobKind};
 pub use stats::StatsSnapshot;

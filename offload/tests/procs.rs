@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use offload::{
-    Answer, ApplyError, BusyReason, Exit, Job, Strategy, StrategyConfig, StrategyKind,
-};
+use offload::{Answer, ApplyError, BusyReason, Exit, Job, Strategy, StrategyConfig, StrategyKind};
 
 /// Set in the environment of a copy of this binary that plays a server to be
 /// killed by SIGKILL.
@@ -67,10 +65,7 @@ fn main() -> ExitCode {
         ),
         ("busy_at_the_queue_wait", busy_at_the_queue_wait),
         ("zero_queue_wait_serves", zero_queue_wait_serves),
-        (
-            "fork_server_death_is_healed",
-            fork_server_death_is_healed,
-        ),
+        ("fork_server_death_is_healed", fork_server_death_is_healed),
         (
             "fork_server_inherits_no_stray_descriptors",
             fork_server_inherits_no_stray_descriptors,
@@ -82,7 +77,7 @@ fn main() -> ExitCode {
             continue;
         }
         let started = Instant::now();
-        match std::panic::catch_unwind(|| test()) {
+        match std::panic::catch_unwind(test) {
             Ok(()) => {
                 passed += 1;
                 println!("test {name} ... ok ({:.2?})", started.elapsed());
@@ -140,11 +135,8 @@ fn smoke() {
     );
     let pids = strategy.worker_pids();
     assert_eq!(pids.len(), K);
-    assert!(
-        pids.iter()
-            .all(|&pid| common::proc_state(pid)
-                .is_some_and(|(_, parent)| Some(parent) == strategy.fork_server_pid()))
-    );
+    assert!(pids.iter().all(|&pid| common::proc_state(pid)
+        .is_some_and(|(_, parent)| Some(parent) == strategy.fork_server_pid())));
     drop(strategy);
     let deadline = Instant::now() + Duration::from_secs(3);
     while !pids.iter().all(|&pid| common::has_exited(pid)) {
@@ -357,9 +349,7 @@ fn idle_worker_death_is_replaced() {
 /// A job over its timeout: the caller gets `Timeout` on time, the worker is
 /// killed, reaped and replaced.
 fn timeout_kills_and_replaces() {
-    let strategy = pool(|c| {
-        c.job_timeout = Some(Duration::from_millis(200))
-    });
+    let strategy = pool(|c| c.job_timeout = Some(Duration::from_millis(200)));
     let before = strategy.worker_pids();
     let started = Instant::now();
     let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
@@ -477,13 +467,19 @@ fn busy_at_the_queue_wait() {
         };
         let took = submitted.elapsed();
         assert_eq!(result, busy);
-        assert!(took >= wait && took < Duration::from_millis(800), "{took:?}");
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
         println!("    submitted job refused after {took:.2?} (queue wait {wait:?})");
 
         let started = Instant::now();
         assert_eq!(strategy.apply(Job::Sumn(5)), busy);
         let took = started.elapsed();
-        assert!(took >= wait && took < Duration::from_millis(800), "{took:?}");
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
         assert_eq!(sleeper.join().expect("no panic"), Ok(Answer::Slept));
     });
     // The worker is free again: a refused job still queued would run now.
@@ -554,7 +550,9 @@ fn fork_server_death_is_healed() {
             "a job waited {:?}",
             asked.elapsed()
         );
-        let back = strategy.fork_server_pid().is_some_and(|pid| pid != 0 && pid != old)
+        let back = strategy
+            .fork_server_pid()
+            .is_some_and(|pid| pid != 0 && pid != old)
             && strategy.stats().workers.alive == K;
         if back && answered > 0 {
             break;
@@ -581,7 +579,10 @@ fn fork_server_death_is_healed() {
 
     // The new workers are full members.
     let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
-    assert!(matches!(result, Err(ApplyError::Timeout { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ApplyError::Timeout { .. })),
+        "{result:?}"
+    );
     assert!(strategy.wait_for_workers(Duration::from_secs(2)));
     std::thread::scope(|scope| {
         let victim_job = scope.spawn(|| strategy.apply(Job::Sleep(5_000)));
@@ -626,7 +627,10 @@ fn fork_server_inherits_no_stray_descriptors() {
         .collect();
     let extra: Vec<_> = fds.iter().filter(|(fd, _)| *fd > 2).collect();
     assert!(
-        extra.len() == 2 && extra.iter().all(|(_, target)| target.starts_with("socket:")),
+        extra.len() == 2
+            && extra
+                .iter()
+                .all(|(_, target)| target.starts_with("socket:")),
         "the fork server holds {fds:?}"
     );
 }

@@ -160,7 +160,10 @@ fn exclusive_serialises_threads_overlap() {
 fn procs_refuses_an_unprepared_host() {
     let err = Strategy::start(&StrategyConfig::new(StrategyKind::Procs)).expect_err("unprepared");
     assert!(matches!(err, StartError::HostNotPrepared), "{err}");
-    assert!(err.to_string().contains("fork_server_main_if_requested"), "{err}");
+    assert!(
+        err.to_string().contains("fork_server_main_if_requested"),
+        "{err}"
+    );
 }
 
 /// Under `threads`, a job that no worker takes within the queue wait is
@@ -186,7 +189,10 @@ fn threads_busy_at_the_queue_wait() {
             reason: BusyReason::Waited { queue_wait: wait },
         });
         assert_eq!(result, busy);
-        assert!(took >= wait && took < Duration::from_millis(800), "{took:?}");
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
 
         let (tx, rx) = std::sync::mpsc::channel();
         let submitted = Instant::now();
@@ -195,7 +201,10 @@ fn threads_busy_at_the_queue_wait() {
         });
         let (result, took) = rx.recv_timeout(Duration::from_secs(5)).expect("completed");
         assert_eq!(result, busy);
-        assert!(took >= wait && took < Duration::from_millis(800), "{took:?}");
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
         assert_eq!(sleeper.join().expect("no panic"), Ok(Answer::Slept));
     });
     // The worker is free again: had the refused jobs stayed queued, it would

@@ -89,7 +89,13 @@ fn threads_submit_never_waits() {
     assert_eq!(results[0], Ok(Answer::Slept));
     assert_eq!(results[1], Ok(Answer::Slept));
     assert!(
-        matches!(results[refused], Err(ApplyError::Busy { reason: BusyReason::QueueFull { queued: 1 }, .. })),
+        matches!(
+            results[refused],
+            Err(ApplyError::Busy {
+                reason: BusyReason::QueueFull { queued: 1 },
+                ..
+            })
+        ),
         "{:?}",
         results[refused]
     );

@@ -48,7 +48,10 @@ fn busy_at_the_queue_wait(io: Io, apply: &str) {
     let reply = other.request("sumn 5");
     let took = asked.elapsed();
     assert!(reply.starts_with("ERR busy "), "got {reply:?}");
-    assert!(reply.contains("within the queue wait of 100ms"), "{reply:?}");
+    assert!(
+        reply.contains("within the queue wait of 100ms"),
+        "{reply:?}"
+    );
     assert!(
         took >= WAIT && took < Duration::from_millis(900),
         "busy after {took:?}, want about {WAIT:?}"
@@ -58,9 +61,16 @@ fn busy_at_the_queue_wait(io: Io, apply: &str) {
     // The worker is free: a refused job still queued would run now.
     std::thread::sleep(Duration::from_millis(200));
     let stats = server.stats();
-    assert_eq!(stats["jobs"]["sumn"]["ok"], 0, "the refused job ran: {stats}");
+    assert_eq!(
+        stats["jobs"]["sumn"]["ok"], 0,
+        "the refused job ran: {stats}"
+    );
     assert_eq!(stats["jobs"]["sumn"]["busy"], 1, "{stats}");
-    assert_eq!(other.request("sumn 5"), "15", "served once the worker is free");
+    assert_eq!(
+        other.request("sumn 5"),
+        "15",
+        "served once the worker is free"
+    );
 }
 
 /// `--queue-wait 0` serves one request after another while workers are
@@ -111,7 +121,11 @@ fn killed_fork_server_is_replaced(io: Io) {
     assert!(back < Duration::from_secs(3), "back after {back:?}");
     let (new, _) = server.process_tree(2);
     assert_ne!(new.pid, old.pid, "a new fork server");
-    assert!(old.now().is_none(), "the old fork server is left as {:?}", old.now());
+    assert!(
+        old.now().is_none(),
+        "the old fork server is left as {:?}",
+        old.now()
+    );
     let stats = server.stats();
     assert_eq!(stats["workers"]["fork_server_restarts"], 1, "{stats}");
     assert_eq!(stats["workers"]["alive"], 2, "{stats}");
@@ -130,7 +144,14 @@ fn timeout_kills_are_logged_as_such_and_rate_limited(io: Io) {
     let server = Server::start(
         io,
         "procs",
-        &["--workers", "2", "--job-timeout", "30ms", "--log-level", "info"],
+        &[
+            "--workers",
+            "2",
+            "--job-timeout",
+            "30ms",
+            "--log-level",
+            "info",
+        ],
     );
     let mut conn = server.line_conn();
     let kills = 30;

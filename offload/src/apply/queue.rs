@@ -247,10 +247,7 @@ impl Taker {
             if let Some(waiting) = state.jobs.pop_front() {
                 break Some(waiting);
             }
-            state = inner
-                .arrived
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+            state = inner.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
         };
         state.free_workers -= 1;
         inner.count(&state);
@@ -286,10 +283,12 @@ impl Inner {
                 return;
             }
             let now = Instant::now();
-            let due = match state.jobs.front() {
-                None => None,
-                Some(front) => Some(front.deadline.unwrap_or(now)),
-            };
+            // A job without a deadline (queue wait zero) never reaches the
+            // timer, which is not started then.
+            let due = state
+                .jobs
+                .front()
+                .map(|front| front.deadline.unwrap_or(now));
             state = match due {
                 None => self.timer.wait(state).unwrap_or_else(|p| p.into_inner()),
                 Some(due) if due > now => {
@@ -377,7 +376,10 @@ mod tests {
         let results = push(&queue, &stats, Job::Sumn(3));
         let claimed = queue.taker().take().unwrap();
         std::thread::sleep(Duration::from_millis(150));
-        assert!(results.try_recv().is_err(), "the timer completed a taken job");
+        assert!(
+            results.try_recv().is_err(),
+            "the timer completed a taken job"
+        );
         claimed.done.complete(Ok(Answer::Sum(6)), Timing::default());
         assert_eq!(results.recv().unwrap().0, Ok(Answer::Sum(6)));
     }

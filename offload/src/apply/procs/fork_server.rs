@@ -127,6 +127,7 @@ pub(crate) enum Event {
 /// # Examples
 ///
 /// ```no_run
+/// # #[allow(clippy::needless_doctest_main)]
 /// fn main() {
 ///     offload::fork_server_main_if_requested();
 ///     // ... the program, which may now use `--apply procs`.

@@ -95,8 +95,7 @@ impl Supervisor {
     /// the pool's workers.
     fn install(&self, fork_server: &ForkServer) {
         let shared = &*self.shared;
-        *shared.commands.lock().unwrap_or_else(|p| p.into_inner()) =
-            fork_server.commands.clone();
+        *shared.commands.lock().unwrap_or_else(|p| p.into_inner()) = fork_server.commands.clone();
         shared
             .fork_server_pid
             .store(fork_server.pid(), Ordering::Relaxed);
@@ -335,10 +334,16 @@ impl Supervisor {
             tracing::warn!(count, "lost more worker processes in the last {WINDOW:?}");
         }
         if let Some(count) = self.spawn_failed.summary(now) {
-            tracing::error!(count, "more worker processes failed to start in the last {WINDOW:?}");
+            tracing::error!(
+                count,
+                "more worker processes failed to start in the last {WINDOW:?}"
+            );
         }
         if let Some(count) = self.restart_failed.summary(now) {
-            tracing::error!(count, "more fork server starts failed in the last {WINDOW:?}");
+            tracing::error!(
+                count,
+                "more fork server starts failed in the last {WINDOW:?}"
+            );
         }
     }
 }
