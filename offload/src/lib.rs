@@ -15,6 +15,13 @@
 //! assert_eq!(strategy.apply(Job::Sumn(25_000)), Ok(Answer::Sum(312_512_500)));
 //! ```
 //!
+//! # The host binary's duty
+//!
+//! A binary that may use the `procs` strategy calls
+//! [`fork_server_main_if_requested`] first thing in `main`: the pool starts
+//! its fork servers by running the binary's own executable, and that call is
+//! where such a process becomes a fork server instead of the program.
+//!
 //! # Layout
 //!
 //! - [`job`]: the jobs (`sumn`, `prime`, `sleep`), their answers, and the
