@@ -64,7 +64,7 @@ pub(crate) struct Claimed {
 #[derive(Debug, Default)]
 struct State {
     jobs: VecDeque<Waiting>,
-    /// Workers blocked in [`Queue::take`] right now.
+    /// Workers blocked in [`Taker::take`] right now.
     free_workers: usize,
     closed: bool,
 }
