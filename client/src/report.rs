@@ -27,6 +27,9 @@ pub struct Report {
     /// From the end of the warmup to the actual start of the last measured
     /// request: longer than the schedule when requests went out late.
     pub send_span: Duration,
+    /// Whether Ctrl-C stopped the run early: the figures cover the requests
+    /// made until then.
+    pub interrupted: bool,
 }
 
 /// A histogram summed up, in microseconds.
@@ -92,11 +95,13 @@ impl Spectrum {
 impl Report {
     /// The original's first line: the requests planned (`threads ×
     /// (total / threads)`) for a request count, the requests measured for a
-    /// duration.
+    /// duration or an interrupted run. Each of them is counted as ok, wrong
+    /// or an error: they add up to this.
     pub fn total_requests(&self) -> u64 {
-        self.config
-            .planned_requests()
-            .unwrap_or_else(|| self.tally().counts.sent)
+        match self.config.planned_requests() {
+            Some(planned) if !self.interrupted => planned,
+            _ => self.tally().counts.sent,
+        }
     }
 
     /// The counts of the measured requests.
@@ -127,9 +132,10 @@ impl Report {
         })
     }
 
-    /// Whether every request, warmup included, was answered right.
+    /// Whether every request, warmup included, was answered right, and no
+    /// reply came that was not asked for.
     pub fn all_right(&self) -> bool {
-        self.tally().all_right() && self.stats.warmup.all_right()
+        self.tally().all_right() && self.stats.warmup.all_right() && self.stats.extra.count == 0
     }
 }
 
@@ -174,6 +180,7 @@ mod tests {
             stats: Stats::default(),
             elapsed: Duration::from_millis(2100),
             send_span: Duration::ZERO,
+            interrupted: false,
         };
         let check = report.rate_check().expect("open loop");
         assert_eq!(check.achieved, 0.0);
