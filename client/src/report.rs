@@ -109,9 +109,10 @@ impl Report {
         self.stats.tally()
     }
 
-    /// Measured requests per second.
+    /// Measured requests per second (requests actually sent).
     pub fn throughput(&self) -> f64 {
-        per_second(self.tally().counts.sent, self.elapsed)
+        let counts = self.tally().counts;
+        per_second(counts.sent - counts.unsent, self.elapsed)
     }
 
     /// For an open loop, the rate asked and the rate made: the measured
@@ -119,7 +120,8 @@ impl Report {
     /// schedule spans if that is longer (requests sent on time).
     pub fn rate_check(&self) -> Option<RateCheck> {
         let target = self.config.rate?;
-        let sent = self.tally().counts.sent;
+        let counts = self.tally().counts;
+        let sent = counts.sent - counts.unsent;
         let scheduled = match self.config.amount {
             Amount::Duration(length) => length,
             Amount::Requests(_) => Duration::from_secs_f64(sent as f64 / target),

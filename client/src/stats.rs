@@ -203,13 +203,16 @@ impl Stats {
     /// Counts a measured request that was never sent because its thread's
     /// target could not be reached (`failure` says why).
     pub fn record_unsent(&mut self, job: Job, addr: SocketAddr, failure: &Failure) {
-        let outcome = Outcome::Failed(failure.clone());
         self.kinds
             .entry(job.kind())
             .or_default()
             .tally
-            .add(&outcome);
-        self.targets.entry(addr).or_default().tally.add(&outcome);
+            .add_unsent(failure);
+        self.targets
+            .entry(addr)
+            .or_default()
+            .tally
+            .add_unsent(failure);
     }
 
     /// Counts an attempt that failed for `cause` and is made again.
