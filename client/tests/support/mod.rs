@@ -67,15 +67,15 @@ impl Server {
     /// Starts `sumserver --addr 127.0.0.1:0 --apply <apply>` and waits for
     /// its `listening on ADDR` line.
     pub(crate) fn start(apply: &str) -> Server {
+        Server::start_with(&["--apply", apply])
+    }
+
+    /// Starts `sumserver --addr 127.0.0.1:0 --log-level warn <args>` and
+    /// waits for its `listening on ADDR` line.
+    pub(crate) fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(sumserver_path())
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--apply",
-                apply,
-                "--log-level",
-                "warn",
-            ])
+            .args(["--addr", "127.0.0.1:0", "--log-level", "warn"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
