@@ -244,7 +244,7 @@ pub(crate) fn draw_workloads(out: &Path, results: &Results) -> anyhow::Result<()
                 .collect()
         };
         let heavy = name == "heavy";
-        let limit = heavy.then(|| Limit {
+        let limit = heavy.then_some(Limit {
             value: results.floors.heavy_physical_limit_rps,
             label: "cores ÷ job time: the most the cores can do if each job \
                     takes as long as the probes timed it",
