@@ -70,11 +70,18 @@ impl Server {
         Server::start_with(&["--apply", apply])
     }
 
-    /// Starts `sumserver --addr 127.0.0.1:0 --log-level warn <args>` and
-    /// waits for its `listening on ADDR` line.
+    /// Starts `sumserver --addr 127.0.0.1:0 --log-level warn <args>` (no
+    /// `--addr` of its own when `args` has one) and waits for its `listening
+    /// on ADDR` line.
     pub(crate) fn start_with(args: &[&str]) -> Server {
+        let own_addr: &[&str] = if args.contains(&"--addr") {
+            &[]
+        } else {
+            &["--addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(sumserver_path())
-            .args(["--addr", "127.0.0.1:0", "--log-level", "warn"])
+            .args(own_addr)
+            .args(["--log-level", "warn"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -108,6 +115,24 @@ impl Server {
     /// The address it listens on, as `127.0.0.1:PORT`.
     pub(crate) fn addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// Sends SIGTERM (a graceful shutdown) and waits for the exit, at most
+    /// [`DEADLINE`].
+    pub(crate) fn terminate(mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.0.id()).expect("a pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait for sumserver") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sumserver still running after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
