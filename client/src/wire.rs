@@ -3,7 +3,7 @@
 //! line-dialect connection carrying many requests ([`LineConn`]).
 //!
 //! Every wait is bounded by a deadline and sliced (at most
-//! [`SLICE`](crate::interrupt::SLICE) at a time) so that Ctrl-C's grace is
+//! [`SLICE`] at a time) so that Ctrl-C's grace is
 //! kept: nothing here can block forever.
 //!
 //! Each connection ends with a check that the server sent nothing it was
