@@ -171,6 +171,40 @@ mod tests {
         assert!((s.mean - 500.5).abs() < 0.01);
     }
 
+    /// An interrupted run's total is the requests made; an extra reply or a
+    /// request never sent fails the run, and never-sent requests are not
+    /// throughput.
+    #[test]
+    fn totals_and_verdict() {
+        let mut stats = Stats::default();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let kind = stats.kinds.entry(crate::job::JobKind::Sumn).or_default();
+        for _ in 0..30 {
+            kind.tally.add(&crate::outcome::Outcome::Right);
+        }
+        let mut report = Report {
+            config: Config::seed(2),
+            stats,
+            elapsed: Duration::from_secs(1),
+            send_span: Duration::ZERO,
+            interrupted: false,
+        };
+        assert_eq!(report.total_requests(), 1000);
+        assert!(report.all_right());
+        report.interrupted = true;
+        assert_eq!(report.total_requests(), 30);
+        report.stats.extra.count = 1;
+        assert!(!report.all_right());
+        report.stats.extra.count = 0;
+        let refused = crate::outcome::Failure::new(crate::outcome::IoKind::ConnectRefused, "no");
+        report
+            .stats
+            .record_unsent(crate::job::Job::Sumn(1), addr, &refused);
+        assert!(!report.all_right());
+        assert_eq!(report.tally().counts.sent, 31);
+        assert_eq!(report.throughput(), 30.0);
+    }
+
     /// The achieved rate of a duration run is counted over the duration.
     #[test]
     fn rate_checked() {
