@@ -9,7 +9,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "scripts/bench")]
 pub(crate) struct Args {
-    /// A smoke run of under a minute: short runs, the same files.
+    /// A smoke run of about a minute: short runs, the same files.
     #[arg(long)]
     pub(crate) quick: bool,
 
