@@ -16,6 +16,11 @@
 //! - `events`: what only `--io events` can show: the reactor never waits for
 //!   a job under `threads` and `procs`, stalls under `inline`, keeps replies
 //!   in order, and stops reading a client that does not read.
+//! - `stderr`: a broken or stuck stderr stops nothing.
+//! - `quit`: `quit` after a pipeline loses no reply.
+//! - `signals`: SIGHUP, a second signal, requests cut short by `--grace`.
+//! - `flags`: `--addr` host names, `--log-level`, colours, `--help`,
+//!   `--workers 0`, no test-only job in the shipped binary.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
 //!   and the process tree going away with a SIGKILLed server.
 //!
@@ -24,9 +29,13 @@
 
 mod errors;
 mod events;
+mod flags;
 mod lifecycle;
 #[path = "../common/process.rs"]
 mod process;
 mod procs;
+mod quit;
+mod signals;
 mod smoke;
+mod stderr;
 mod support;

@@ -43,7 +43,7 @@ use offload::Strategy;
 use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
 use crate::config::Config;
 use crate::counts::ConnectionSnapshot;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use conn::Conn;
 use env::{Completion, Env};
 use grace::cut_short_after_grace;
@@ -79,6 +79,11 @@ struct Reactor<'a> {
     again: Vec<Token>,
     /// Set when the reactor sees the shutdown: the end of the grace period.
     grace_ends: Option<Instant>,
+    /// Set when the grace period is over: by then the requests cut short
+    /// have been told so, and every connection is closed.
+    cut_ends: Option<Instant>,
+    /// Jobs the strategy cut short at the end of the grace period.
+    cut_short: usize,
 }
 
 /// What every connection is handed while it is driven, kept apart from the
@@ -117,7 +122,7 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     let poll = Poll::new()?;
@@ -149,6 +154,8 @@ pub fn run(
         backing_off: false,
         again: Vec::new(),
         grace_ends: None,
+        cut_ends: None,
+        cut_short: 0,
     };
     let served = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
@@ -171,7 +178,9 @@ pub fn run(
     // close every connection, as the threaded mode shuts its sockets.
     strategy.shutdown();
     reactor.conns.clear();
-    result
+    result.map(|()| Stopped {
+        cut_short: reactor.cut_short,
+    })
 }
 
 impl Reactor<'_> {
@@ -203,7 +212,14 @@ impl Reactor<'_> {
             if accept && self.listener.is_some() {
                 self.accept_all(&mut ready);
             }
-            for Completion { token, seq, reply } in self.finished.try_iter() {
+            for Completion {
+                token,
+                seq,
+                reply,
+                cut,
+            } in self.finished.try_iter()
+            {
+                self.cut_short += usize::from(cut);
                 // A connection that closed meanwhile no longer wants it.
                 if let Some(conn) = self.conns.get_mut(&token) {
                     conn.complete(seq, reply);
@@ -225,12 +241,24 @@ impl Reactor<'_> {
                 if busy == 0 {
                     return Ok(());
                 }
-                if now >= grace_ends {
-                    tracing::warn!(
-                        unfinished = busy,
-                        "grace period over; cutting the remaining requests short"
-                    );
-                    return Ok(());
+                match self.cut_ends {
+                    None if now >= grace_ends => {
+                        tracing::warn!(
+                            unfinished = busy,
+                            "grace period over; cutting the remaining requests short"
+                        );
+                        // The jobs still running or queued end with
+                        // `ShuttingDown`; their replies, `ERR
+                        // shutting-down`, are written before the close.
+                        self.link.strategy.shutdown();
+                        self.cut_ends = Some(now + CUT_TIME);
+                    }
+                    Some(cut_ends) if now >= cut_ends => {
+                        // Jobs that did not even answer that in time.
+                        self.cut_short += self.conns.values().map(Conn::jobs).sum::<usize>();
+                        return Ok(());
+                    }
+                    _ => {}
                 }
             }
         }

@@ -38,7 +38,8 @@ fn serves_in_order_and_stops_on_shutdown() {
         assert!(next().contains("\"open\":1"), "stats counts the connection");
         let stopping = Instant::now();
         shutdown.trigger();
-        server.join().expect("no panic").expect("served");
+        let stopped = server.join().expect("no panic").expect("served");
+        assert_eq!(stopped.cut_short, 0, "nothing was running");
         assert!(stopping.elapsed() < Duration::from_secs(1));
     });
 }
