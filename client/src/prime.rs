@@ -76,7 +76,10 @@ mod tests {
 
     /// Trial division, the obvious reference for small numbers.
     fn by_trial_division(n: u64) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+        n >= 2
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
     }
 
     /// Every number below 100 000 agrees with trial division.

@@ -68,21 +68,42 @@ fn stderr_whose_reader_is_gone(io: Io) {
     serves_then_stops(server);
 }
 
-/// stderr a pipe nobody reads: once it is full, log lines are dropped and
-/// counted in `stats`, nothing blocks, and SIGTERM still ends the server.
+/// stderr a pipe nobody reads, flooded with job timeouts (the process
+/// pool's supervisor logs each) and bad requests (logged at debug): once the
+/// pipe is full, log lines are dropped and counted in `stats`, every request
+/// is still answered, and SIGTERM still ends the server.
 fn stderr_that_nobody_reads(io: Io) {
+    const TIMEOUTS: usize = 1000;
     let (reader, writer) = pipe();
     let server = Server::start_with_stderr(
         io,
-        "threads",
-        &["--log-level", "debug", "--workers", "2"],
+        "procs",
+        &[
+            "--log-level",
+            "debug",
+            "--workers",
+            "2",
+            "--job-timeout",
+            "1ms",
+            "--queue-wait",
+            "2s",
+        ],
         Stdio::from(writer),
     );
+    let mut conn = server.line_conn();
+    conn.send(&"prime 18446744073709551557\n".repeat(TIMEOUTS));
+    for i in 0..TIMEOUTS {
+        let reply = conn.read_line();
+        assert!(reply.starts_with("ERR timeout "), "reply {i}: {reply:?}");
+    }
     flood(&server);
     let dropped = server.stats()["log"]["dropped"]
         .as_u64()
         .expect("stats has log.dropped");
-    println!("figures: {io:?}: {FLOOD} bad requests logged into a pipe nobody reads: {dropped} log lines dropped");
+    println!(
+        "figures: {io:?}: {TIMEOUTS} timeouts and {FLOOD} bad requests logged into a pipe \
+         nobody reads: every one answered, {dropped} log lines dropped"
+    );
     assert!(dropped > 0, "a stuck stderr must cost log lines");
     serves_then_stops(server);
     drop(reader);
