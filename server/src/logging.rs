@@ -50,6 +50,17 @@ pub enum FilterError {
     },
 }
 
+/// Logging could not be set up.
+#[derive(Debug, Error)]
+pub enum InitError {
+    /// The writer thread could not be started (out of threads).
+    #[error("cannot start the logging thread")]
+    NoThread,
+    /// A subscriber was installed before.
+    #[error("logging is already set up")]
+    AlreadySet,
+}
+
 /// `"x"`, or `"x" (in "info,x")` when the filter has more than the bad part.
 fn quote_in(directive: &str, filter: &str) -> String {
     if directive == filter {
@@ -111,21 +122,32 @@ static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 ///
 /// # Errors
 ///
-/// When a subscriber is already installed (a second call).
-pub fn init(filter: EnvFilter) -> Result<(), tracing_subscriber::util::TryInitError> {
+/// [`InitError`]: the writer thread could not start, or a subscriber is
+/// already installed (a second call).
+pub fn init(filter: EnvFilter) -> Result<(), InitError> {
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("ysum-log")
-        .finish(std::io::stderr());
+    // tracing-appender panics when it cannot start its thread (a tight
+    // RLIMIT_NPROC): turned into an error here, without the default hook's
+    // message.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = std::panic::catch_unwind(|| {
+        NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(QUEUED_LINES)
+            .thread_name("ysum-log")
+            .finish(std::io::stderr())
+    });
+    std::panic::set_hook(default_hook);
+    let (writer, guard) = started.map_err(|_| InitError::NoThread)?;
     let _ = DROPPED.set(writer.error_counter());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour_wanted())
         .with_writer(writer)
         .finish()
-        .try_init()?;
+        .try_init()
+        .map_err(|_| InitError::AlreadySet)?;
     *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
@@ -158,17 +180,25 @@ pub fn last_words(line: &str) {
     });
 }
 
-/// Runs `work` on a thread of its own and waits for it at most `limit`.
+/// Runs `work` on a thread of its own and waits for it at most `limit`;
+/// on this thread when no other can be started (out of threads).
 fn wait_at_most(limit: Duration, work: impl FnOnce() + Send + 'static) {
     let (done, finished) = std::sync::mpsc::channel::<()>();
+    let work = std::sync::Arc::new(Mutex::new(Some(work)));
+    let on_helper = std::sync::Arc::clone(&work);
     let helper = std::thread::Builder::new()
         .name("ysum-exit".into())
         .spawn(move || {
-            work();
+            let taken = on_helper.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(work) = taken {
+                work();
+            }
             drop(done);
         });
     if helper.is_ok() {
         let _ = finished.recv_timeout(limit);
+    } else if let Some(work) = work.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        work();
     }
 }
 
