@@ -145,7 +145,8 @@ fn unaccepted_connections_are_told_at_shutdown() {
 }
 
 /// `--grace` bounds a shutdown even when the reactor itself is running the
-/// job (`inline`): the job is cut short when the grace period ends.
+/// job (`inline`): the job is cut short when the grace period ends, its
+/// client told so, and the exit status (3) says a request was cut.
 #[test]
 fn grace_bounds_a_job_run_by_the_reactor() {
     let mut server = Server::start(Io::Events, "inline", &["--grace", "1s"]);
@@ -155,9 +156,11 @@ fn grace_bounds_a_job_run_by_the_reactor() {
     std::thread::sleep(Duration::from_millis(100));
     let signalled = Instant::now();
     server.signal(nix::sys::signal::Signal::SIGTERM);
+    let reply = sleeper.read_line();
+    assert!(reply.starts_with("ERR shutting-down "), "got {reply:?}");
     let status = server.wait_exit(Duration::from_secs(8));
     let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert_eq!(status.code(), Some(3), "exit status {status}");
     assert!(
         took < Duration::from_secs(3),
         "exited {took:?} after SIGTERM with --grace 1s"

@@ -92,3 +92,83 @@ fn the_shipped_binary_has_no_test_only_job() {
         "sumserver-faults: {reply:?}"
     );
 }
+
+/// On a terminal the logs are coloured, unless `NO_COLOR` is set (to
+/// anything but the empty string).
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    assert!(
+        terminal_log(None).contains("\u{1b}["),
+        "no colour on a terminal"
+    );
+    assert!(
+        !terminal_log(Some("1")).contains('\u{1b}'),
+        "colour despite NO_COLOR"
+    );
+}
+
+/// Starts the server with its stderr on a pseudo-terminal (and `NO_COLOR`
+/// as given), stops it, and returns what it wrote there.
+fn terminal_log(no_color: Option<&str>) -> String {
+    use std::io::{BufRead, BufReader, ErrorKind, Read};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    for fd in [pty.master.as_raw_fd(), pty.slave.as_raw_fd()] {
+        // SAFETY: fcntl on descriptors this function owns. Close-on-exec, so
+        // that no other test's child keeps the terminal open; the master
+        // non-blocking, so that reading it is bounded below.
+        unsafe {
+            nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+        }
+    }
+    // SAFETY: as above, on the master only.
+    unsafe {
+        let fd = pty.master.as_raw_fd();
+        let flags = nix::libc::fcntl(fd, nix::libc::F_GETFL);
+        nix::libc::fcntl(fd, nix::libc::F_SETFL, flags | nix::libc::O_NONBLOCK);
+    }
+    let mut command = sumserver();
+    command
+        .args(["--addr", "127.0.0.1:0", "--apply", "inline"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(pty.slave));
+    match no_color {
+        Some(value) => command.env("NO_COLOR", value),
+        None => command.env_remove("NO_COLOR"),
+    };
+    let mut server = crate::support::Reaped(command.spawn().expect("spawn sumserver"));
+    // Our copy of the terminal's slave end went into `command`: dropped with
+    // it, so that reading the master ends once the server is gone.
+    drop(command);
+    let mut first = String::new();
+    BufReader::new(server.0.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .expect("read the listening line");
+    assert!(first.starts_with("listening on "), "{first:?}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = server.wait(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+    // The server is gone: the master yields what it wrote, then EIO (or
+    // would block, if some other process still holds the slave end).
+    let mut log = Vec::new();
+    let mut master = std::fs::File::from(pty.master);
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !String::from_utf8_lossy(&log).contains("sumserver stopped")
+    {
+        match master.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => log.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => break,
+        }
+    }
+    let log = String::from_utf8_lossy(&log).into_owned();
+    assert!(log.contains("sumserver started"), "{log:?}");
+    log
+}
