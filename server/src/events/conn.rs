@@ -154,9 +154,9 @@ impl Conn {
     /// only because its [`STEP_BUDGET`] ran out, so that the reactor gives it
     /// another turn soon (mio reports readiness only when it changes).
     ///
-    /// The replies made ready during one call leave in one write, at its
-    /// end, unless they back up sooner: a burst of pipelined `ping`s costs a
-    /// `sendto` per call, not one per reply.
+    /// The replies made ready are not written here, unless they back up or
+    /// the connection ends: the reactor calls [`Conn::flush`] once at the end
+    /// of its turn, so that a burst of replies costs one `sendto`.
     pub(super) fn drive(&mut self, env: &Env<'_>) -> bool {
         let mut budget_spent = true;
         for _ in 0..STEP_BUDGET {
@@ -193,7 +193,6 @@ impl Conn {
                 }
             }
         }
-        self.flush();
         budget_spent
     }
 
@@ -404,7 +403,7 @@ impl Conn {
     }
 
     /// Writes what is waiting; a failed write closes the connection.
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         if self.out.is_empty() || self.phase == Phase::Closed {
             return;
         }

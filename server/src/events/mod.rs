@@ -54,6 +54,12 @@ const WAKER: Token = Token(1);
 /// late completion cannot reach a newer connection that took an old token.
 const FIRST_CONNECTION: usize = 2;
 
+/// How long a turn keeps filing the jobs completed while it drove the
+/// connections, and driving those again, before it writes and polls: under
+/// inline a pipeline of quick jobs gets its replies written together, and
+/// no other connection waits more than this for the poll.
+const CHAIN_TIME: Duration = Duration::from_millis(1);
+
 /// How often the reactor looks for connections past their deadline while it
 /// has any: the read timeout is kept to within this.
 pub(super) const TICK: Duration = Duration::from_millis(20);
@@ -77,6 +83,8 @@ struct Reactor<'a> {
     backing_off: bool,
     /// Connections whose read budget ran out: driven again next turn.
     again: Vec<Token>,
+    /// Connections driven this turn, whose output is written at its end.
+    driven: Vec<Token>,
     /// Set when the reactor sees the shutdown: the end of the grace period.
     grace_ends: Option<Instant>,
     /// Set when the grace period is over: by then the requests cut short
@@ -153,6 +161,7 @@ pub fn run(
         retry_accept_at: None,
         backing_off: false,
         again: Vec::new(),
+        driven: Vec::new(),
         grace_ends: None,
         cut_ends: None,
         cut_short: 0,
@@ -212,25 +221,24 @@ impl Reactor<'_> {
             if accept && self.listener.is_some() {
                 self.accept_all(&mut ready);
             }
-            for Completion {
-                token,
-                seq,
-                reply,
-                cut,
-            } in self.finished.try_iter()
-            {
-                self.cut_short += usize::from(cut);
-                // A connection that closed meanwhile no longer wants it.
-                if let Some(conn) = self.conns.get_mut(&token) {
-                    conn.complete(seq, reply);
-                    ready.push(token);
+            self.file_completions(&mut ready);
+            let turn = Instant::now();
+            while !ready.is_empty() {
+                ready.sort_unstable();
+                ready.dedup();
+                for token in ready.drain(..) {
+                    self.drive(token);
                 }
+                // Jobs that completed meanwhile (at once, under inline and
+                // exclusive) are filed and their connections driven again in
+                // this turn, for a short while, so that their replies leave
+                // together rather than one `write` per turn each.
+                if turn.elapsed() >= CHAIN_TIME {
+                    break;
+                }
+                self.file_completions(&mut ready);
             }
-            ready.sort_unstable();
-            ready.dedup();
-            for token in ready {
-                self.drive(token);
-            }
+            self.flush_driven();
             let now = Instant::now();
             if now >= next_sweep {
                 next_sweep = now + TICK;
@@ -286,7 +294,28 @@ impl Reactor<'_> {
         }
     }
 
-    /// Drives one connection, and drops it if it is finished.
+    /// Files the replies of the jobs completed since the last look, and
+    /// adds their connections to `ready`.
+    fn file_completions(&mut self, ready: &mut Vec<Token>) {
+        for Completion {
+            token,
+            seq,
+            reply,
+            cut,
+        } in self.finished.try_iter()
+        {
+            self.cut_short += usize::from(cut);
+            // A connection that closed meanwhile no longer wants it.
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.complete(seq, reply);
+                ready.push(token);
+            }
+        }
+    }
+
+    /// Drives one connection, and drops it if it is finished. What it made
+    /// ready to write waits for [`Reactor::flush_driven`], at the end of the
+    /// turn.
     fn drive(&mut self, token: Token) {
         let counts = self.connection_counts();
         let env = self.link.env(self.grace_ends.is_some(), counts);
@@ -298,7 +327,28 @@ impl Reactor<'_> {
         }
         if conn.is_closed() {
             self.close(token);
+        } else {
+            self.driven.push(token);
         }
+    }
+
+    /// Writes what the connections driven this turn made ready: one write
+    /// each, however many replies.
+    fn flush_driven(&mut self) {
+        let mut driven = std::mem::take(&mut self.driven);
+        driven.sort_unstable();
+        driven.dedup();
+        for token in driven.drain(..) {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            conn.flush();
+            if conn.is_closed() {
+                self.close(token);
+            }
+        }
+        // The allocation is kept for the next turn.
+        self.driven = driven;
     }
 
     /// Closes connections past their deadline.
