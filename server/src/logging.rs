@@ -156,7 +156,7 @@ pub fn init(filter: EnvFilter) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Writes the lines still queued, waiting at most [`FLUSH_AT_EXIT`]; call
+/// Writes the lines still queued, waiting at most 2 s; call
 /// just before the process exits. Later log lines are dropped.
 pub fn finish() {
     let Some(guard) = WRITER.lock().unwrap_or_else(|p| p.into_inner()).take() else {
@@ -171,7 +171,7 @@ pub fn finish() {
 
 /// Writes `line` straight to stderr, for the one message a failing process
 /// leaves (logging may not be set up). A stderr nobody reads holds the
-/// exit at most [`FLUSH_AT_EXIT`]; a broken one loses the line.
+/// exit at most 2 s; a broken one loses the line.
 pub fn last_words(line: &str) {
     use std::io::Write as _;
     let line = format!("{line}\n");
