@@ -79,7 +79,9 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1024)]
     max_line: usize,
 
-    /// On SIGINT/SIGTERM, how long requests in flight may take to finish.
+    /// On SIGINT, SIGTERM or SIGHUP, how long requests in flight may take to
+    /// finish; past it they are told `ERR shutting-down` (exit status 3). A
+    /// second signal stops the server at once.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 

@@ -4,7 +4,7 @@
 //!
 //! [`run`] takes a bound listener, so that tests and scripts can bind port 0;
 //! the binary (`src/main.rs`) parses the command line, starts the strategy
-//! before any thread exists, binds, and wires SIGINT/SIGTERM to a
+//! before any thread exists, binds, and wires SIGINT, SIGTERM and SIGHUP to a
 //! [`Shutdown`].
 //!
 //! # Layout

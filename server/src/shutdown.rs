@@ -1,4 +1,4 @@
-//! The shutdown signal: raised once (by SIGINT/SIGTERM in the binary, by hand
+//! The shutdown signal: raised once (by SIGINT, SIGTERM or SIGHUP in the binary, by hand
 //! in tests), seen by the accept loop through a mio `Waker` and by every
 //! connection before it starts a new request.
 

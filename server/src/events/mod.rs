@@ -2,8 +2,10 @@
 //!
 //! The reactor owns the listener, a [`Waker`] and a `Conn` per connection,
 //! all with non-blocking sockets, and turns forever: poll; accept; drive each
-//! connection whose socket is ready; file the job results that came back;
-//! close connections past their deadline. A job goes to the strategy with
+//! connection whose socket is ready; file the job results that came back
+//! (and drive their connections again, for up to `CHAIN_TIME`); write each
+//! driven connection's replies in one go; close connections past their
+//! deadline. A job goes to the strategy with
 //! [`Strategy::submit`], whose callback sends the reply down a channel and
 //! wakes the poll, so under `threads` and `procs` the loop never waits for a
 //! job. Under `inline` and `exclusive` the strategy runs the job inside
@@ -15,8 +17,9 @@
 //! shutdown stops accepting, lets the jobs already read finish within
 //! `--grace` (a job counts as read once the reactor has read it, so under
 //! `inline` a request that waited in its socket while the loop was stalled
-//! is refused as shutting down), then stops the strategy and closes every
-//! connection.
+//! is refused as shutting down), then stops the strategy, keeps turning
+//! for up to `CUT_TIME` so that the jobs cut short are told `ERR
+//! shutting-down`, and closes every connection.
 //!
 //! - `conn`: one connection's state and how it is driven.
 //! - `output`: reply slots kept in request order, and the write buffer.

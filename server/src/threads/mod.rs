@@ -1,7 +1,9 @@
 //! `--io threads`: mio polls the listener and a waker; every accepted
 //! connection gets its own blocking thread. Over the connection limit a
 //! client is told `ERR busy` and closed. A shutdown stops accepting, lets the
-//! requests in flight finish within the grace period, then cuts the rest.
+//! requests in flight finish within the grace period, then cuts the rest
+//! short: their threads tell them `ERR shutting-down` before the sockets are
+//! shut.
 //!
 //! - `connection`: one connection's thread.
 
