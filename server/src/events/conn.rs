@@ -19,6 +19,7 @@ use offload::{ApplyError, Job};
 
 use super::env::{Completion, Env};
 use super::output::{OutBuf, Replies, Seq};
+use super::state::{Dialect, Ending, Got, Phase};
 use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
@@ -39,52 +40,8 @@ const STEP_BUDGET: usize = 4;
 /// Requests answered per step.
 const LINES_PER_STEP: usize = 16;
 
-/// What one read brought.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Got {
-    /// Bytes, now in the buffer (or handled, in the seed dialect).
-    Data,
-    /// Nothing now: wait for the socket to be readable again.
-    Blocked,
-    /// End of input, or an error that ended the connection.
-    Ended,
-}
-
 /// Bytes asked for per read in the line dialect.
 const READ_CHUNK: usize = 4096;
-
-/// Which protocol the connection speaks, known after its first read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    Unknown,
-    Seed,
-    Lines,
-}
-
-/// How a connection that takes no more requests ends once its replies are
-/// written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// Just close (end of input: nothing unread can reset it).
-    Close,
-    /// Send FIN, then read and discard briefly, so that unread input does not
-    /// turn the close into a reset that loses the replies (`quit`,
-    /// `too-long`, the seed dialect).
-    Drain,
-}
-
-/// Where the connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reading requests and answering them.
-    Open,
-    /// No more requests: ends as said once every reply is written.
-    Finishing(Ending),
-    /// FIN sent: discarding input until EOF, the byte limit or `until`.
-    Draining { until: Instant, drained: usize },
-    /// Finished: the reactor drops it, which closes the socket.
-    Closed,
-}
 
 /// One connection of the reactor.
 #[derive(Debug)]

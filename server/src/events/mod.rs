@@ -25,25 +25,28 @@
 //! - `output`: reply slots kept in request order, and the write buffer.
 //! - `env`: what a connection is driven with, and a job's completion.
 //! - `grace`: the watchdog that ends the grace period.
+//! - `admit`: accepting connections, up to the limit.
+//! - `state`: a connection's dialect, phase and ending.
 
+mod admit;
 mod conn;
 mod env;
 mod grace;
 mod output;
+mod state;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
-use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
+use crate::accept::refuse_unaccepted;
 use crate::config::Config;
 use crate::counts::ConnectionSnapshot;
 use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
@@ -372,70 +375,6 @@ impl Reactor<'_> {
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(conn.socket());
         }
-    }
-
-    /// Accepts until the queue is empty (mio is edge-triggered); admitted
-    /// connections are driven this turn, in case they spoke first.
-    fn accept_all(&mut self, ready: &mut Vec<Token>) {
-        self.retry_accept_at = None;
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    self.backing_off = false;
-                    if let Some(token) = self.admit(stream) {
-                        ready.push(token);
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if is_resource_exhaustion(&err) => {
-                    if !self.backing_off {
-                        tracing::warn!(%err, "cannot accept: out of resources; backing off");
-                        self.backing_off = true;
-                    }
-                    self.retry_accept_at = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => tracing::debug!(%err, "accept failed"),
-            }
-        }
-    }
-
-    /// Registers a connection if there is room, or refuses it.
-    fn admit(&mut self, mut stream: TcpStream) -> Option<Token> {
-        if self.conns.len() >= self.config.max_connections {
-            self.refuse(stream, "too many connections");
-            return None;
-        }
-        let _ = stream.set_nodelay(true);
-        let token = Token(self.next_token);
-        // Readable and writable at once: edge-triggered, so a connection is
-        // told when its input arrives and when a backed-up output drains.
-        if let Err(err) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            tracing::warn!(%err, "could not register a connection");
-            self.refuse(stream, "cannot register the connection");
-            return None;
-        }
-        self.next_token += 1;
-        self.total += 1;
-        self.conns
-            .insert(token, Conn::new(stream, token, self.config));
-        Some(token)
-    }
-
-    /// Tells a client it cannot be served now, and closes. The socket is
-    /// fresh, so its send buffer takes the line at once.
-    fn refuse(&mut self, mut stream: TcpStream, why: &str) {
-        self.refused += 1;
-        let _ = writeln!(stream, "ERR busy {why}");
-        let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 
     /// Stops accepting; from now on jobs read are refused, and the loop ends

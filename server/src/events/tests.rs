@@ -3,7 +3,7 @@
 
 use super::*;
 use offload::{StrategyConfig, StrategyKind};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 
 /// The library entry point serves a pipelined connection in order under
 /// `threads`, and returns promptly once the shutdown is triggered.
