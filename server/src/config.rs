@@ -54,6 +54,9 @@ pub struct Config {
     pub grace: Duration,
     /// The tracing filter (`info`, `debug`, `server=debug,offload=info`...).
     pub log_filter: String,
+    /// Whether requests may name the fault-injection jobs of a test build
+    /// of offload. Only the test binary `sumserver-faults` sets it.
+    pub hidden_jobs: bool,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             max_line: 1024,
             grace: Duration::from_secs(5),
             log_filter: "info".to_owned(),
+            hidden_jobs: false,
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! [`run`] takes a bound listener, so that tests and scripts can bind port 0;
 //! the binary (`src/main.rs`) parses the command line, starts the strategy
-//! before any thread exists, binds, and wires SIGINT/SIGTERM to a
+//! before any thread exists, binds, and wires SIGINT, SIGTERM and SIGHUP to a
 //! [`Shutdown`].
 //!
 //! # Layout
@@ -27,7 +27,10 @@
 //!   connections still queued at a shutdown.
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
-//! - [`shutdown`]: the [`Shutdown`] signal.
+//! - [`shutdown`]: the [`Shutdown`] signal, and how a shutdown ended
+//!   ([`Stopped`]).
+//! - [`logging`]: log lines to stderr through a lossy queue, so that no
+//!   thread ever blocks or dies on a log line.
 
 mod accept;
 pub mod config;
@@ -35,12 +38,13 @@ pub mod counts;
 mod drain;
 pub mod events;
 pub mod framing;
+pub mod logging;
 pub mod protocol;
 pub mod shutdown;
 pub mod threads;
 
 pub use config::{Config, IoModel};
-pub use shutdown::Shutdown;
+pub use shutdown::{Shutdown, Stopped};
 
 use std::io;
 use std::net::TcpListener;
@@ -59,12 +63,17 @@ use offload::Strategy;
 ///
 /// Only failures of the poll itself; errors on one connection are logged and
 /// survived.
+///
+/// # Returns
+///
+/// How the shutdown went: whether the grace period ran out and requests
+/// were cut short (each told `ERR shutting-down`).
 pub fn run(
     listener: TcpListener,
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<Stopped> {
     match config.io {
         IoModel::Threads => threads::run(listener, config, strategy, shutdown),
         IoModel::Events => events::run(listener, config, strategy, shutdown),

@@ -1,10 +1,10 @@
-//! The shutdown signal: raised once (by SIGINT/SIGTERM in the binary, by hand
+//! The shutdown signal: raised once (by SIGINT, SIGTERM or SIGHUP in the binary, by hand
 //! in tests), seen by the accept loop through a mio `Waker` and by every
 //! connection before it starts a new request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
@@ -65,6 +65,20 @@ impl Shutdown {
         }
         *slot = Some(waker);
     }
+}
+
+/// How long, once the grace period is over, the requests cut short have to
+/// be told `ERR shutting-down` (a job stops at its next yield point, well
+/// within this) before every connection is closed.
+pub(crate) const CUT_TIME: Duration = Duration::from_secs(1);
+
+/// How a graceful shutdown ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Requests still unanswered when the grace period ran out: each was
+    /// cut short and told `ERR shutting-down` (0 when everything finished
+    /// in time).
+    pub cut_short: usize,
 }
 
 #[cfg(test)]
