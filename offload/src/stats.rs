@@ -7,12 +7,13 @@
 //! as its `stats` reply.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::buckets::LatencyBuckets;
 use crate::error::ApplyError;
 use crate::job::JobKind;
 
@@ -103,6 +104,10 @@ pub(crate) struct Stats {
     pub(crate) respawned: AtomicU64,
     /// Fork servers started to replace one that died (`procs`).
     pub(crate) fork_server_restarts: AtomicU64,
+    /// Worker processes retired after `--recycle-after` jobs (`procs`).
+    pub(crate) recycled: AtomicU64,
+    /// Worker processes killed because a job ran past the job timeout.
+    pub(crate) killed_timeout: AtomicU64,
     /// Workers alive right now (threads, or processes reported by the fork
     /// server).
     pub(crate) alive: AtomicUsize,
@@ -142,6 +147,12 @@ pub struct KindSnapshot {
     pub queue_wait_us: Percentiles,
     /// Time the job ran, in µs.
     pub run_us: Percentiles,
+    /// The queue wait per bucket, for `/metrics` (not in `stats`).
+    #[serde(skip)]
+    pub queue_wait_buckets: LatencyBuckets,
+    /// The run time per bucket, for `/metrics` (not in `stats`).
+    #[serde(skip)]
+    pub run_buckets: LatencyBuckets,
 }
 
 /// Worker gauges.
@@ -158,6 +169,11 @@ pub struct WorkerSnapshot {
     pub respawned: u64,
     /// Fork servers started to replace one that died (`procs` only).
     pub fork_server_restarts: u64,
+    /// Worker processes retired after `--recycle-after` jobs (`procs` only).
+    pub recycled: u64,
+    /// Worker processes killed because their job ran past the job timeout
+    /// (`procs` only; a thread cannot be killed).
+    pub killed_timeout: u64,
 }
 
 /// A copy of a strategy's statistics at one moment, ready to serialize.
@@ -184,6 +200,8 @@ impl Stats {
             running: AtomicUsize::new(0),
             respawned: AtomicU64::new(0),
             fork_server_restarts: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
+            killed_timeout: AtomicU64::new(0),
             alive: AtomicUsize::new(0),
             started: Instant::now(),
         }
@@ -248,6 +266,8 @@ impl Stats {
                     pool_down,
                     queue_wait_us: percentiles(&stats.queue_wait),
                     run_us: percentiles(&stats.run),
+                    queue_wait_buckets: LatencyBuckets::of(&stats.queue_wait),
+                    run_buckets: LatencyBuckets::of(&stats.run),
                 },
             );
         }
@@ -260,10 +280,38 @@ impl Stats {
                 busy: self.running.load(Ordering::Relaxed),
                 respawned: self.respawned.load(Ordering::Relaxed),
                 fork_server_restarts: self.fork_server_restarts.load(Ordering::Relaxed),
+                recycled: self.recycled.load(Ordering::Relaxed),
+                killed_timeout: self.killed_timeout.load(Ordering::Relaxed),
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
         }
+    }
+}
+
+/// A handle that reads a strategy's statistics from any thread, for as
+/// long as it is kept, even after the strategy is gone (the counters then
+/// stay as they ended): what a metrics endpoint on a thread of its own
+/// holds. [`crate::Strategy::stats`] reads through the same counters.
+#[derive(Debug, Clone)]
+pub struct StatsReader {
+    stats: Arc<Stats>,
+    strategy: &'static str,
+    configured: usize,
+}
+
+impl StatsReader {
+    pub(crate) fn new(stats: Arc<Stats>, strategy: &'static str, configured: usize) -> Self {
+        StatsReader {
+            stats,
+            strategy,
+            configured,
+        }
+    }
+
+    /// A copy of the statistics now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot(self.strategy, self.configured)
     }
 }
 

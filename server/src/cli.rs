@@ -90,6 +90,12 @@ pub(crate) struct Args {
     /// stderr, coloured only on a terminal and never when NO_COLOR is set.
     #[arg(long, default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
+
+    /// Serve `GET /metrics` (Prometheus text format) on this HOST:PORT, on a
+    /// listener of its own; off unless given. Port 0 picks a free port
+    /// (printed as `metrics on ADDR` after the `listening on` line).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    metrics: Option<SocketAddr>,
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -193,6 +199,7 @@ impl Args {
             max_line: self.max_line,
             grace: self.grace,
             log_filter: self.log_level,
+            metrics: self.metrics,
             hidden_jobs: false,
         })
     }

@@ -54,6 +54,8 @@ pub struct Config {
     pub grace: Duration,
     /// The tracing filter (`info`, `debug`, `server=debug,offload=info`...).
     pub log_filter: String,
+    /// Where to serve `GET /metrics` for Prometheus; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
     /// Whether requests may name the fault-injection jobs of a test build
     /// of offload. Only the test binary `sumserver-faults` sets it.
     pub hidden_jobs: bool,
@@ -71,6 +73,7 @@ impl Default for Config {
             max_line: 1024,
             grace: Duration::from_secs(5),
             log_filter: "info".to_owned(),
+            metrics: None,
             hidden_jobs: false,
         }
     }

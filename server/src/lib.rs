@@ -22,7 +22,8 @@
 //! - [`framing`]: cutting the byte stream into request lines under the limit.
 //! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
 //!   <detail>` and `stats` included.
-//! - [`counts`]: the connection counters `stats` reports.
+//! - [`counts`]: the connection counters, one set for both models, that
+//!   `stats` and `/metrics` report.
 //! - `accept`: backing off when out of descriptors; the words for
 //!   connections still queued at a shutdown.
 //! - `drain`: the bounded drain before closing a connection with unread
@@ -31,6 +32,9 @@
 //!   ([`Stopped`]).
 //! - [`logging`]: log lines to stderr through a lossy queue, so that no
 //!   thread ever blocks or dies on a log line.
+//!
+//! Beside them: [`metrics`], `--metrics ADDR`: `GET /metrics` for
+//! Prometheus on a listener and thread of its own, from the same counters.
 
 mod accept;
 pub mod config;
@@ -39,6 +43,7 @@ mod drain;
 pub mod events;
 pub mod framing;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod shutdown;
 pub mod threads;
@@ -49,12 +54,14 @@ pub use shutdown::{Shutdown, Stopped};
 use std::io;
 use std::net::TcpListener;
 
+use counts::ConnectionCounts;
 use offload::Strategy;
 
 /// Serves `listener` with the I/O model `config.io` names until `shutdown`
 /// is triggered, then shuts down gracefully: the one place that chooses
 /// between a thread per connection ([`threads::run`]) and the event loop
-/// ([`events::run`]).
+/// ([`events::run`]). Either model keeps `counts` up to date, so that
+/// another thread (the metrics endpoint) can read them.
 ///
 /// The strategy is borrowed: the caller drops it afterwards, which stops its
 /// workers.
@@ -73,9 +80,10 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
+    counts: &ConnectionCounts,
 ) -> io::Result<Stopped> {
     match config.io {
-        IoModel::Threads => threads::run(listener, config, strategy, shutdown),
-        IoModel::Events => events::run(listener, config, strategy, shutdown),
+        IoModel::Threads => threads::run(listener, config, strategy, shutdown, counts),
+        IoModel::Events => events::run(listener, config, strategy, shutdown, counts),
     }
 }

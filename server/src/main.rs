@@ -8,11 +8,14 @@ mod cli;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use nix::sys::signal::{SigSet, Signal};
 use offload::Strategy;
+use server::counts::ConnectionCounts;
+use server::metrics::{MetricsEndpoint, ServerCollector};
 use server::{Config, Shutdown, Stopped};
 
 /// The exit status when the grace period ran out and requests were cut
@@ -74,6 +77,18 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     let local = listener
         .local_addr()
         .context("could not read the bound address")?;
+    let counts = Arc::new(ConnectionCounts::new());
+    let metrics = config
+        .metrics
+        .map(|addr| {
+            let collector = ServerCollector {
+                stats: strategy.stats_reader(),
+                connections: Arc::clone(&counts),
+                io: config.io.name(),
+            };
+            MetricsEndpoint::start(addr, collector)
+        })
+        .transpose()?;
 
     let shutdown = Shutdown::new();
     std::thread::Builder::new()
@@ -87,6 +102,9 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     let mut stdout = std::io::stdout();
     // Scripts wait for this line; a closed stdout must not stop the server.
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
+    if let Some(metrics) = &metrics {
+        let _ = writeln!(stdout, "metrics on {}", metrics.addr()).and_then(|()| stdout.flush());
+    }
     tracing::info!(
         addr = %local,
         io = %config.io,
@@ -96,8 +114,9 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
         "sumserver started"
     );
 
-    let stopped =
-        server::run(listener, &config, &strategy, &shutdown).context("the accept loop failed")?;
+    let stopped = server::run(listener, &config, &strategy, &shutdown, &counts)
+        .context("the accept loop failed")?;
+    drop(metrics);
     drop(strategy);
     tracing::info!(cut_short = stopped.cut_short, "sumserver stopped");
     Ok(stopped)

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{ApplyError, StartError};
 use crate::job::{Answer, Job};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Stats, StatsReader, StatsSnapshot};
 
 use done::{Caller, Done};
 
@@ -350,12 +350,18 @@ impl Strategy {
 
     /// A copy of its statistics now.
     pub fn stats(&self) -> StatsSnapshot {
+        self.stats_reader().snapshot()
+    }
+
+    /// A handle on the same statistics that another thread may keep, e.g.
+    /// a metrics endpoint.
+    pub fn stats_reader(&self) -> StatsReader {
         let configured = match self.config.kind {
             StrategyKind::Inline => 0,
             StrategyKind::Exclusive => 1,
             StrategyKind::Threads | StrategyKind::Procs => self.config.workers,
         };
-        self.stats.snapshot(self.config.kind.name(), configured)
+        StatsReader::new(Arc::clone(&self.stats), self.config.kind.name(), configured)
     }
 
     /// The process ids of the worker processes alive now (empty unless

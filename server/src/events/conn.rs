@@ -306,8 +306,8 @@ impl Conn {
                 Ok(Request::Stats) => {
                     let stats = protocol::stats_reply(
                         env.strategy.stats(),
-                        env.connections,
-                        env.started.elapsed(),
+                        env.counts.snapshot(),
+                        env.counts.uptime(),
                     );
                     self.replies.push_ready(stats + "\n");
                 }

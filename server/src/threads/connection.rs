@@ -26,7 +26,7 @@ pub(super) struct Context<'a> {
     /// Raised when the server is shutting down.
     pub(super) shutdown: &'a Shutdown,
     /// Connection counters, for `stats`.
-    pub(super) connections: &'a Connections,
+    pub(super) connections: &'a Connections<'a>,
     /// Requests read and not yet answered; a graceful shutdown waits for
     /// them.
     pub(super) in_flight: &'a AtomicUsize,
@@ -228,7 +228,7 @@ fn read_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Res
 fn stats_json(ctx: &Context<'_>) -> String {
     protocol::stats_reply(
         ctx.strategy.stats(),
-        ctx.connections.snapshot(),
-        ctx.connections.uptime(),
+        ctx.connections.counts().snapshot(),
+        ctx.connections.counts().uptime(),
     )
 }

@@ -85,9 +85,13 @@ impl Shared {
         let result = self.round_trip(job, &mut worker, &mut timing);
         // Only a worker that answered may serve again.
         let answered = matches!(result, Ok(_) | Err(ApplyError::JobPanicked { .. }));
-        let usable = answered
-            && !worker.end.has_ended()
-            && self.recycle_after.is_none_or(|limit| worker.served < limit);
+        let worn_out = self
+            .recycle_after
+            .is_some_and(|limit| worker.served >= limit);
+        let usable = answered && !worker.end.has_ended() && !worn_out;
+        if answered && worn_out {
+            self.stats.recycled.fetch_add(1, Ordering::Relaxed);
+        }
         if usable {
             queue.free_before_reply();
         }
