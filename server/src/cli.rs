@@ -31,70 +31,70 @@ pub(crate) struct Args {
     /// Address to listen on, HOST:PORT; a host name is resolved (its first
     /// IPv4 address, else its first); port 0 picks a free port (printed on
     /// the first line of stdout).
-    #[arg(long, default_value = "127.0.0.1:10000", value_parser = parse_addr)]
+    #[arg(long, env = "YSUM_ADDR", default_value = "127.0.0.1:10000", value_parser = parse_addr)]
     addr: SocketAddr,
 
     /// Network I/O: `threads` (a blocking thread per connection) or `events`
     /// (one mio reactor thread for every connection, jobs submitted without
     /// waiting; under inline and exclusive the reactor runs them itself).
-    #[arg(long, value_enum, default_value_t = Io::Threads)]
+    #[arg(long, env = "YSUM_IO", value_enum, default_value_t = Io::Threads)]
     io: Io,
 
     /// Where jobs run: inline, exclusive, threads or procs (alias pool).
-    #[arg(long, default_value = "inline", value_parser = parse_strategy)]
+    #[arg(long, env = "YSUM_APPLY", default_value = "inline", value_parser = parse_strategy)]
     apply: StrategyKind,
 
     /// Worker threads (threads) or processes (procs); inline and exclusive
     /// have no workers and take any value, 0 included.
-    #[arg(long, default_value_t = default_workers())]
+    #[arg(long, env = "YSUM_WORKERS", default_value_t = default_workers())]
     workers: usize,
 
     /// Jobs that may wait for a worker at once; beyond that, `ERR busy`.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "YSUM_QUEUE", default_value_t = 256)]
     queue: usize,
 
     /// How long a job may wait for a free worker before `ERR busy`.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_QUEUE_WAIT", default_value = "5s", value_parser = parse_duration)]
     queue_wait: Duration,
 
     /// How long a job may run before `ERR timeout`; 0 means no limit.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_JOB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     job_timeout: Duration,
 
     /// procs only: replace a worker process after this many jobs; 0 never.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "YSUM_RECYCLE_AFTER", default_value_t = 0)]
     recycle_after: u64,
 
     /// Connections served at once; more are answered `ERR busy` and closed.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "YSUM_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
 
     /// A request line must arrive within this; idle connections are closed
     /// after it.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     read_timeout: Duration,
 
     /// Longest request line in bytes; longer ones get `ERR too-long` and the
     /// connection is closed.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "YSUM_MAX_LINE", default_value_t = 1024)]
     max_line: usize,
 
     /// On SIGINT, SIGTERM or SIGHUP, how long requests in flight may take to
     /// finish; past it they are told `ERR shutting-down` (exit status 3). A
     /// second signal stops the server at once.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_GRACE", default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 
     /// Log filter: a level (off, error, warn, info, debug, trace) or
     /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
     /// stderr, coloured only on a terminal and never when NO_COLOR is set.
-    #[arg(long, default_value = "info", value_parser = parse_log_filter)]
+    #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
 
     /// Serve `GET /metrics` (Prometheus text format) on this HOST:PORT, on a
     /// listener of its own; off unless given. Port 0 picks a free port
     /// (printed as `metrics on ADDR` after the `listening on` line).
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = parse_addr)]
     metrics: Option<SocketAddr>,
 }
 

@@ -108,7 +108,27 @@ impl Server {
     /// <extra_args…>` and waits (at most [`IO_TIMEOUT`]) for its
     /// `listening on ADDR` line.
     pub(crate) fn start(io: Io, apply: &str, extra_args: &[&str]) -> Server {
-        Server::start_from(env!("CARGO_BIN_EXE_sumserver"), io, apply, extra_args, None)
+        Server::start_from(
+            env!("CARGO_BIN_EXE_sumserver"),
+            io,
+            Some(apply),
+            extra_args,
+            None,
+            &[],
+        )
+    }
+
+    /// [`Server::start`] without `--apply`, with `env` added to the
+    /// server's environment (`YSUM_APPLY=procs`…).
+    pub(crate) fn start_with_env(io: Io, env: &[(&str, &str)], extra_args: &[&str]) -> Server {
+        Server::start_from(
+            env!("CARGO_BIN_EXE_sumserver"),
+            io,
+            None,
+            extra_args,
+            None,
+            env,
+        )
     }
 
     /// [`Server::start`] of the test binary `sumserver-faults`, which also
@@ -117,9 +137,10 @@ impl Server {
         Server::start_from(
             env!("CARGO_BIN_EXE_sumserver-faults"),
             io,
-            apply,
+            Some(apply),
             extra_args,
             None,
+            &[],
         )
     }
 
@@ -134,9 +155,10 @@ impl Server {
         Server::start_from(
             env!("CARGO_BIN_EXE_sumserver"),
             io,
-            apply,
+            Some(apply),
             extra_args,
             Some(stderr),
+            &[],
         )
     }
 
@@ -144,9 +166,10 @@ impl Server {
     fn start_from(
         binary: &str,
         io: Io,
-        apply: &str,
+        apply: Option<&str>,
         extra_args: &[&str],
         stderr: Option<Stdio>,
+        env: &[(&str, &str)],
     ) -> Server {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
@@ -167,8 +190,10 @@ impl Server {
         };
         let mut child = Command::new(binary)
             .args(addr)
-            .args(["--io", io.name(), "--apply", apply])
+            .args(["--io", io.name()])
+            .args(apply.map(|apply| ["--apply", apply]).into_iter().flatten())
             .args(extra_args)
+            .envs(env.iter().copied())
             // Without NO_COLOR: logs are plain whenever stderr is not a
             // terminal (the flags test relies on it).
             .env_remove("NO_COLOR")

@@ -189,6 +189,11 @@ pub(crate) fn run_client(args: &[&str]) -> Run {
     Client::start(args).finish()
 }
 
+/// [`run_client`] with `env` added to sumclient's environment.
+pub(crate) fn run_client_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Client::start_with_env(args, env).finish()
+}
+
 /// A `sumclient` process still running, its output read on threads; killed
 /// and reaped if dropped before [`Client::finish`].
 #[derive(Debug)]
@@ -207,8 +212,14 @@ impl Client {
     /// Starts `sumclient <args>`, stdin closed, stdout and stderr piped
     /// (so stderr is not a terminal).
     pub(crate) fn start(args: &[&str]) -> Client {
+        Client::start_with_env(args, &[])
+    }
+
+    /// [`Client::start`] with `env` added to its environment.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sumclient"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
