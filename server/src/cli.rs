@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use offload::{StrategyConfig, StrategyKind};
 use server::config::IoModel;
+use server::logging::LogFormat;
 use server::Config;
 
 /// A TCP compute server: a thread per connection (--io threads) or one event
@@ -91,11 +92,34 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
 
+    /// How log lines are written: `text` (for people; coloured only on a
+    /// terminal) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, env = "YSUM_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+
     /// Serve `GET /metrics` (Prometheus text format) on this HOST:PORT, on a
     /// listener of its own; off unless given. Port 0 picks a free port
     /// (printed as `metrics on ADDR` after the `listening on` line).
     #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = parse_addr)]
     metrics: Option<SocketAddr>,
+}
+
+/// The values of `--log-format`; mapped at once onto [`LogFormat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -162,6 +186,12 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Args {
+    /// `--log-format`, known even when [`Args::into_config`] fails, so that
+    /// its error is written in that format.
+    pub(crate) fn log_format(&self) -> LogFormat {
+        self.log_format.into()
+    }
+
     /// Checks the values clap cannot, and builds the server's [`Config`].
     pub(crate) fn into_config(self) -> anyhow::Result<Config> {
         if self.max_connections == 0 {
@@ -199,6 +229,7 @@ impl Args {
             max_line: self.max_line,
             grace: self.grace,
             log_filter: self.log_level,
+            log_format: self.log_format.into(),
             metrics: self.metrics,
             hidden_jobs: false,
         })

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use offload::{StrategyConfig, StrategyKind};
 
+use crate::logging::LogFormat;
+
 /// How the server does its network I/O (`--io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoModel {
@@ -54,6 +56,8 @@ pub struct Config {
     pub grace: Duration,
     /// The tracing filter (`info`, `debug`, `server=debug,offload=info`...).
     pub log_filter: String,
+    /// How log lines are written: text, or JSON lines.
+    pub log_format: LogFormat,
     /// Where to serve `GET /metrics` for Prometheus; `None`: nowhere.
     pub metrics: Option<SocketAddr>,
     /// Whether requests may name the fault-injection jobs of a test build
@@ -73,6 +77,7 @@ impl Default for Config {
             max_line: 1024,
             grace: Duration::from_secs(5),
             log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
             metrics: None,
             hidden_jobs: false,
         }

@@ -26,6 +26,8 @@
 //!   `stats` and `/metrics` report.
 //! - `accept`: backing off when out of descriptors; the words for
 //!   connections still queued at a shutdown.
+//! - `access`: the access log, one `debug` line per request (target
+//!   `access`).
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
 //! - [`shutdown`]: the [`Shutdown`] signal, and how a shutdown ended
@@ -37,6 +39,7 @@
 //! Prometheus on a listener and thread of its own, from the same counters.
 
 mod accept;
+mod access;
 pub mod config;
 pub mod counts;
 mod drain;

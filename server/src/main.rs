@@ -39,6 +39,7 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
+    let log_format = args.log_format();
     let config = args.into_config().map(|config| Config {
         hidden_jobs,
         ..config
@@ -48,7 +49,7 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
         Ok(Stopped { .. }) => ExitCode::from(EXIT_CUT_SHORT),
         Err(err) => {
             server::logging::finish();
-            server::logging::last_words(&format!("sumserver: {err:#}"));
+            server::logging::last_words(&format!("sumserver: {err:#}"), log_format);
             return ExitCode::FAILURE;
         }
     };
@@ -68,7 +69,7 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
         .thread_block()
         .context("could not block SIGINT, SIGTERM and SIGHUP")?;
     let strategy = Strategy::start(&config.strategy).context("could not start the strategy")?;
-    init_logging(&config.log_filter)?;
+    init_logging(&config.log_filter, config.log_format)?;
     raise_descriptor_limit();
 
     let listener = TcpListener::bind(config.addr)
@@ -176,12 +177,13 @@ fn widen_backlog(listener: &TcpListener) {
     }
 }
 
-/// Sets up logging with `--log-level`, or `RUST_LOG` when it is set.
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+/// Sets up logging with `--log-level`, or `RUST_LOG` when it is set, in
+/// the `--log-format` given.
+fn init_logging(filter: &str, format: server::logging::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => from_env,
         _ => filter.to_owned(),
     };
     let filter = server::logging::parse_filter(&filter)?;
-    server::logging::init(filter).context("could not set up logging")
+    server::logging::init(filter, format).context("could not set up logging")
 }

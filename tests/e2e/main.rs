@@ -21,6 +21,7 @@
 //! - `stderr`: a broken or stuck stderr stops nothing.
 //! - `quit`: `quit` after a pipeline loses no reply.
 //! - `signals`: SIGHUP, a second signal, requests cut short by `--grace`.
+//! - `logs`: `--log-format json` writes only JSON lines; the access log.
 //! - `flags`: `--addr` host names, `--log-level`, colours, `--help`,
 //!   `--workers 0`, no test-only job in the shipped binary.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
@@ -33,6 +34,7 @@ mod errors;
 mod events;
 mod flags;
 mod lifecycle;
+mod logs;
 mod pool;
 #[path = "../common/process.rs"]
 mod process;
