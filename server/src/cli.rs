@@ -102,6 +102,47 @@ pub(crate) struct Args {
     /// (printed as `metrics on ADDR` after the `listening on` line).
     #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = parse_addr)]
     metrics: Option<SocketAddr>,
+
+    /// Write shell completions (bash, zsh, fish) or the man page (man) to
+    /// stdout, and exit: see the README's "Install".
+    #[arg(long, value_enum, value_name = "WHAT", hide = true, exclusive = true)]
+    pub(crate) generate: Option<Generate>,
+}
+
+/// What `--generate` writes: a shell's completion script or the man page,
+/// both from the definitions in this file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Generate {
+    /// Completions for bash.
+    Bash,
+    /// Completions for zsh.
+    Zsh,
+    /// Completions for fish.
+    Fish,
+    /// The man page (roff), for `man -l` or a man1 folder.
+    Man,
+}
+
+/// Writes what `what` names to `out`.
+///
+/// # Errors
+///
+/// When `out` cannot be written.
+pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    let mut command = Args::command();
+    let name = command.get_name().to_owned();
+    let shell = match what {
+        Generate::Bash => clap_complete::Shell::Bash,
+        Generate::Zsh => clap_complete::Shell::Zsh,
+        Generate::Fish => clap_complete::Shell::Fish,
+        Generate::Man => return clap_mangen::Man::new(command).render(out),
+    };
+    // clap_complete panics when it cannot write (`| head` closing the
+    // pipe): it writes to memory, which cannot fail, and this to `out`.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    out.write_all(&script)
 }
 
 /// The values of `--log-format`; mapped at once onto [`LogFormat`].

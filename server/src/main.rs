@@ -39,6 +39,16 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
+    if let Some(what) = args.generate {
+        return match cli::write_generated(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(err) => {
+                server::logging::last_words(&format!("sumserver: {err}"), args.log_format());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let log_format = args.log_format();
     let config = args.into_config().map(|config| Config {
         hidden_jobs,

@@ -222,3 +222,36 @@ fn terminal_log(no_color: Option<&str>) -> String {
     assert!(log.contains("sumserver started"), "{log:?}");
     log
 }
+
+/// `--generate` writes completions for bash (valid to `bash -n`), zsh and
+/// fish, and a man page naming every option, from the clap definitions.
+#[test]
+fn generates_completions_and_a_man_page() {
+    let generate = |what: &str| {
+        let output = sumserver()
+            .args(["--generate", what])
+            .output()
+            .expect("run sumserver");
+        assert!(output.status.success(), "--generate {what}: {output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let bash = generate("bash");
+    assert!(bash.contains("complete -F _sumserver"), "{bash}");
+    let checked = Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .status()
+        .expect("run bash -n");
+    assert!(checked.success(), "bash -n refuses the script");
+    assert!(generate("zsh").starts_with("#compdef sumserver"));
+    assert!(generate("fish").contains("complete -c sumserver -l apply"));
+    let man = generate("man");
+    assert!(man.contains(".TH sumserver 1"), "{man}");
+    for option in ["apply", "metrics", "log\\-format", "YSUM_APPLY"] {
+        assert!(man.contains(option), "the man page names {option}");
+    }
+    let refused = sumserver()
+        .args(["--generate", "man", "--apply", "procs"])
+        .output()
+        .expect("run sumserver");
+    assert_eq!(refused.status.code(), Some(2), "--generate stands alone");
+}
