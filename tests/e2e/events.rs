@@ -126,7 +126,7 @@ fn a_client_that_does_not_read_backs_up_alone() {
 /// `ERR shutting-down` rather than reset without a word.
 #[test]
 fn unaccepted_connections_are_told_at_shutdown() {
-    let mut server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
+    let server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
     let mut sleeper = server.line_conn();
     assert_eq!(sleeper.request("ping"), "pong", "connected");
     sleeper.send("sleep 1000\n");
@@ -149,7 +149,7 @@ fn unaccepted_connections_are_told_at_shutdown() {
 /// client told so, and the exit status (3) says a request was cut.
 #[test]
 fn grace_bounds_a_job_run_by_the_reactor() {
-    let mut server = Server::start(Io::Events, "inline", &["--grace", "1s"]);
+    let server = Server::start(Io::Events, "inline", &["--grace", "1s"]);
     let mut sleeper = server.line_conn();
     assert_eq!(sleeper.request("ping"), "pong", "connected");
     sleeper.send("sleep 10000\n");
@@ -172,7 +172,7 @@ fn grace_bounds_a_job_run_by_the_reactor() {
 #[test]
 fn pipelined_requests_read_before_shutdown_are_answered() {
     const PINGS: usize = 800;
-    let mut server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
+    let server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
     let mut sleeper = server.line_conn();
     let mut pinger = server.line_conn();
     assert_eq!(pinger.request("ping"), "pong", "connected");

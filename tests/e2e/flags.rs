@@ -115,11 +115,11 @@ fn help_names_both_io_models() {
 /// Logs written to a file carry no ANSI colour codes, NO_COLOR unset.
 #[test]
 fn logs_off_a_terminal_are_plain() {
-    let mut server = Server::start(Io::Threads, "threads", &["--workers", "1"]);
+    let server = Server::start(Io::Threads, "threads", &["--workers", "1"]);
     assert_eq!(server.line_conn().request("ping"), "pong");
     server.signal(nix::sys::signal::Signal::SIGTERM);
     server.wait_exit(std::time::Duration::from_secs(5));
-    let log = server.log_text();
+    let log = server.log();
     assert!(log.contains("sumserver started"), "{log}");
     assert!(!log.contains('\u{1b}'), "ANSI escapes in a file: {log:?}");
 }

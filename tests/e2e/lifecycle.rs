@@ -112,7 +112,7 @@ fn sigterm_drains_in_flight_requests_procs(io: Io) {
 fn sigterm_drains(io: Io, apply: &str, workers: &[&str]) {
     let mut args = vec!["--grace", "5s"];
     args.extend_from_slice(workers);
-    let mut server = Server::start(io, apply, &args);
+    let server = Server::start(io, apply, &args);
     let tree = if apply == "procs" {
         let (fork_server, workers) = server.process_tree(4);
         [vec![fork_server], workers].concat()
@@ -160,7 +160,7 @@ fn sigterm_drains(io: Io, apply: &str, workers: &[&str]) {
 /// After SIGTERM, a request on an already open idle connection gets
 /// `ERR shutting-down …` while an in-flight request still completes.
 fn requests_after_sigterm_get_shutting_down(io: Io) {
-    let mut server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
+    let server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
     let mut idle = server.line_conn();
     assert_eq!(idle.request("ping"), "pong");
     let mut in_flight = server.line_conn();

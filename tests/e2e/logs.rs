@@ -28,7 +28,7 @@ fn send_requests(server: &Server) {
 /// level and a timestamp, the access lines among them, through a whole
 /// run: start, requests, a graceful stop.
 fn json_lines_only(io: Io) {
-    let mut server = Server::start(
+    let server = Server::start(
         io,
         "procs",
         &[
@@ -44,7 +44,7 @@ fn json_lines_only(io: Io) {
     server.signal(Signal::SIGTERM);
     let status = server.wait_exit(IO_TIMEOUT);
     assert_eq!(status.code(), Some(0), "exit status {status}");
-    let log = server.log_text();
+    let log = server.log();
     let lines: Vec<Value> = log
         .lines()
         .map(|line| {
@@ -95,7 +95,7 @@ fn access_log_in_text(io: Io) {
     let mut log = String::new();
     // Six requests: the log thread writes them shortly.
     let complete = eventually(Duration::from_secs(5), || {
-        log = server.log_text();
+        log = server.log();
         log.lines().filter(|l| l.contains("access")).count() >= 6
     });
     assert!(complete, "{log}");

@@ -5,8 +5,11 @@
 //!
 //! # Layout
 //!
-//! - `support`: the [`support::Server`] guard (start, signal, SIGKILL and reap
-//!   on drop), the line connection [`support::Conn`], and `/proc` helpers.
+//! - `support`: how this suite starts a [`support::Server`] (`--io` and
+//!   `--apply`), and the `both_io!` macro; the guard itself (start, signal,
+//!   SIGKILL and reap on drop) and the line connection [`support::Conn`] are
+//!   in `tests/common/server.rs`, shared with the reliability suite, and the
+//!   `/proc` helpers in `tests/common/process.rs`.
 //! - `smoke`: one smoke test per strategy: seed dialect, every line command,
 //!   pipelining, a request written byte by byte, bad requests.
 //! - `errors`: the error replies a client can provoke: `too-long`, `busy`,
@@ -30,6 +33,8 @@
 //! Every socket read and every wait is bounded, so a broken server fails a
 //! test instead of hanging it.
 
+#[path = "../common/conn.rs"]
+mod conn;
 mod errors;
 mod events;
 mod flags;
@@ -40,6 +45,8 @@ mod pool;
 mod process;
 mod procs;
 mod quit;
+#[path = "../common/server.rs"]
+mod server;
 mod signals;
 mod smoke;
 mod stderr;

@@ -72,7 +72,7 @@ fn sigkill_of_the_server_takes_the_tree_down(io: Io) {
     // Orphans are re-parented to this process, which reaps them (in the
     // `Server` guard): the sandbox's pid 1 may not.
     nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-    let mut server = Server::start(io, "procs", &["--workers", "2"]);
+    let server = Server::start(io, "procs", &["--workers", "2"]);
     let (fork_server, workers) = server.process_tree(2);
     let tree = [vec![fork_server], workers].concat();
     assert_eq!(server.line_conn().request("sumn 10"), "55");
