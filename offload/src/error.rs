@@ -89,6 +89,24 @@ pub enum ApplyError {
         /// What is broken.
         reason: String,
     },
+    /// `remote`: the broker cannot be reached, so the job cannot be handed
+    /// out (or it was in flight through an outage that outlasted it).
+    #[error("{job} cannot be handed out: {reason}")]
+    Unavailable {
+        /// The job.
+        job: Job,
+        /// What is unreachable, and since when or why.
+        reason: String,
+    },
+    /// `remote`: the job was delivered to workers the most times allowed and
+    /// none of them finished it (or a worker's own process pool lost it).
+    #[error("{job} lost on the workers: {detail}")]
+    RemoteWorkerLost {
+        /// The job.
+        job: Job,
+        /// What the worker said.
+        detail: String,
+    },
 }
 
 impl ApplyError {
@@ -100,7 +118,9 @@ impl ApplyError {
             | ApplyError::WorkerLost { job, .. }
             | ApplyError::JobPanicked { job, .. }
             | ApplyError::ShuttingDown { job }
-            | ApplyError::PoolDown { job, .. } => *job,
+            | ApplyError::PoolDown { job, .. }
+            | ApplyError::Unavailable { job, .. }
+            | ApplyError::RemoteWorkerLost { job, .. } => *job,
         }
     }
 }
@@ -109,7 +129,9 @@ impl ApplyError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The name after `--apply` is not a strategy.
-    #[error("unknown strategy {name:?} (expected inline, exclusive, threads, procs or pool)")]
+    #[error(
+        "unknown strategy {name:?} (expected inline, exclusive, threads, procs, pool or remote)"
+    )]
     UnknownStrategy {
         /// The name as given.
         name: String,

@@ -30,7 +30,8 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Io::Threads)]
     io: Io,
 
-    /// Where jobs run: inline, exclusive, threads or procs (alias pool).
+    /// Where jobs run: inline, exclusive, threads, procs (alias pool) or
+    /// remote (sumworker processes, through --broker).
     #[arg(long, default_value = "inline", value_parser = parse_strategy)]
     apply: StrategyKind,
 
@@ -71,6 +72,11 @@ pub(crate) struct Args {
     /// On SIGINT/SIGTERM, how long requests in flight may take to finish.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
+
+    /// remote only: the Redis broker, redis://HOST:PORT[/DB] (see
+    /// docs/distributed.md).
+    #[arg(long)]
+    broker: Option<String>,
 
     /// Log filter (error, warn, info, debug, trace, or per module); RUST_LOG
     /// overrides it.
@@ -130,6 +136,18 @@ impl Args {
         if self.read_timeout.is_zero() {
             bail!("--read-timeout must be above zero, got {:?}", "0");
         }
+        match (self.apply, &self.broker) {
+            (StrategyKind::Remote, None) => {
+                bail!("--apply remote needs --broker redis://HOST:PORT")
+            }
+            (StrategyKind::Remote, Some(_)) if self.job_timeout.is_zero() => {
+                bail!("--apply remote needs a --job-timeout above zero: the deadline travels with the job")
+            }
+            (kind, Some(_)) if kind != StrategyKind::Remote => {
+                bail!("--broker is for --apply remote only, not {kind}")
+            }
+            _ => {}
+        }
         let strategy = StrategyConfig {
             kind: self.apply,
             workers: self.workers,
@@ -137,6 +155,7 @@ impl Args {
             queue_wait: self.queue_wait,
             job_timeout: (!self.job_timeout.is_zero()).then_some(self.job_timeout),
             recycle_after: (self.recycle_after != 0).then_some(self.recycle_after),
+            broker: self.broker,
         };
         Ok(Config {
             addr: self.addr,
@@ -203,5 +222,23 @@ mod tests {
         assert!(err.to_string().contains("fibers"), "{err}");
         let err = Args::try_parse_from(["sumserver", "--grace", "soon"]).expect_err("bad");
         assert!(err.to_string().contains("\"soon\""), "{err}");
+    }
+
+    /// `remote` needs a broker and a job timeout; a broker needs `remote`.
+    #[test]
+    fn remote_needs_a_broker() {
+        let config = |args: &[&str]| {
+            Args::parse_from(std::iter::once("sumserver").chain(args.iter().copied())).into_config()
+        };
+        let err = config(&["--apply", "remote"]).expect_err("no broker");
+        assert!(err.to_string().contains("--broker"), "{err}");
+        let err = config(&["--apply", "remote", "--broker", "redis://h:1", "--job-timeout", "0"])
+            .expect_err("no timeout");
+        assert!(err.to_string().contains("--job-timeout"), "{err}");
+        let err = config(&["--broker", "redis://h:1"]).expect_err("not remote");
+        assert!(err.to_string().contains("inline"), "{err}");
+        let ok = config(&["--apply", "remote", "--broker", "redis://h:1/2"]).expect("valid");
+        assert_eq!(ok.strategy.kind, StrategyKind::Remote);
+        assert_eq!(ok.strategy.broker.as_deref(), Some("redis://h:1/2"));
     }
 }

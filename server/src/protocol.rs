@@ -47,6 +47,8 @@ pub enum Code {
     WorkerLost,
     /// The server is shutting down.
     ShuttingDown,
+    /// `remote`: the broker cannot be reached.
+    Unavailable,
     /// Something broke inside the server (a job panicked, the pool is down).
     Internal,
 }
@@ -61,6 +63,7 @@ impl Code {
             Code::Timeout => "timeout",
             Code::WorkerLost => "worker-lost",
             Code::ShuttingDown => "shutting-down",
+            Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
     }
@@ -101,8 +104,9 @@ impl From<&ApplyError> for Reject {
         let code = match err {
             ApplyError::Busy { .. } => Code::Busy,
             ApplyError::Timeout { .. } => Code::Timeout,
-            ApplyError::WorkerLost { .. } => Code::WorkerLost,
+            ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. } => Code::WorkerLost,
             ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
+            ApplyError::Unavailable { .. } => Code::Unavailable,
             ApplyError::JobPanicked { .. } | ApplyError::PoolDown { .. } => Code::Internal,
         };
         Reject::new(code, err.to_string())
@@ -342,6 +346,19 @@ mod tests {
             Reject::from(&panicked).to_string(),
             "ERR internal sumn 1 panicked: boom"
         );
+        let unavailable = ApplyError::Unavailable {
+            job: Job::Sleep(1),
+            reason: "down".into(),
+        };
+        assert_eq!(
+            Reject::from(&unavailable).to_string(),
+            "ERR unavailable sleep 1 cannot be handed out: down"
+        );
+        let remote_lost = ApplyError::RemoteWorkerLost {
+            job: Job::Sleep(1),
+            detail: "delivered 3 times".into(),
+        };
+        assert_eq!(Reject::from(&remote_lost).code.as_str(), "worker-lost");
     }
 
     /// Long inputs are quoted cut short.

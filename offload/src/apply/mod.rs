@@ -12,6 +12,7 @@
 //! | `exclusive` | on the calling thread, under one global lock | the original's `exclusive_apply` |
 //! | `threads` | in a pool of worker threads fed by a bounded queue | Rust's native answer: no GIL |
 //! | `procs` (`pool`) | in a pool of forked worker processes, over ipc-channel | `multiprocessing.Pool.apply`, with isolation and killable jobs |
+//! | `remote` | in `sumworker` processes anywhere, through a Redis stream | "send it out to the cloud": see `docs/distributed.md` |
 //!
 //! Every strategy applies the same limits: a job waits at most
 //! [`StrategyConfig::queue_wait`] for a worker (and at most
@@ -31,6 +32,7 @@ mod done;
 mod exclusive;
 mod inline;
 mod procs;
+mod remote;
 mod run;
 mod threads;
 
@@ -46,6 +48,7 @@ use crate::stats::{Stats, StatsSnapshot};
 use done::{Caller, Done};
 
 pub use procs::ForkServer;
+pub use remote::{RemoteSnapshot, WorkerSeen};
 
 /// Extra time `apply` waits for an answer beyond the job's own limits before
 /// it gives up on it: the flavors enforce the limits themselves and always
@@ -63,15 +66,18 @@ pub enum StrategyKind {
     Threads,
     /// Run in a pool of forked worker processes (alias `pool`).
     Procs,
+    /// Hand to `sumworker` processes through a Redis broker.
+    Remote,
 }
 
 impl StrategyKind {
     /// Every strategy, in the order the documentation lists them.
-    pub const ALL: [StrategyKind; 4] = [
+    pub const ALL: [StrategyKind; 5] = [
         StrategyKind::Inline,
         StrategyKind::Exclusive,
         StrategyKind::Threads,
         StrategyKind::Procs,
+        StrategyKind::Remote,
     ];
 
     /// The name as typed after `--apply`.
@@ -81,6 +87,7 @@ impl StrategyKind {
             StrategyKind::Exclusive => "exclusive",
             StrategyKind::Threads => "threads",
             StrategyKind::Procs => "procs",
+            StrategyKind::Remote => "remote",
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct StrategyConfig {
     /// `procs` only: replace a worker process after it has run this many jobs
     /// (like `maxtasksperchild`); `None` keeps workers for ever.
     pub recycle_after: Option<u64>,
+    /// `remote` only: the broker's URL, `redis://HOST:PORT[/DB]`.
+    pub broker: Option<String>,
 }
 
 impl StrategyConfig {
@@ -140,6 +149,7 @@ impl StrategyConfig {
             queue_wait: Duration::from_secs(5),
             job_timeout: Some(Duration::from_secs(30)),
             recycle_after: None,
+            broker: None,
         }
     }
 
@@ -163,6 +173,9 @@ impl StrategyConfig {
         if self.recycle_after == Some(0) {
             return bad("recycle-after", "at least 1 job (or none)", &0);
         }
+        if self.kind == StrategyKind::Remote && self.broker.is_none() {
+            return bad("broker", "given for remote (redis://HOST:PORT)", &"none");
+        }
         Ok(())
     }
 }
@@ -183,6 +196,7 @@ enum Flavor {
     Exclusive(exclusive::Exclusive),
     Threads(threads::Threads),
     Procs(procs::Procs),
+    Remote(remote::Remote),
 }
 
 /// Runs jobs somewhere, on behalf of many threads at once.
@@ -218,6 +232,10 @@ impl Strategy {
             StrategyKind::Inline => Flavor::Inline(inline::Inline::new(config, &stats)),
             StrategyKind::Exclusive => Flavor::Exclusive(exclusive::Exclusive::new(config, &stats)),
             StrategyKind::Threads => Flavor::Threads(threads::Threads::start(config, &stats)?),
+            StrategyKind::Remote => {
+                let url = config.broker.as_deref().unwrap_or_default();
+                Flavor::Remote(remote::Remote::start(config, url)?)
+            }
             StrategyKind::Procs => unreachable!("handled above"),
         };
         Ok(Strategy {
@@ -342,6 +360,7 @@ impl Strategy {
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
             Flavor::Threads(threads) => threads.submit(job, caller, done),
             Flavor::Procs(procs) => procs.submit(job, caller, done),
+            Flavor::Remote(remote) => remote.submit(job, done),
         }
     }
 
@@ -356,6 +375,7 @@ impl Strategy {
             Flavor::Exclusive(exclusive) => exclusive.shutdown(),
             Flavor::Threads(threads) => threads.shutdown(),
             Flavor::Procs(procs) => procs.shutdown(),
+            Flavor::Remote(remote) => remote.shutdown(),
         }
     }
 
@@ -375,8 +395,15 @@ impl Strategy {
             StrategyKind::Inline => 0,
             StrategyKind::Exclusive => 1,
             StrategyKind::Threads | StrategyKind::Procs => self.config.workers,
+            // The workers are other processes; `remote.workers` lists them.
+            StrategyKind::Remote => 0,
         };
-        self.stats.snapshot(self.config.kind.name(), configured)
+        let mut snapshot = self.stats.snapshot(self.config.kind.name(), configured);
+        if let Flavor::Remote(remote) = &self.flavor {
+            snapshot.queued = remote.in_flight();
+            snapshot.remote = Some(remote.snapshot());
+        }
+        snapshot
     }
 
     /// The process ids of the worker processes alive now (empty unless

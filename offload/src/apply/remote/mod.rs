@@ -1,0 +1,307 @@
+//! `remote`: jobs handed to `sumworker` processes, on this machine or
+//! others, through a Redis stream and its consumer group.
+//!
+//! [`Remote::submit`] registers the job's [`Done`] under a number in the
+//! in-flight table and queues the number for the outbox thread, which
+//! `XADD`s it to the jobs stream. Three more threads finish the story:
+//!
+//! - [`dispatcher`]: pops this server's reply list and completes each job
+//!   the first time an answer for it arrives (later ones are counted as
+//!   late and dropped); it also owns the broker's health: it reconnects
+//!   with capped backoff and, when the broker came back without its data,
+//!   hands every job in flight out again.
+//! - [`deadlines`]: completes each job at its deadline if nothing else did,
+//!   as `timeout` (or `unavailable` when the broker is down then).
+//! - [`monitor`]: reads the stream, the pending list and the consumers
+//!   every half second, for `stats`.
+//!
+//! Whoever removes a job from the in-flight table completes it, so each job
+//! is completed exactly once. The semantics are in `docs/distributed.md`.
+
+mod deadlines;
+mod dispatcher;
+mod monitor;
+mod outbox;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::done::Done;
+use super::{StrategyConfig, Timing};
+use crate::broker::wire::JobMessage;
+use crate::broker::{keys, unix_ms_now, Broker};
+use crate::error::{ApplyError, StartError};
+use crate::job::{Answer, Job};
+
+pub use monitor::{RemoteSnapshot, WorkerSeen};
+
+/// How long `start` waits for the first connection to the broker, so that
+/// the first requests do not find it "unavailable" only because the server
+/// has just started.
+const FIRST_CONNECTION: Duration = Duration::from_secs(2);
+
+/// One job handed out and not yet answered.
+struct InFlight {
+    /// What went into the stream (kept to hand it out again).
+    message: JobMessage,
+    /// The promise to the submitter.
+    done: Done,
+    /// When it was submitted.
+    submitted: Instant,
+}
+
+/// What the threads share.
+struct Shared {
+    broker: Broker,
+    /// This server's reply list.
+    reply_list: String,
+    /// Jobs handed out and not yet answered, by number.
+    in_flight: Mutex<HashMap<u64, InFlight>>,
+    /// Whether the broker answered the last time anyone asked.
+    up: AtomicBool,
+    /// Raised by `shutdown` and on drop.
+    stopping: AtomicBool,
+    /// Replies for jobs already completed (a second worker's answer, or one
+    /// after the deadline), dropped.
+    late_replies: AtomicU64,
+    /// Jobs handed out again after the broker lost them.
+    resubmitted: AtomicU64,
+    /// The monitor's last reading.
+    seen: Mutex<RemoteSnapshot>,
+}
+
+impl Shared {
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<u64, InFlight>> {
+        // Completions run outside the lock, so a poisoned table is intact.
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Completes job `id` with `result` unless it was completed already;
+    /// returns whether this call completed it.
+    fn complete(&self, id: u64, result: impl FnOnce(Job, Duration) -> Result<Answer, ApplyError>) -> bool {
+        let Some(job) = self.in_flight().remove(&id) else {
+            return false;
+        };
+        let elapsed = job.submitted.elapsed();
+        let outcome = result(job.message.job, elapsed);
+        job.done.complete(
+            outcome,
+            Timing {
+                queue_wait: None,
+                run: Some(elapsed),
+            },
+        );
+        true
+    }
+
+    fn unreachable(&self, why: &str) -> String {
+        format!("the broker at {} is unreachable ({why})", self.broker.url())
+    }
+}
+
+/// The strategy's handle: the channels into its threads.
+pub(crate) struct Remote {
+    shared: Arc<Shared>,
+    /// Job numbers for the outbox thread to `XADD`.
+    outbox: Option<Sender<u64>>,
+    /// Deadlines for the deadline thread.
+    deadlines: Option<Sender<(Instant, u64)>>,
+    /// Dropped to stop the monitor.
+    stop_monitor: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+    /// Most jobs in flight at once; more are `busy`.
+    capacity: usize,
+    /// From submission to deadline: the queue wait plus the job timeout.
+    lifetime: Duration,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("broker", &self.shared.broker.url())
+            .field("reply_list", &self.shared.reply_list)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// Starts the four threads and waits up to [`FIRST_CONNECTION`] for the
+    /// broker (a broker that is down is not an error: jobs get
+    /// `unavailable` until it is back).
+    pub(crate) fn start(config: &StrategyConfig, url: &str) -> Result<Remote, StartError> {
+        let broker = Broker::new(url)?;
+        let job_timeout = config.job_timeout.ok_or(StartError::BadSetting {
+            setting: "job timeout",
+            expected: "set for remote (the deadline travels with the job)",
+            value: "none".into(),
+        })?;
+        let shared = Arc::new(Shared {
+            broker,
+            reply_list: keys::reply_list(&server_name()),
+            in_flight: Mutex::new(HashMap::new()),
+            up: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            late_replies: AtomicU64::new(0),
+            resubmitted: AtomicU64::new(0),
+            seen: Mutex::new(RemoteSnapshot::default()),
+        });
+        let (outbox, outbox_rx) = crossbeam_channel::unbounded();
+        let (deadlines, deadlines_rx) = crossbeam_channel::unbounded();
+        let (stop_monitor, stop_monitor_rx) = crossbeam_channel::bounded(0);
+        let mut remote = Remote {
+            shared: Arc::clone(&shared),
+            outbox: Some(outbox),
+            deadlines: Some(deadlines),
+            stop_monitor: Some(stop_monitor),
+            threads: Vec::new(),
+            capacity: config.queue,
+            lifetime: config.queue_wait + job_timeout,
+            next_id: AtomicU64::new(1),
+        };
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|e| StartError::os("could not start a remote thread", e))
+        };
+        let s = Arc::clone(&shared);
+        remote
+            .threads
+            .push(spawn("remote-outbox", Box::new(move || outbox::run(&s, &outbox_rx)))?);
+        let s = Arc::clone(&shared);
+        remote
+            .threads
+            .push(spawn("remote-dispatch", Box::new(move || dispatcher::run(&s)))?);
+        let s = Arc::clone(&shared);
+        remote.threads.push(spawn(
+            "remote-deadlines",
+            Box::new(move || deadlines::run(&s, &deadlines_rx)),
+        )?);
+        let s = Arc::clone(&shared);
+        remote.threads.push(spawn(
+            "remote-monitor",
+            Box::new(move || monitor::run(&s, &stop_monitor_rx)),
+        )?);
+        let started = Instant::now();
+        while !shared.up.load(Ordering::Acquire) && started.elapsed() < FIRST_CONNECTION {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !shared.up.load(Ordering::Acquire) {
+            tracing::warn!(broker = url, "the broker is not reachable yet; jobs get ERR unavailable until it is");
+        }
+        Ok(remote)
+    }
+
+    /// Hands `job` out; see the module documentation.
+    pub(crate) fn submit(&self, job: Job, done: Done) {
+        let shared = &self.shared;
+        let (Some(outbox), Some(deadlines)) = (&self.outbox, &self.deadlines) else {
+            return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
+        };
+        if shared.stopping.load(Ordering::Acquire) {
+            return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
+        }
+        if !shared.up.load(Ordering::Acquire) {
+            let reason = shared.unreachable("it did not answer the last attempt");
+            return done.complete(Err(ApplyError::Unavailable { job, reason }), Timing::default());
+        }
+        let submitted = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = JobMessage {
+            id,
+            job,
+            reply_to: shared.reply_list.clone(),
+            deadline_ms: unix_ms_now()
+                .saturating_add(u64::try_from(self.lifetime.as_millis()).unwrap_or(u64::MAX)),
+        };
+        {
+            let mut in_flight = shared.in_flight();
+            if in_flight.len() >= self.capacity {
+                let queued = in_flight.len();
+                drop(in_flight);
+                let busy = ApplyError::Busy {
+                    job,
+                    waited: Duration::ZERO,
+                    queued,
+                };
+                return done.complete(Err(busy), Timing::default());
+            }
+            in_flight.insert(
+                id,
+                InFlight {
+                    message,
+                    done,
+                    submitted,
+                },
+            );
+        }
+        // Both threads outlive the senders, so these cannot fail.
+        let _ = deadlines.send((submitted + self.lifetime, id));
+        let _ = outbox.send(id);
+    }
+
+    /// New jobs are refused, and every job in flight is answered
+    /// `shutting-down` now (a worker's later answer is dropped).
+    pub(crate) fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let all: Vec<InFlight> = self.shared.in_flight().drain().map(|(_, job)| job).collect();
+        for job in all {
+            let job_id = job.message.job;
+            job.done.complete(Err(ApplyError::ShuttingDown { job: job_id }), Timing::default());
+        }
+    }
+
+    /// Jobs handed out and not yet answered.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight().len()
+    }
+
+    /// The broker's side as last read, with this server's own counters.
+    pub(crate) fn snapshot(&self) -> RemoteSnapshot {
+        let mut seen = self
+            .shared
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        seen.broker = self.shared.broker.url().to_owned();
+        seen.connected = self.shared.up.load(Ordering::Acquire);
+        seen.in_flight = self.in_flight();
+        seen.late_replies = self.shared.late_replies.load(Ordering::Relaxed);
+        seen.resubmitted = self.shared.resubmitted.load(Ordering::Relaxed);
+        seen
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.outbox = None;
+        self.deadlines = None;
+        self.stop_monitor = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // Jobs still in flight are dropped with the table: each `Done`
+        // reports `shutting-down` as it goes.
+    }
+}
+
+/// A name for this server's reply list, unique among servers sharing a
+/// broker: the host, the pid and the start time.
+fn server_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}-{}-{nanos:x}", std::process::id())
+}
