@@ -232,8 +232,15 @@ mod tests {
         };
         let err = config(&["--apply", "remote"]).expect_err("no broker");
         assert!(err.to_string().contains("--broker"), "{err}");
-        let err = config(&["--apply", "remote", "--broker", "redis://h:1", "--job-timeout", "0"])
-            .expect_err("no timeout");
+        let err = config(&[
+            "--apply",
+            "remote",
+            "--broker",
+            "redis://h:1",
+            "--job-timeout",
+            "0",
+        ])
+        .expect_err("no timeout");
         assert!(err.to_string().contains("--job-timeout"), "{err}");
         let err = config(&["--broker", "redis://h:1"]).expect_err("not remote");
         assert!(err.to_string().contains("inline"), "{err}");

@@ -103,7 +103,11 @@ impl Args {
             Apply::Threads => StrategyKind::Threads,
             Apply::Procs => StrategyKind::Procs,
         };
-        let workers = if kind == StrategyKind::Inline { 1 } else { self.workers };
+        let workers = if kind == StrategyKind::Inline {
+            1
+        } else {
+            self.workers
+        };
         let name = match self.name {
             Some(name) if name.is_empty() || name.contains(char::is_whitespace) => {
                 bail!("--name must be a non-empty word, got {name:?}")
@@ -161,7 +165,10 @@ mod tests {
         let c = config(&["--apply", "inline", "--workers", "4"]).expect("valid");
         assert_eq!(c.strategy.workers, 1);
         let c = config(&["--apply", "procs", "--lease", "500ms", "--name", "w1"]).expect("valid");
-        assert_eq!((c.lease, c.name.as_str()), (Duration::from_millis(500), "w1"));
+        assert_eq!(
+            (c.lease, c.name.as_str()),
+            (Duration::from_millis(500), "w1")
+        );
     }
 
     /// Bad values are refused with the value quoted.

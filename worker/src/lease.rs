@@ -1,4 +1,5 @@
-//! The lease thread: renews the leases of the jobs this worker runs.
+//! The lease thread: renews the leases of the jobs this worker runs, and
+//! records in [`keys::SEEN`] that the worker is alive.
 //!
 //! It runs beside the jobs, never on their threads, so a job that keeps a
 //! core busy cannot starve it. A renewal is `XCLAIM … 0 … JUSTID` by the
@@ -10,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use offload::broker::{keys, Broker, COMMAND_TIMEOUT};
+use offload::broker::{keys, unix_ms_now, Broker, COMMAND_TIMEOUT};
 use redis::{Connection, RedisResult, Script};
 
 use crate::running::Running;
@@ -35,21 +36,31 @@ return owned
 ";
 
 /// Renews every `every` until `stop` is raised.
-pub(crate) fn run(broker: &Broker, name: &str, running: &Running, every: Duration, stop: &AtomicBool) {
+pub(crate) fn run(
+    broker: &Broker,
+    name: &str,
+    running: &Running,
+    every: Duration,
+    stop: &AtomicBool,
+) {
     let script = Script::new(RENEW);
     let mut conn: Option<Connection> = None;
     let mut lost: Vec<String> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(every);
-        let entries = running.entries();
-        if entries.is_empty() {
-            continue;
-        }
         if conn.is_none() {
             conn = broker.connect(COMMAND_TIMEOUT).ok();
         }
         let Some(live) = conn.as_mut() else { continue };
-        match renew(&script, live, name, &entries) {
+        let entries = running.entries();
+        let renewed = heartbeat(live, name).and_then(|()| {
+            if entries.is_empty() {
+                Ok(Vec::new())
+            } else {
+                renew(&script, live, name, &entries)
+            }
+        });
+        match renewed {
             Ok(owned) => {
                 for entry in entries.iter().filter(|e| !owned.contains(e)) {
                     if !lost.contains(entry) {
@@ -70,7 +81,21 @@ pub(crate) fn run(broker: &Broker, name: &str, running: &Running, every: Duratio
     }
 }
 
-fn renew(script: &Script, conn: &mut Connection, name: &str, entries: &[String]) -> RedisResult<Vec<String>> {
+/// Records that this worker is alive now, for the servers' `stats`.
+fn heartbeat(conn: &mut Connection, name: &str) -> RedisResult<()> {
+    redis::cmd("HSET")
+        .arg(keys::SEEN)
+        .arg(name)
+        .arg(unix_ms_now())
+        .exec(conn)
+}
+
+fn renew(
+    script: &Script,
+    conn: &mut Connection,
+    name: &str,
+    entries: &[String],
+) -> RedisResult<Vec<String>> {
     let mut call = script.key(keys::JOBS);
     call.arg(keys::GROUP).arg(name);
     for entry in entries {

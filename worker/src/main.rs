@@ -49,7 +49,8 @@ fn work(config: Config) -> anyhow::Result<()> {
         .thread_block()
         .context("could not block SIGINT and SIGTERM")?;
     let broker = Broker::new(&config.broker).context("bad --broker")?;
-    let strategy = Strategy::start(&config.strategy).context("could not start the local strategy")?;
+    let strategy =
+        Strategy::start(&config.strategy).context("could not start the local strategy")?;
     init_logging(&config.log_filter)?;
 
     let stopping = Arc::new(AtomicBool::new(false));

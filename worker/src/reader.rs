@@ -60,8 +60,13 @@ impl Reader<'_> {
                         if !announced {
                             // Scripts and tests wait for this line.
                             let mut out = std::io::stdout();
-                            let _ = writeln!(out, "sumworker {} reading {}", self.config.name, self.broker.url())
-                                .and_then(|()| out.flush());
+                            let _ = writeln!(
+                                out,
+                                "sumworker {} reading {}",
+                                self.config.name,
+                                self.broker.url()
+                            )
+                            .and_then(|()| out.flush());
                             announced = true;
                         }
                     }
@@ -157,7 +162,10 @@ impl Reader<'_> {
             .into_iter()
             .map(|p| (p.id, p.times_delivered as u64))
             .collect();
-        tracing::info!(jobs = reply.claimed.len(), "took over jobs whose lease ran out");
+        tracing::info!(
+            jobs = reply.claimed.len(),
+            "took over jobs whose lease ran out"
+        );
         self.take(conn, reply.claimed, &deliveries)
     }
 

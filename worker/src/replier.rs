@@ -58,7 +58,10 @@ pub(crate) fn run(
                 return;
             }
             if since.elapsed() > LAST_TRIES {
-                tracing::warn!(replies = unsent.len(), "stopping with replies not sent; their jobs stay pending");
+                tracing::warn!(
+                    replies = unsent.len(),
+                    "stopping with replies not sent; their jobs stay pending"
+                );
                 return;
             }
         }

@@ -27,10 +27,7 @@ pub(crate) fn settle(conn: &mut Connection, jobs: &[Settle]) -> RedisResult<()> 
     for job in jobs {
         if let Some((list, text)) = &job.reply {
             pipe.cmd("RPUSH").arg(list).arg(text).ignore();
-            pipe.cmd("EXPIRE")
-                .arg(list)
-                .arg(keys::REPLY_TTL_S)
-                .ignore();
+            pipe.cmd("EXPIRE").arg(list).arg(keys::REPLY_TTL_S).ignore();
         }
         pipe.cmd("XACK")
             .arg(keys::JOBS)

@@ -12,6 +12,10 @@ pub const GROUP: &str = "ysum:workers";
 /// a worker that stopped renewing its lease (the `stats` redeliveries).
 pub const REDELIVERIES: &str = "ysum:redeliveries";
 
+/// A hash of worker name → Unix time in ms when that worker's lease thread
+/// last ran: when each worker was last alive, for `stats`.
+pub const SEEN: &str = "ysum:seen";
+
 /// The list a server's replies are pushed on; its dispatcher pops them.
 pub fn reply_list(server: &str) -> String {
     format!("ysum:reply:{server}")

@@ -95,13 +95,13 @@ impl JobMessage {
     pub fn from_fields(fields: &HashMap<String, Value>) -> Result<JobMessage, WireError> {
         let text = |field: &'static str| -> Result<String, WireError> {
             match fields.get(field) {
-                Some(value) => redis::from_redis_value::<String>(value.clone()).map_err(|err| {
-                    WireError::Bad {
+                Some(value) => {
+                    redis::from_redis_value::<String>(value.clone()).map_err(|err| WireError::Bad {
                         field,
                         value: format!("{value:?}"),
                         why: err.to_string(),
-                    }
-                }),
+                    })
+                }
                 None => Err(WireError::Missing { field }),
             }
         };
@@ -246,7 +246,10 @@ impl Reply {
         match self.body {
             ReplyBody::Answer(text) => parse_answer(job, &text).ok_or(ApplyError::PoolDown {
                 job,
-                reason: format!("a worker answered {:?}, which is no answer to it", cut(&text)),
+                reason: format!(
+                    "a worker answered {:?}, which is no answer to it",
+                    cut(&text)
+                ),
             }),
             ReplyBody::Error { code, detail } => Err(match code {
                 ReplyCode::Timeout => ApplyError::Timeout { job, elapsed },
@@ -297,7 +300,12 @@ mod tests {
                 deadline_ms: 1_764_626_400_123,
             };
             let fields = message.fields();
-            let map = entry(&fields.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+            let map = entry(
+                &fields
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>(),
+            );
             assert_eq!(JobMessage::from_fields(&map), Ok(message));
         }
     }
@@ -330,7 +338,10 @@ mod tests {
             Ok(Answer::Sum(312_512_500))
         );
         let prime = Reply::parse("8 ok true").unwrap();
-        assert_eq!(prime.into_result(Job::Prime(7), elapsed), Ok(Answer::Prime(true)));
+        assert_eq!(
+            prime.into_result(Job::Prime(7), elapsed),
+            Ok(Answer::Prime(true))
+        );
         let lost = Reply::parse(&error_reply(9, ReplyCode::WorkerLost, "3 deliveries")).unwrap();
         assert_eq!(
             lost.into_result(Job::Sleep(1), elapsed),

@@ -17,9 +17,9 @@ const IDLE: Duration = Duration::from_secs(3600);
 pub(super) fn run(shared: &Shared, incoming: &Receiver<(Instant, u64)>) {
     let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     loop {
-        let wait = due
-            .peek()
-            .map_or(IDLE, |Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+        let wait = due.peek().map_or(IDLE, |Reverse((at, _))| {
+            at.saturating_duration_since(Instant::now())
+        });
         match incoming.recv_timeout(wait) {
             Ok(deadline) => due.push(Reverse(deadline)),
             Err(RecvTimeoutError::Timeout) => {}

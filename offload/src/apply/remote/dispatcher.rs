@@ -73,7 +73,10 @@ fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<
             shared
                 .resubmitted
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
-            tracing::info!(jobs = messages.len(), "the broker restarted; handed the jobs in flight out again");
+            tracing::info!(
+                jobs = messages.len(),
+                "the broker restarted; handed the jobs in flight out again"
+            );
         }
     }
     if known_run_id.as_deref() != Some(now.as_str()) {
@@ -93,7 +96,9 @@ fn pop(conn: &mut Connection, list: &str) -> RedisResult<Vec<String>> {
         return Ok(Vec::new());
     };
     let rest: Option<Vec<String>> = redis::cmd("LPOP").arg(list).arg(DRAIN).query(conn)?;
-    Ok(std::iter::once(first).chain(rest.unwrap_or_default()).collect())
+    Ok(std::iter::once(first)
+        .chain(rest.unwrap_or_default())
+        .collect())
 }
 
 /// Completes the job a reply names, unless it was completed already.

@@ -83,7 +83,11 @@ impl Shared {
 
     /// Completes job `id` with `result` unless it was completed already;
     /// returns whether this call completed it.
-    fn complete(&self, id: u64, result: impl FnOnce(Job, Duration) -> Result<Answer, ApplyError>) -> bool {
+    fn complete(
+        &self,
+        id: u64,
+        result: impl FnOnce(Job, Duration) -> Result<Answer, ApplyError>,
+    ) -> bool {
         let Some(job) = self.in_flight().remove(&id) else {
             return false;
         };
@@ -172,13 +176,15 @@ impl Remote {
                 .map_err(|e| StartError::os("could not start a remote thread", e))
         };
         let s = Arc::clone(&shared);
-        remote
-            .threads
-            .push(spawn("remote-outbox", Box::new(move || outbox::run(&s, &outbox_rx)))?);
+        remote.threads.push(spawn(
+            "remote-outbox",
+            Box::new(move || outbox::run(&s, &outbox_rx)),
+        )?);
         let s = Arc::clone(&shared);
-        remote
-            .threads
-            .push(spawn("remote-dispatch", Box::new(move || dispatcher::run(&s)))?);
+        remote.threads.push(spawn(
+            "remote-dispatch",
+            Box::new(move || dispatcher::run(&s)),
+        )?);
         let s = Arc::clone(&shared);
         remote.threads.push(spawn(
             "remote-deadlines",
@@ -194,7 +200,10 @@ impl Remote {
             std::thread::sleep(Duration::from_millis(5));
         }
         if !shared.up.load(Ordering::Acquire) {
-            tracing::warn!(broker = url, "the broker is not reachable yet; jobs get ERR unavailable until it is");
+            tracing::warn!(
+                broker = url,
+                "the broker is not reachable yet; jobs get ERR unavailable until it is"
+            );
         }
         Ok(remote)
     }
@@ -210,7 +219,10 @@ impl Remote {
         }
         if !shared.up.load(Ordering::Acquire) {
             let reason = shared.unreachable("it did not answer the last attempt");
-            return done.complete(Err(ApplyError::Unavailable { job, reason }), Timing::default());
+            return done.complete(
+                Err(ApplyError::Unavailable { job, reason }),
+                Timing::default(),
+            );
         }
         let submitted = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -251,10 +263,18 @@ impl Remote {
     /// `shutting-down` now (a worker's later answer is dropped).
     pub(crate) fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::Release);
-        let all: Vec<InFlight> = self.shared.in_flight().drain().map(|(_, job)| job).collect();
+        let all: Vec<InFlight> = self
+            .shared
+            .in_flight()
+            .drain()
+            .map(|(_, job)| job)
+            .collect();
         for job in all {
             let job_id = job.message.job;
-            job.done.complete(Err(ApplyError::ShuttingDown { job: job_id }), Timing::default());
+            job.done.complete(
+                Err(ApplyError::ShuttingDown { job: job_id }),
+                Timing::default(),
+            );
         }
     }
 

@@ -46,8 +46,12 @@ pub struct WorkerSeen {
     pub name: String,
     /// Jobs delivered to it and not acknowledged.
     pub pending: u64,
-    /// Milliseconds since it last read, claimed or renewed.
+    /// Milliseconds since it last took a job or renewed a lease (the
+    /// group's idle time for it).
     pub idle_ms: u64,
+    /// Milliseconds since its lease thread last said it is alive (every
+    /// quarter lease while it runs); `None` if it never did.
+    pub alive_ms_ago: Option<u64>,
 }
 
 pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
@@ -76,6 +80,9 @@ pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
 
 fn read(conn: &mut Connection) -> RedisResult<RemoteSnapshot> {
     let stream_length: u64 = redis::cmd("XLEN").arg(keys::JOBS).query(conn)?;
+    let seen: std::collections::HashMap<String, u64> =
+        redis::cmd("HGETALL").arg(keys::SEEN).query(conn)?;
+    let now = crate::broker::unix_ms_now();
     let redeliveries: Option<u64> = redis::cmd("GET").arg(keys::REDELIVERIES).query(conn)?;
     // The group may not exist yet (no worker and no job since the broker
     // started): then nothing is pending and no worker was seen.
@@ -98,6 +105,7 @@ fn read(conn: &mut Connection) -> RedisResult<RemoteSnapshot> {
             .consumers
             .into_iter()
             .map(|c| WorkerSeen {
+                alive_ms_ago: seen.get(&c.name).map(|at| now.saturating_sub(*at)),
                 name: c.name,
                 pending: c.pending as u64,
                 idle_ms: c.idle as u64,
