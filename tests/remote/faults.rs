@@ -140,3 +140,51 @@ fn no_worker_times_out_at_the_deadline() {
     assert_eq!(stats["remote"]["late_replies"], 0, "{stats}");
     assert_eq!(stats["jobs"]["sumn"]["timeout"], 1, "{stats}");
 }
+
+/// A job that runs for six leases on a live worker is never handed to the
+/// idle worker beside it: the lease thread renews it.
+#[test]
+#[cfg_attr(no_redis, ignore = "redis-server not installed: apt-get install -y redis-server")]
+fn live_worker_keeps_its_long_job() {
+    let redis = Redis::start();
+    let mut queue = redis.queue();
+    let server = remote_server(Io::Threads, &redis, &[]);
+    let lease = ["--lease", "500ms", "--workers", "1"];
+    let _runner = Worker::start(&redis, "keeper", &lease);
+    let mut conn = server.line_conn();
+    conn.send("sleep 3000\n");
+    queue.wait_pending_with("keeper", Duration::from_secs(5));
+    let _idle = Worker::start(&redis, "idle", &lease);
+    assert_eq!(conn.read_line(), "ok");
+    let stats = server.stats();
+    assert_eq!(stats["remote"]["redeliveries"], 0, "{stats}");
+    assert_eq!(stats["remote"]["late_replies"], 0, "{stats}");
+}
+
+/// `--queue 2`: with two jobs in flight a third is refused `ERR busy` at
+/// once.
+#[test]
+#[cfg_attr(no_redis, ignore = "redis-server not installed: apt-get install -y redis-server")]
+fn full_queue_is_busy_at_once() {
+    let redis = Redis::start();
+    let server = remote_server(
+        Io::Events,
+        &redis,
+        &["--queue", "2", "--queue-wait", "0", "--job-timeout", "2s"],
+    );
+    let mut waiting: Vec<_> = (0..2).map(|_| server.line_conn()).collect();
+    for conn in &mut waiting {
+        conn.send("sleep 10\n");
+    }
+    assert!(eventually(Duration::from_secs(5), || {
+        server.stats()["queued"].as_u64() == Some(2)
+    }));
+    let mut third = server.line_conn();
+    let (reply, took) = timed(&mut third, "sleep 10");
+    assert!(reply.starts_with("ERR busy "), "{reply}");
+    assert!(took < Duration::from_millis(100), "refused after {took:?}");
+    for conn in &mut waiting {
+        let reply = conn.read_line();
+        assert!(reply.starts_with("ERR timeout "), "{reply}");
+    }
+}

@@ -72,3 +72,25 @@ fn outage_threads() {
 fn outage_events() {
     outage(Io::Events);
 }
+
+/// A job in flight when the broker restarts empty, whose worker died in the
+/// outage too: the server hands it out again after reconnection, and a new
+/// worker answers it.
+#[test]
+#[cfg_attr(no_redis, ignore = "redis-server not installed: apt-get install -y redis-server")]
+fn in_flight_job_is_handed_out_again() {
+    let mut redis = Redis::start();
+    let mut queue = redis.queue();
+    let server = remote_server(Io::Threads, &redis, &[]);
+    let mut first = Worker::start(&redis, "before", &["--workers", "1"]);
+    let mut conn = server.line_conn();
+    conn.send("sleep 1000\n");
+    queue.wait_pending_with("before", Duration::from_secs(5));
+    redis.kill();
+    first.kill9();
+    redis.restart();
+    let _second = Worker::start(&redis, "after", &["--workers", "1"]);
+    assert_eq!(conn.read_line(), "ok");
+    let stats = server.stats();
+    assert_eq!(stats["remote"]["resubmitted"], 1, "{stats}");
+}
