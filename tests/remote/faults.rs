@@ -144,7 +144,10 @@ fn no_worker_times_out_at_the_deadline() {
 /// A job that runs for six leases on a live worker is never handed to the
 /// idle worker beside it: the lease thread renews it.
 #[test]
-#[cfg_attr(no_redis, ignore = "redis-server not installed: apt-get install -y redis-server")]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server not installed: apt-get install -y redis-server"
+)]
 fn live_worker_keeps_its_long_job() {
     let redis = Redis::start();
     let mut queue = redis.queue();
@@ -164,7 +167,10 @@ fn live_worker_keeps_its_long_job() {
 /// `--queue 2`: with two jobs in flight a third is refused `ERR busy` at
 /// once.
 #[test]
-#[cfg_attr(no_redis, ignore = "redis-server not installed: apt-get install -y redis-server")]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server not installed: apt-get install -y redis-server"
+)]
 fn full_queue_is_busy_at_once() {
     let redis = Redis::start();
     let server = remote_server(

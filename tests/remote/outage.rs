@@ -77,7 +77,10 @@ fn outage_events() {
 /// outage too: the server hands it out again after reconnection, and a new
 /// worker answers it.
 #[test]
-#[cfg_attr(no_redis, ignore = "redis-server not installed: apt-get install -y redis-server")]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server not installed: apt-get install -y redis-server"
+)]
 fn in_flight_job_is_handed_out_again() {
     let mut redis = Redis::start();
     let mut queue = redis.queue();

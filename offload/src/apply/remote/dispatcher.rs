@@ -17,10 +17,10 @@ use super::{outbox, Shared};
 use crate::broker::wire::{JobMessage, Reply};
 use crate::broker::{run_id, Backoff, COMMAND_TIMEOUT};
 
-/// How long one `BLPOP` blocks: the longest the thread takes to see a stop.
+/// How long one `BLMPOP` blocks: the longest the thread takes to see a stop.
 const BLOCK: Duration = Duration::from_millis(250);
 
-/// Most replies taken at once after a `BLPOP` returned one.
+/// Most replies taken in one round trip.
 const DRAIN: usize = 256;
 
 pub(super) fn run(shared: &Shared) {
@@ -86,19 +86,18 @@ fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<
     Ok(conn)
 }
 
-/// Waits up to [`BLOCK`] for a reply, then takes whatever else is waiting.
+/// Waits up to [`BLOCK`] for replies and takes every one waiting (up to
+/// [`DRAIN`]) in the same round trip (`BLMPOP`, Redis 7).
 fn pop(conn: &mut Connection, list: &str) -> RedisResult<Vec<String>> {
-    let first: Option<(String, String)> = redis::cmd("BLPOP")
-        .arg(list)
+    let popped: Option<(String, Vec<String>)> = redis::cmd("BLMPOP")
         .arg(BLOCK.as_secs_f64())
+        .arg(1)
+        .arg(list)
+        .arg("LEFT")
+        .arg("COUNT")
+        .arg(DRAIN)
         .query(conn)?;
-    let Some((_, first)) = first else {
-        return Ok(Vec::new());
-    };
-    let rest: Option<Vec<String>> = redis::cmd("LPOP").arg(list).arg(DRAIN).query(conn)?;
-    Ok(std::iter::once(first)
-        .chain(rest.unwrap_or_default())
-        .collect())
+    Ok(popped.map(|(_, replies)| replies).unwrap_or_default())
 }
 
 /// Completes the job a reply names, unless it was completed already.
