@@ -117,9 +117,7 @@ pub(crate) fn run(
 
 /// The settlement for a finished job, or `None` when it is handed back.
 fn prepare(running: &Running, done: Finished) -> Option<(Settle, u64)> {
-    let Some(message) = running.get(&done.entry) else {
-        return None;
-    };
+    let message = running.get(&done.entry)?;
     let text = match &done.result {
         Ok(answer) => answer_reply(message.id, answer),
         Err(err) => match ReplyCode::of(err) {
