@@ -23,7 +23,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, St
 use redis::{Connection, RedisResult};
 
 use crate::cli::Config;
-use crate::replier::Finished;
+use crate::replier::{self, Finished};
 use crate::running::Running;
 use crate::settle::{settle, Settle};
 
@@ -226,9 +226,14 @@ impl Reader<'_> {
         let job = message.job;
         self.running.insert(entry.clone(), message);
         let finished = self.finished.clone();
+        let broker = self.broker.clone();
+        let running = Arc::clone(self.running);
         self.strategy.submit(job, move |result| {
-            // The replier outlives every job.
-            let _ = finished.send(Finished { entry, result });
+            let done = Finished { entry, result };
+            if let Some(unsettled) = replier::settle_here(&broker, &running, done) {
+                // The replier outlives every job, and retries.
+                let _ = finished.send(unsettled);
+            }
         });
     }
 }

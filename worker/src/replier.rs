@@ -1,18 +1,20 @@
-//! The replier thread: turns finished jobs into replies and settles them.
+//! Turning finished jobs into replies and settling them.
 //!
-//! Results arrive from the local strategy's threads; many are settled per
-//! round trip when many are waiting. If the broker is unreachable, the
+//! The thread that finishes a job (a pool thread of the local strategy)
+//! settles it itself ([`settle_here`]), on a connection of its own. What it
+//! cannot settle goes to the replier thread ([`run`]), many per round trip. If the broker is unreachable, the
 //! replies are kept and sent again after reconnection until their deadline
 //! (the server drops a reply to a job it has answered already). A job the
 //! local strategy refused or cut short because this worker is stopping is
 //! not settled at all: it stays pending, and another worker takes it over
 //! after the lease.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use offload::broker::wire::{answer_reply, error_reply, ReplyCode};
+use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode};
 use offload::broker::{unix_ms_now, Backoff, Broker, COMMAND_TIMEOUT};
 use offload::{Answer, ApplyError};
 use redis::Connection;
@@ -115,19 +117,26 @@ pub(crate) fn run(
     }
 }
 
+/// The reply to a finished job, or `None` when it is handed back instead.
+fn reply_text(message: &JobMessage, done: &Finished) -> Option<String> {
+    match &done.result {
+        Ok(answer) => Some(answer_reply(message.id, answer)),
+        Err(err) => match ReplyCode::of(err) {
+            Some(code) => Some(error_reply(message.id, code, &err.to_string())),
+            None => {
+                tracing::info!(entry = %done.entry, %err, "handing the job back");
+                None
+            }
+        },
+    }
+}
+
 /// The settlement for a finished job, or `None` when it is handed back.
 fn prepare(running: &Running, done: Finished) -> Option<(Settle, u64)> {
     let message = running.get(&done.entry)?;
-    let text = match &done.result {
-        Ok(answer) => answer_reply(message.id, answer),
-        Err(err) => match ReplyCode::of(err) {
-            Some(code) => error_reply(message.id, code, &err.to_string()),
-            None => {
-                tracing::info!(entry = %done.entry, %err, "handing the job back");
-                running.remove(&done.entry);
-                return None;
-            }
-        },
+    let Some(text) = reply_text(&message, &done) else {
+        running.remove(&done.entry);
+        return None;
     };
     Some((
         Settle {
@@ -136,4 +145,44 @@ fn prepare(running: &Running, done: Finished) -> Option<(Settle, u64)> {
         },
         message.deadline_ms,
     ))
+}
+
+thread_local! {
+    /// The broker connection of a thread that finishes jobs (a pool thread
+    /// of the local strategy), for [`settle_here`].
+    static HERE: RefCell<Option<Connection>> = const { RefCell::new(None) };
+}
+
+/// Settles a finished job on the thread that finished it, saving the hand-off
+/// to the replier thread; gives the job back when the broker did not take
+/// it, for the replier to retry.
+pub(crate) fn settle_here(broker: &Broker, running: &Running, done: Finished) -> Option<Finished> {
+    let message = running.get(&done.entry)?;
+    let Some(text) = reply_text(&message, &done) else {
+        running.remove(&done.entry);
+        return None;
+    };
+    let job = Settle {
+        entry: done.entry.clone(),
+        reply: Some((message.reply_to, text)),
+    };
+    let settled = HERE.with(|cell| {
+        let mut conn = cell.borrow_mut();
+        if conn.is_none() {
+            *conn = broker.connect(COMMAND_TIMEOUT).ok();
+        }
+        let settled = conn
+            .as_mut()
+            .is_some_and(|live| settle(live, std::slice::from_ref(&job)).is_ok());
+        if !settled {
+            *conn = None;
+        }
+        settled
+    });
+    if settled {
+        running.remove(&done.entry);
+        None
+    } else {
+        Some(done)
+    }
 }

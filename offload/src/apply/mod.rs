@@ -360,7 +360,7 @@ impl Strategy {
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
             Flavor::Threads(threads) => threads.submit(job, caller, done),
             Flavor::Procs(procs) => procs.submit(job, caller, done),
-            Flavor::Remote(remote) => remote.submit(job, done),
+            Flavor::Remote(remote) => remote.submit(job, caller, done),
         }
     }
 

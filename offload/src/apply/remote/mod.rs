@@ -30,11 +30,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use redis::Connection;
 
-use super::done::Done;
+use super::done::{Caller, Done};
 use super::{StrategyConfig, Timing};
 use crate::broker::wire::JobMessage;
-use crate::broker::{keys, unix_ms_now, Broker};
+use crate::broker::{keys, unix_ms_now, Broker, COMMAND_TIMEOUT};
 use crate::error::{ApplyError, StartError};
 use crate::job::{Answer, Job};
 
@@ -44,6 +45,9 @@ pub use monitor::{RemoteSnapshot, WorkerSeen};
 /// the first requests do not find it "unavailable" only because the server
 /// has just started.
 const FIRST_CONNECTION: Duration = Duration::from_secs(2);
+
+/// Most idle connections kept for blocking callers.
+const POOLED: usize = 64;
 
 /// One job handed out and not yet answered.
 struct InFlight {
@@ -117,6 +121,8 @@ pub(crate) struct Remote {
     deadlines: Option<Sender<(Instant, u64)>>,
     /// Dropped to stop the monitor.
     stop_monitor: Option<Sender<()>>,
+    /// Connections for blocking callers' `XADD`s, reused.
+    connections: Mutex<Vec<Connection>>,
     threads: Vec<JoinHandle<()>>,
     /// Most jobs in flight at once; more are `busy`.
     capacity: usize,
@@ -164,6 +170,7 @@ impl Remote {
             outbox: Some(outbox),
             deadlines: Some(deadlines),
             stop_monitor: Some(stop_monitor),
+            connections: Mutex::new(Vec::new()),
             threads: Vec::new(),
             capacity: config.queue,
             lifetime: config.queue_wait + job_timeout,
@@ -208,8 +215,11 @@ impl Remote {
         Ok(remote)
     }
 
-    /// Hands `job` out; see the module documentation.
-    pub(crate) fn submit(&self, job: Job, done: Done) {
+    /// Hands `job` out; see the module documentation. A blocking caller
+    /// (a connection thread, which waits for the answer anyway) `XADD`s it
+    /// itself, saving the hand-off to the outbox thread; an event loop never
+    /// waits for the broker.
+    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
         let shared = &self.shared;
         let (Some(outbox), Some(deadlines)) = (&self.outbox, &self.deadlines) else {
             return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
@@ -256,7 +266,47 @@ impl Remote {
         }
         // Both threads outlive the senders, so these cannot fail.
         let _ = deadlines.send((submitted + self.lifetime, id));
-        let _ = outbox.send(id);
+        match caller {
+            Caller::Blocking => self.add_here(id),
+            Caller::NonBlocking => {
+                let _ = outbox.send(id);
+            }
+        }
+    }
+
+    /// `XADD`s job `id` on a connection from the pool (opening one if none
+    /// is free); on failure the job is new, so it is `unavailable` at once.
+    fn add_here(&self, id: u64) {
+        let shared = &self.shared;
+        let Some(message) = shared.in_flight().get(&id).map(|job| job.message.clone()) else {
+            return;
+        };
+        let pooled = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(conn) => Ok(conn),
+            None => shared.broker.connect(COMMAND_TIMEOUT),
+        };
+        let added = conn.and_then(|mut conn| {
+            outbox::add(&mut conn, std::slice::from_ref(&message)).map(|()| conn)
+        });
+        match added {
+            Ok(conn) => {
+                let mut pool = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+                if pool.len() < POOLED {
+                    pool.push(conn);
+                }
+            }
+            Err(err) => {
+                shared.up.store(false, Ordering::Release);
+                tracing::warn!(%err, "could not hand a job to the broker");
+                let reason = shared.unreachable(&err.to_string());
+                shared.complete(id, |job, _| Err(ApplyError::Unavailable { job, reason }));
+            }
+        }
     }
 
     /// New jobs are refused, and every job in flight is answered
