@@ -375,3 +375,52 @@ fn server_name() -> String {
         .map_or(0, |d| d.subsec_nanos());
     format!("{host}-{}-{nanos:x}", std::process::id())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ApplyError, Job, Strategy, StrategyConfig, StrategyKind};
+    use std::time::{Duration, Instant};
+
+    fn config(broker: Option<&str>) -> StrategyConfig {
+        StrategyConfig {
+            broker: broker.map(str::to_owned),
+            ..StrategyConfig::new(StrategyKind::Remote)
+        }
+    }
+
+    /// With no broker listening, the strategy still starts, and every job is
+    /// refused `Unavailable` at once, naming the broker.
+    #[test]
+    fn unreachable_broker_is_unavailable_at_once() {
+        // Port 1 on loopback: nothing listens there, connections are refused.
+        let strategy = Strategy::start(&config(Some("redis://127.0.0.1:1"))).expect("starts");
+        for _ in 0..3 {
+            let started = Instant::now();
+            let result = strategy.apply(Job::Sumn(10));
+            assert!(started.elapsed() < Duration::from_millis(100));
+            match result {
+                Err(ApplyError::Unavailable { reason, .. }) => {
+                    assert!(reason.contains("redis://127.0.0.1:1"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let remote = strategy.stats().remote.expect("remote stats");
+        assert!(!remote.connected);
+    }
+
+    /// `remote` without a broker, or without a job timeout, does not start.
+    #[test]
+    fn needs_a_broker_and_a_deadline() {
+        let err = Strategy::start(&config(None)).unwrap_err().to_string();
+        assert!(err.contains("broker"), "{err}");
+        let no_timeout = StrategyConfig {
+            job_timeout: None,
+            ..config(Some("redis://127.0.0.1:1"))
+        };
+        let err = Strategy::start(&no_timeout).unwrap_err().to_string();
+        assert!(err.contains("job timeout"), "{err}");
+        let err = Strategy::start(&config(Some("mysql://x"))).unwrap_err().to_string();
+        assert!(err.contains("\"mysql://x\""), "{err}");
+    }
+}
