@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use offload::{Answer, ApplyError, Job, JobKind, StatsSnapshot};
 
-use crate::listener::ConnectionSnapshot;
+use crate::counts::ConnectionSnapshot;
 
 /// The longest a seed-dialect request may be: the original read 16 bytes.
 pub const SEED_READ: usize = 16;
@@ -143,8 +143,7 @@ pub fn parse_seed(bytes: &[u8]) -> Result<Job, Reject> {
         }
     }
     Err(Reject::bad(format!(
-        "expected a decimal number up to {}, got {}",
-        u64::MAX,
+        "expected a decimal number of at most {SEED_READ} digits, got {}",
         quote(bytes)
     )))
 }
