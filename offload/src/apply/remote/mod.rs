@@ -15,17 +15,18 @@
 //! - [`monitor`]: reads the stream, the pending list and the consumers
 //!   every half second, for `stats`.
 //!
-//! Whoever removes a job from the in-flight table completes it, so each job
+//! Whoever removes a job from the in-flight table ([`shared`]) completes it, so each job
 //! is completed exactly once. The semantics are in `docs/distributed.md`.
 
 mod deadlines;
 mod dispatcher;
 mod monitor;
 mod outbox;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,8 @@ use super::{StrategyConfig, Timing};
 use crate::broker::wire::JobMessage;
 use crate::broker::{keys, unix_ms_now, Broker, COMMAND_TIMEOUT};
 use crate::error::{ApplyError, StartError};
-use crate::job::{Answer, Job};
+use crate::job::Job;
+use shared::{InFlight, Shared};
 
 pub use monitor::{RemoteSnapshot, WorkerSeen};
 
@@ -48,69 +50,6 @@ const FIRST_CONNECTION: Duration = Duration::from_secs(2);
 
 /// Most idle connections kept for blocking callers.
 const POOLED: usize = 64;
-
-/// One job handed out and not yet answered.
-struct InFlight {
-    /// What went into the stream (kept to hand it out again).
-    message: JobMessage,
-    /// The promise to the submitter.
-    done: Done,
-    /// When it was submitted.
-    submitted: Instant,
-}
-
-/// What the threads share.
-struct Shared {
-    broker: Broker,
-    /// This server's reply list.
-    reply_list: String,
-    /// Jobs handed out and not yet answered, by number.
-    in_flight: Mutex<HashMap<u64, InFlight>>,
-    /// Whether the broker answered the last time anyone asked.
-    up: AtomicBool,
-    /// Raised by `shutdown` and on drop.
-    stopping: AtomicBool,
-    /// Replies for jobs already completed (a second worker's answer, or one
-    /// after the deadline), dropped.
-    late_replies: AtomicU64,
-    /// Jobs handed out again after the broker lost them.
-    resubmitted: AtomicU64,
-    /// The monitor's last reading.
-    seen: Mutex<RemoteSnapshot>,
-}
-
-impl Shared {
-    fn in_flight(&self) -> MutexGuard<'_, HashMap<u64, InFlight>> {
-        // Completions run outside the lock, so a poisoned table is intact.
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Completes job `id` with `result` unless it was completed already;
-    /// returns whether this call completed it.
-    fn complete(
-        &self,
-        id: u64,
-        result: impl FnOnce(Job, Duration) -> Result<Answer, ApplyError>,
-    ) -> bool {
-        let Some(job) = self.in_flight().remove(&id) else {
-            return false;
-        };
-        let elapsed = job.submitted.elapsed();
-        let outcome = result(job.message.job, elapsed);
-        job.done.complete(
-            outcome,
-            Timing {
-                queue_wait: None,
-                run: Some(elapsed),
-            },
-        );
-        true
-    }
-
-    fn unreachable(&self, why: &str) -> String {
-        format!("the broker at {} is unreachable ({why})", self.broker.url())
-    }
-}
 
 /// The strategy's handle: the channels into its threads.
 pub(crate) struct Remote {
@@ -420,7 +359,9 @@ mod tests {
         };
         let err = Strategy::start(&no_timeout).unwrap_err().to_string();
         assert!(err.contains("job timeout"), "{err}");
-        let err = Strategy::start(&config(Some("mysql://x"))).unwrap_err().to_string();
+        let err = Strategy::start(&config(Some("mysql://x")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"mysql://x\""), "{err}");
     }
 }
