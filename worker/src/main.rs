@@ -30,6 +30,9 @@ use cli::Config;
 use running::Running;
 
 fn main() -> ExitCode {
+    // A fork server for `--apply procs` is this executable started again;
+    // it turns off here, before anything else runs (see offload's docs).
+    offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
     match args.into_config().and_then(work) {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,8 +45,8 @@ fn main() -> ExitCode {
 
 fn work(config: Config) -> anyhow::Result<()> {
     // As in sumserver: block the stop signals while this is the only thread
-    // (every later thread inherits the mask), then start the strategy,
-    // whose `procs` forks its fork server before any thread exists.
+    // (every later thread inherits the mask), then start the strategy
+    // (`procs` starts its fork server from this executable).
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals
         .thread_block()
