@@ -108,6 +108,12 @@ impl Server {
     /// <extra_args…>` and waits (at most [`IO_TIMEOUT`]) for its
     /// `listening on ADDR` line.
     pub(crate) fn start(io: Io, apply: &str, extra_args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", io, apply, extra_args)
+    }
+
+    /// [`Server::start`] on a given address (`127.0.0.1:0` for a free
+    /// port), so that a restarted server can take its old port again.
+    pub(crate) fn start_on(addr: &str, io: Io, apply: &str, extra_args: &[&str]) -> Server {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
             "sumserver-e2e-{}-{}.log",
@@ -116,7 +122,7 @@ impl Server {
         ));
         let stderr = File::create(&log).expect("create the server's log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sumserver"))
-            .args(["--addr", "127.0.0.1:0", "--io", io.name(), "--apply", apply])
+            .args(["--addr", addr, "--io", io.name(), "--apply", apply])
             .args(extra_args)
             // Plain logs: they are read from a file when a test fails.
             .env("NO_COLOR", "1")
@@ -167,6 +173,11 @@ impl Server {
     /// The server's process id.
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pids fit in i32")
+    }
+
+    /// What the server has logged so far (its stderr).
+    pub(crate) fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The address the server listens on.
