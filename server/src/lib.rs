@@ -10,25 +10,34 @@
 //! # Layout
 //!
 //! - [`config`]: the plain settings the server runs with.
-//! - [`run`] (here): picks the I/O model.
-//! - [`listener`]: `--io threads`: the accept loop on mio, connection limits,
-//!   graceful shutdown, a thread per connection.
-//! - [`connection`]: one connection's thread: reads requests, applies jobs,
-//!   writes replies, in either dialect.
-//! - [`reactor`]: `--io events`: one mio loop for every connection, jobs
-//!   submitted without waiting; its connections and their ordered output.
+//! - [`run`] (here): picks the I/O model, a folder per `--io` value:
+//!   - [`threads`]: `--io threads`: the accept loop on mio, connection
+//!     limits, graceful shutdown, a blocking thread per connection that
+//!     reads requests, applies jobs and writes replies, in either dialect.
+//!   - [`events`]: `--io events`: one mio loop for every connection, jobs
+//!     submitted without waiting; its connections and their ordered output.
+//!
+//! What both models share, below them (they use it; it knows neither):
+//!
 //! - [`framing`]: cutting the byte stream into request lines under the limit.
 //! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
 //!   <detail>` and `stats` included.
+//! - [`counts`]: the connection counters `stats` reports.
+//! - `accept`: backing off when out of descriptors; the words for
+//!   connections still queued at a shutdown.
+//! - `drain`: the bounded drain before closing a connection with unread
+//!   input.
 //! - [`shutdown`]: the [`Shutdown`] signal.
 
+mod accept;
 pub mod config;
-pub mod connection;
+pub mod counts;
+mod drain;
+pub mod events;
 pub mod framing;
-pub mod listener;
 pub mod protocol;
-pub mod reactor;
 pub mod shutdown;
+pub mod threads;
 
 pub use config::{Config, IoModel};
 pub use shutdown::Shutdown;
@@ -40,8 +49,8 @@ use offload::Strategy;
 
 /// Serves `listener` with the I/O model `config.io` names until `shutdown`
 /// is triggered, then shuts down gracefully: the one place that chooses
-/// between a thread per connection ([`listener::run`]) and the event loop
-/// ([`reactor::run`]).
+/// between a thread per connection ([`threads::run`]) and the event loop
+/// ([`events::run`]).
 ///
 /// The strategy is borrowed: the caller drops it afterwards, which stops its
 /// workers.
@@ -57,7 +66,7 @@ pub fn run(
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     match config.io {
-        IoModel::Threads => listener::run(listener, config, strategy, shutdown),
-        IoModel::Events => reactor::run(listener, config, strategy, shutdown),
+        IoModel::Threads => threads::run(listener, config, strategy, shutdown),
+        IoModel::Events => events::run(listener, config, strategy, shutdown),
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use offload::{Answer, ApplyError, Job, JobKind, StatsSnapshot};
 
-use crate::listener::ConnectionSnapshot;
+use crate::counts::ConnectionSnapshot;
 
 /// The longest a seed-dialect request may be: the original read 16 bytes.
 pub const SEED_READ: usize = 16;

@@ -16,7 +16,7 @@ const CONNECTIONS: usize = 2000;
 /// The server's `--max-connections`.
 const MAX_CONNECTIONS: usize = 256;
 /// What a connection thread of the server may cost at most: its stack size
-/// (`CONNECTION_STACK` in `server/src/listener.rs`).
+/// (`CONNECTION_STACK` in `server/src/threads/mod.rs`).
 const PER_CONNECTION_KIB: u64 = 256;
 /// Threads that open and drive the connections.
 const DRIVERS: usize = 8;

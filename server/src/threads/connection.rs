@@ -9,26 +9,27 @@ use std::time::{Duration, Instant};
 
 use offload::{Job, Strategy};
 
+use super::Connections;
 use crate::config::Config;
+use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
-use crate::listener::Connections;
 use crate::protocol::{self, Reject, Request, SEED_READ};
 use crate::shutdown::Shutdown;
 
 /// What every connection thread shares.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub(super) struct Context<'a> {
     /// Where jobs run.
-    pub strategy: &'a Strategy,
+    pub(super) strategy: &'a Strategy,
     /// The server's settings.
-    pub config: &'a Config,
+    pub(super) config: &'a Config,
     /// Raised when the server is shutting down.
-    pub shutdown: &'a Shutdown,
+    pub(super) shutdown: &'a Shutdown,
     /// Connection counters, for `stats`.
-    pub connections: &'a Connections,
+    pub(super) connections: &'a Connections,
     /// Requests read and not yet answered; a graceful shutdown waits for
     /// them.
-    pub in_flight: &'a AtomicUsize,
+    pub(super) in_flight: &'a AtomicUsize,
 }
 
 /// Counts one request in flight until dropped.
@@ -49,7 +50,7 @@ impl Drop for InFlight<'_> {
 
 /// Serves one connection until the client leaves, says `quit`, breaks a
 /// limit, or the server shuts its socket.
-pub fn serve(stream: &TcpStream, ctx: &Context<'_>) {
+pub(super) fn serve(stream: &TcpStream, ctx: &Context<'_>) {
     if let Err(err) = serve_dialects(stream, ctx) {
         // A client that vanished or stalled is routine, not an error.
         tracing::debug!(%err, "connection ended");
@@ -97,13 +98,6 @@ fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::
     close_after_reply(stream);
     Ok(())
 }
-
-/// How long a connection closed after a reply keeps reading what the client
-/// still sends, so that closing does not reset the connection.
-pub(crate) const DRAIN_TIME: Duration = Duration::from_millis(100);
-
-/// How much a connection closed after a reply reads and discards at most.
-pub(crate) const DRAIN_LIMIT: usize = 1 << 20;
 
 /// Closes a connection that may still have unread input without losing the
 /// reply just written: closing a socket with unread data sends a reset, and

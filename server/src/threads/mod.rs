@@ -1,10 +1,14 @@
-//! The accept loop: mio polls the listener and a waker; every accepted
+//! `--io threads`: mio polls the listener and a waker; every accepted
 //! connection gets its own blocking thread. Over the connection limit a
 //! client is told `ERR busy` and closed. A shutdown stops accepting, lets the
 //! requests in flight finish within the grace period, then cuts the rest.
+//!
+//! - `connection`: one connection's thread.
+
+mod connection;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown as SocketShutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
-use serde::Serialize;
 
+use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
 use crate::config::Config;
-use crate::connection::{self, Context};
+use crate::counts::ConnectionSnapshot;
 use crate::shutdown::Shutdown;
+use connection::Context;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -25,10 +30,6 @@ const WAKER: Token = Token(1);
 /// Each connection thread's stack: the handler keeps small buffers only, and
 /// `inline` jobs are loops, not recursion.
 const CONNECTION_STACK: usize = 256 * 1024;
-
-/// How long to wait before accepting again after the process ran out of
-/// descriptors or memory.
-pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long without running out of resources ends a burst: the next time
 /// is logged again.
@@ -45,17 +46,6 @@ pub struct Connections {
     total: AtomicU64,
     refused: AtomicU64,
     started: Instant,
-}
-
-/// Connection counters at one moment.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ConnectionSnapshot {
-    /// Connections open now.
-    pub open: usize,
-    /// Connections accepted and served since start.
-    pub total: u64,
-    /// Connections refused (over the limit, or no thread could be started).
-    pub refused: u64,
 }
 
 impl Connections {
@@ -252,39 +242,10 @@ fn start_connection<'scope>(
     Ok(())
 }
 
-/// Accepts the connections still waiting in `listener`'s queue at a
-/// shutdown only to tell them `ERR shutting-down`: closing the listener
-/// would reset them without a word.
-pub(crate) fn refuse_unaccepted(listener: &mio::net::TcpListener) {
-    while let Ok((mut stream, _)) = listener.accept() {
-        // What the client already sent is read first: closing a socket with
-        // unread input resets it, and the reset can overtake the reply.
-        let mut scratch = [0u8; 4096];
-        let mut unread: usize = 64 * 1024;
-        while let Ok(n @ 1..) = stream.read(&mut scratch) {
-            unread = match unread.checked_sub(n) {
-                Some(left) => left,
-                None => break,
-            };
-        }
-        let _ = writeln!(stream, "{}", crate::protocol::not_accepted());
-        let _ = stream.shutdown(SocketShutdown::Write);
-    }
-}
-
 /// Tells a client it cannot be served now, and closes.
 fn refuse(mut stream: &TcpStream, ctx: &Context<'_>, why: &str) {
     ctx.connections.refused.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = writeln!(stream, "ERR busy {why}");
     let _ = stream.shutdown(SocketShutdown::Write);
-}
-
-/// Accept errors that mean "not now" rather than "this connection is bad".
-pub(crate) fn is_resource_exhaustion(err: &io::Error) -> bool {
-    use nix::errno::Errno;
-    matches!(
-        err.raw_os_error().map(Errno::from_raw),
-        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
-    )
 }

@@ -10,7 +10,7 @@
 //! `submit`, on this thread: every other connection waits meanwhile. That
 //! stall is what the experiment is about (`shared/seeds/000`–`003`).
 //!
-//! Limits and shutdown mirror the threaded mode (`crate::listener`): over
+//! Limits and shutdown mirror the threaded mode (`crate::threads`): over
 //! `--max-connections` a client gets `ERR busy too many connections`; a
 //! shutdown stops accepting, lets the jobs already read finish within
 //! `--grace` (a job counts as read once the reactor has read it, so under
@@ -40,10 +40,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
+use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
 use crate::config::Config;
-use crate::listener::{
-    is_resource_exhaustion, refuse_unaccepted, ConnectionSnapshot, ACCEPT_BACKOFF,
-};
+use crate::counts::ConnectionSnapshot;
 use crate::shutdown::Shutdown;
 use conn::Conn;
 use env::{Completion, Env};
@@ -107,7 +106,7 @@ impl Link<'_> {
 }
 
 /// Serves `listener` with one reactor thread (the caller's) until `shutdown`
-/// is triggered, then shuts down gracefully as [`crate::listener::run`] does.
+/// is triggered, then shuts down gracefully as [`crate::threads::run`] does.
 ///
 /// # Errors
 ///

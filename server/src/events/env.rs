@@ -10,7 +10,7 @@ use offload::Strategy;
 
 use super::output::Seq;
 use crate::config::Config;
-use crate::listener::ConnectionSnapshot;
+use crate::counts::ConnectionSnapshot;
 
 /// A job's result, on its way back to the reactor.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! the dialect, the read buffer, the replies in order, the read deadline —
 //! driven forward whenever its socket is ready or one of its jobs completes.
 //!
-//! It answers exactly as `crate::connection` does: the same framing, parsing
+//! It answers exactly as `crate::threads`' connections does: the same framing, parsing
 //! and reply text, one job at a time (later requests wait in the buffer, as
 //! they wait in the socket while a connection thread is blocked on its job),
 //! `ERR too-long` then close, and the seed dialect's single read of at most
@@ -20,7 +20,7 @@ use offload::Job;
 use super::env::{Completion, Env};
 use super::output::{OutBuf, Replies, Seq};
 use crate::config::Config;
-use crate::connection::{DRAIN_LIMIT, DRAIN_TIME};
+use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
 use crate::protocol::{self, Request, SEED_READ};
 
