@@ -76,6 +76,12 @@ pub(crate) struct Args {
     /// overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
+
+    /// Every connection must begin with a PROXY protocol header (v1 or v2,
+    /// as HAProxy's send-proxy-v2 sends); its client address is the one
+    /// logged. A connection without one gets `ERR bad-request` and is closed.
+    #[arg(long)]
+    accept_proxy: bool,
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -150,6 +156,7 @@ impl Args {
             max_line: self.max_line,
             grace: self.grace,
             log_filter: self.log_level,
+            accept_proxy: self.accept_proxy,
         })
     }
 }

@@ -23,10 +23,11 @@
 //! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
 //!   <detail>` and `stats` included.
 //! - [`counts`]: the connection counters `stats` reports.
-//! - `accept`: backing off when out of descriptors; the words for
-//!   connections still queued at a shutdown.
+//! - `accept`: backing off when out of descriptors.
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
+//! - [`proxy_header`]: `--accept-proxy`, the PROXY protocol header a
+//!   balancer puts before a connection's first request.
 //! - [`shutdown`]: the [`Shutdown`] signal.
 
 mod accept;
@@ -36,6 +37,7 @@ mod drain;
 pub mod events;
 pub mod framing;
 pub mod protocol;
+pub mod proxy_header;
 pub mod shutdown;
 pub mod threads;
 
@@ -65,6 +67,8 @@ pub fn run(
     strategy: &Strategy,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    // The signal stops the listening at once, whatever the I/O thread does.
+    shutdown.stop_listening_on(listener.try_clone()?);
     match config.io {
         IoModel::Threads => threads::run(listener, config, strategy, shutdown),
         IoModel::Events => events::run(listener, config, strategy, shutdown),

@@ -18,6 +18,8 @@
 //!   in order, and stops reading a client that does not read.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
 //!   and the process tree going away with a SIGKILLed server.
+//! - `proxy`: `--accept-proxy`: PROXY headers v1 and v2, and connections
+//!   without one.
 //!
 //! Every socket read and every wait is bounded, so a broken server fails a
 //! test instead of hanging it.
@@ -28,5 +30,6 @@ mod lifecycle;
 #[path = "../common/process.rs"]
 mod process;
 mod procs;
+mod proxy;
 mod smoke;
 mod support;

@@ -28,6 +28,7 @@ mod fleet;
 mod load;
 #[path = "../common/process.rs"]
 mod process;
+mod proxy;
 mod spread;
 // The end-to-end tests' harness (the server guard, line connections); not
 // every helper is used here.

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
 use crate::protocol::{self, Request, SEED_READ};
+use crate::proxy_header::{self, Progress};
 
 /// Jobs one connection may have running at once. One, as in the threaded
 /// mode, where a connection's thread waits for each job before it reads the
@@ -56,6 +57,8 @@ const READ_CHUNK: usize = 4096;
 /// Which protocol the connection speaks, known after its first read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
+    /// `--accept-proxy`: the PROXY header comes first, read into `input`.
+    ProxyHeader,
     Unknown,
     Seed,
     Lines,
@@ -113,7 +116,11 @@ impl Conn {
         Conn {
             socket,
             token,
-            dialect: Dialect::Unknown,
+            dialect: if config.accept_proxy {
+                Dialect::ProxyHeader
+            } else {
+                Dialect::Unknown
+            },
             input: Vec::new(),
             replies: Replies::default(),
             out: OutBuf::default(),
@@ -158,6 +165,15 @@ impl Conn {
             self.flush();
             match self.phase {
                 Phase::Open if more_lines => {}
+                // Shutting down: nothing more is read; once what was read is
+                // answered, FIN and a brief drain, so that a request sent
+                // meanwhile meets end of input rather than a reset.
+                Phase::Open if env.stopping => {
+                    if self.jobs > 0 || self.has_complete_line() {
+                        return false;
+                    }
+                    self.phase = Phase::Finishing(Ending::Drain);
+                }
                 Phase::Open if self.may_read() => match self.read_some(env) {
                     Got::Data | Got::Ended => {}
                     Got::Blocked => return false,
@@ -226,6 +242,12 @@ impl Conn {
         // connection thread's does; the line dialect then reads in chunks.
         let mut chunk = [0u8; READ_CHUNK];
         let want = match self.dialect {
+            // Never past the header: the first read after it is the
+            // dialect's.
+            Dialect::ProxyHeader => match proxy_header::parse(&self.input) {
+                Progress::Partial { more } => more.min(READ_CHUNK),
+                _ => 1,
+            },
             Dialect::Unknown => SEED_READ,
             _ => READ_CHUNK,
         };
@@ -246,6 +268,10 @@ impl Conn {
         }
         let data = &chunk[..n];
         match self.dialect {
+            Dialect::ProxyHeader => {
+                self.input.extend_from_slice(data);
+                self.proxy_header();
+            }
             Dialect::Unknown if protocol::is_seed_dialect(data[0]) => {
                 self.dialect = Dialect::Seed;
                 let request = data.to_vec();
@@ -257,6 +283,26 @@ impl Conn {
             }
         }
         Got::Data
+    }
+
+    /// `--accept-proxy`: once the header is whole, logs the client it names
+    /// and lets the first request be read; without a valid header, `ERR
+    /// bad-request` and close.
+    fn proxy_header(&mut self) {
+        match proxy_header::parse(&self.input) {
+            Progress::Complete { client } => {
+                proxy_header::log_client(client, self.socket.peer_addr().ok());
+                self.input.clear();
+                self.dialect = Dialect::Unknown;
+            }
+            Progress::Partial { .. } => {}
+            Progress::Invalid(reject) => {
+                tracing::debug!(%reject, "refused a connection without a PROXY header");
+                self.input.clear();
+                self.replies.push_ready(format!("{reject}\n"));
+                self.phase = Phase::Finishing(Ending::Drain);
+            }
+        }
     }
 
     /// The original's request: one number, one bare reply, close.
@@ -335,21 +381,9 @@ impl Conn {
         true
     }
 
-    /// Submits `job` with a reply slot, or refuses it when shutting down.
+    /// Submits `job` with a reply slot. A request read is run even when
+    /// shutting down: its client cannot know whether it ran.
     fn start_job(&mut self, job: Job, env: &Env<'_>) {
-        let end = if self.dialect == Dialect::Seed {
-            ""
-        } else {
-            "\n"
-        };
-        if env.stopping {
-            let reject = protocol::shutting_down(job);
-            self.replies.push_ready(format!("{reject}{end}"));
-            if self.dialect == Dialect::Seed {
-                self.phase = Phase::Finishing(Ending::Drain);
-            }
-            return;
-        }
         let seq = self.replies.reserve();
         self.jobs += 1;
         let token = self.token;

@@ -12,11 +12,13 @@
 //!
 //! Limits and shutdown mirror the threaded mode (`crate::threads`): over
 //! `--max-connections` a client gets `ERR busy too many connections`; a
-//! shutdown stops accepting, lets the jobs already read finish within
-//! `--grace` (a job counts as read once the reactor has read it, so under
-//! `inline` a request that waited in its socket while the loop was stalled
-//! is refused as shutting down), then stops the strategy and closes every
-//! connection.
+//! shutdown stops accepting at once (the signal shuts the listening socket,
+//! even while the loop runs an `inline` job), answers the requests already
+//! read within `--grace` and reads nothing more (a request counts as read
+//! once the reactor has read it, so under `inline` one that waited in its
+//! socket while the loop was stalled is not answered: its connection is
+//! closed, and its client sends it again elsewhere), closes each connection
+//! once it has answered what it read, then stops the strategy.
 //!
 //! - `conn`: one connection's state and how it is driven.
 //! - `output`: reply slots kept in request order, and the write buffer.
@@ -40,7 +42,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
-use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
+use crate::accept::{is_resource_exhaustion, ACCEPT_BACKOFF};
 use crate::config::Config;
 use crate::counts::ConnectionSnapshot;
 use crate::shutdown::Shutdown;
@@ -221,10 +223,12 @@ impl Reactor<'_> {
                 self.sweep(now);
             }
             if let Some(grace_ends) = self.grace_ends {
-                let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
-                if busy == 0 {
+                // Every connection closes by itself once it has answered
+                // what it read (and its FIN's brief drain is over).
+                if self.conns.is_empty() {
                     return Ok(());
                 }
+                let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
                 if now >= grace_ends {
                     tracing::warn!(
                         unfinished = busy,
@@ -318,6 +322,8 @@ impl Reactor<'_> {
                     return;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                // The signal shut the listening socket (`EINVAL`).
+                Err(_) if self.shutdown.is_triggered() => return,
                 Err(err) => tracing::debug!(%err, "accept failed"),
             }
         }
@@ -357,15 +363,16 @@ impl Reactor<'_> {
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }
 
-    /// Stops accepting; from now on jobs read are refused, and the loop ends
-    /// once every connection is quiet or the grace period is over.
+    /// Drops the listener (the signal has already shut it); from now on
+    /// nothing more is read, each connection closes once it has answered
+    /// what it read, and the loop ends once none is left or the grace
+    /// period is over.
     fn begin_shutdown(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
-            // Connections the kernel completed but the loop had not accepted
-            // (it may have been running a job itself).
-            refuse_unaccepted(&listener);
         }
+        // Idle connections have no event coming: drive each once, now.
+        self.again.extend(self.conns.keys().copied());
         self.retry_accept_at = None;
         let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
         tracing::info!(
