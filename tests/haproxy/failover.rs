@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use crate::fleet::Fleet;
 use crate::load::Load;
 use crate::one_at_a_time;
-use crate::support::{Conn, Io};
+use crate::support::{eventually, Conn, Io};
 
 /// One of three servers SIGKILLed while 4 kept-alive clients run: no
 /// request fails or is answered wrong, HAProxy marks the server DOWN within
@@ -95,7 +95,9 @@ fn rolling_restart_loses_nothing(io: Io) {
         &["--workers", "2", "--grace", "3s"],
         false,
     );
-    let run = Duration::from_secs(8);
+    // Long enough for three restarts on a loaded machine (each about 0.1 s
+    // to stop and start, up to a second for HAProxy's checks, then 0.5 s).
+    let run = Duration::from_secs(12);
     let started = Instant::now();
     let load = Load::start(
         fleet.balancer.addr(),
@@ -105,7 +107,7 @@ fn rolling_restart_loses_nothing(io: Io) {
             "--retries",
             "3",
             "--duration",
-            "8s",
+            "12s",
             "--mix",
             "sumn:1000=9,sleep:20=1",
         ],
@@ -121,6 +123,14 @@ fn rolling_restart_loses_nothing(io: Io) {
         assert!(status.success(), "{name} exited with {status}");
         let stopped = stopping.elapsed();
         fleet.restart(index);
+        // UP, and checked since the restart: the new process has had a
+        // connection besides this test's own `stats` one.
+        let checked = eventually(Duration::from_secs(5), || {
+            fleet.servers[index].stats()["connections"]["total"]
+                .as_u64()
+                .is_some_and(|total| total >= 2)
+        });
+        assert!(checked, "no health check reached the restarted {name}");
         fleet
             .balancer
             .wait_status(&name, "UP", Duration::from_secs(5));
