@@ -123,14 +123,15 @@ fn rolling_restart_loses_nothing(io: Io) {
         assert!(status.success(), "{name} exited with {status}");
         let stopped = stopping.elapsed();
         fleet.restart(index);
-        // UP, and checked since the restart: the new process has had a
-        // connection besides this test's own `stats` one.
+        // UP, and reached by HAProxy since the restart: the new process has
+        // had a connection (a health check or a client's) besides this
+        // test's own `stats` one.
         let checked = eventually(Duration::from_secs(5), || {
             fleet.servers[index].stats()["connections"]["total"]
                 .as_u64()
                 .is_some_and(|total| total >= 2)
         });
-        assert!(checked, "no health check reached the restarted {name}");
+        assert!(checked, "HAProxy never reached the restarted {name}");
         fleet
             .balancer
             .wait_status(&name, "UP", Duration::from_secs(5));
