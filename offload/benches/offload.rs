@@ -16,12 +16,10 @@
 
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::{fork, ForkResult};
-use offload::apply::ForkServer;
 use offload::job::{sumn_with_yield_every, Cancel, YIELD_EVERY};
 use offload::{Job, Strategy, StrategyConfig, StrategyKind};
 
@@ -123,11 +121,11 @@ if __name__ == '__main__':
 }
 
 fn main() {
+    // `procs` starts its fork servers from this executable: they turn off
+    // here, before the benchmark.
+    offload::fork_server_main_if_requested();
     let quick = std::env::args().any(|a| a == "--quick");
-    // Both forks first, while this process has a single thread; the fork
-    // server first, so that it holds no copy of the echo's socket (which
-    // would keep the echo from seeing EOF at the end).
-    let fork_server = ForkServer::start().expect("fork server");
+    // The echo's fork first, while this process has a single thread.
     let (echo, echo_pid) = start_echo();
 
     let sampler = if quick {
@@ -162,11 +160,7 @@ fn main() {
             workers: 2,
             ..StrategyConfig::new(kind)
         };
-        let strategy = match kind {
-            StrategyKind::Procs => Strategy::start_procs(&config, Arc::clone(&fork_server)),
-            _ => Strategy::start(&config),
-        }
-        .expect("strategy");
+        let strategy = Strategy::start(&config).expect("strategy");
         let ns = sampler.median_ns(|| {
             black_box(strategy.apply(black_box(Job::Sumn(1))).expect("answer"));
         });

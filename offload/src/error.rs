@@ -38,16 +38,15 @@ impl fmt::Display for Exit {
 /// Why [`Strategy::apply`](crate::Strategy::apply) returned no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
-    /// No worker was free to take the job within the configured queue wait,
-    /// or the queue was full.
-    #[error("no worker free for {job} within {waited:?} ({queued} jobs already waiting)")]
+    /// No worker took the job: the queue was full, no worker was free (with
+    /// a queue wait of zero), or none took it within the queue wait. The job
+    /// never runs afterwards.
+    #[error("{job} refused: {reason}")]
     Busy {
         /// The job that was refused.
         job: Job,
-        /// How long it waited.
-        waited: Duration,
-        /// How many jobs were waiting when it gave up.
-        queued: usize,
+        /// Which of the three happened.
+        reason: BusyReason,
     },
     /// The job ran longer than the job timeout and was stopped.
     #[error("{job} timed out after {elapsed:?}")]
@@ -81,7 +80,10 @@ pub enum ApplyError {
         /// The job that was refused.
         job: Job,
     },
-    /// The process pool cannot get workers (its fork server is gone).
+    /// The process pool has no fork server (it died and its replacement is
+    /// starting), so the job cannot run now. Refused at once, not after the
+    /// queue wait. Also the answer, should it ever happen, when a worker's
+    /// reply cannot be read (the worker is then retired).
     #[error("{job} cannot run: {reason}")]
     PoolDown {
         /// The job that could not run.
@@ -89,6 +91,46 @@ pub enum ApplyError {
         /// What is broken.
         reason: String,
     },
+}
+
+/// Why a job was refused as [`ApplyError::Busy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusyReason {
+    /// The queue already held as many jobs as it may.
+    QueueFull {
+        /// How many jobs were waiting.
+        queued: usize,
+    },
+    /// The queue wait is zero and no worker was free at that moment.
+    NoneFree,
+    /// `exclusive`, submitted from an event loop: another thread held the
+    /// lock, and an event loop may not wait for it.
+    Locked,
+    /// No worker took the job within the queue wait.
+    Waited {
+        /// The queue wait it was given.
+        queue_wait: Duration,
+    },
+}
+
+impl fmt::Display for BusyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BusyReason::QueueFull { queued } => {
+                write!(f, "the queue is full ({queued} jobs already waiting)")
+            }
+            BusyReason::NoneFree => f.write_str("no worker is free now (queue wait 0)"),
+            BusyReason::Locked => {
+                f.write_str("another job holds the exclusive lock, and an event loop cannot wait")
+            }
+            BusyReason::Waited { queue_wait } => {
+                write!(
+                    f,
+                    "no worker took it within the queue wait of {queue_wait:?}"
+                )
+            }
+        }
+    }
 }
 
 impl ApplyError {
@@ -124,14 +166,19 @@ pub enum StartError {
         /// The value given.
         value: String,
     },
-    /// `procs` must fork its fork server before the process starts threads.
+    /// `procs` was asked for in a binary whose `main` does not call
+    /// [`fork_server_main_if_requested`](crate::fork_server_main_if_requested)
+    /// first, so the binary cannot serve as a fork server.
     #[error(
-        "the procs strategy must be started before any other thread: this process already has \
-         {threads} threads, and forking it could copy a lock held by one of them"
+        "the procs strategy needs the host binary's main to call \
+         offload::fork_server_main_if_requested() first; this one does not"
     )]
-    Threaded {
-        /// How many threads the process had.
-        threads: usize,
+    HostNotPrepared,
+    /// The fork server did not start, or did not report for work in time.
+    #[error("the fork server did not start: {reason}")]
+    ForkServer {
+        /// What went wrong.
+        reason: String,
     },
     /// A system call failed.
     #[error("{what}: {source}")]
@@ -181,17 +228,28 @@ mod tests {
         assert_eq!(Exit::Code(3).to_string(), "exited with status 3");
     }
 
-    /// Busy and timeout say how long was waited.
+    /// Each kind of busy says what really happened, and timeout says how
+    /// long the job ran.
     #[test]
     fn busy_and_timeout_messages() {
-        let busy = ApplyError::Busy {
+        let busy = |reason| ApplyError::Busy {
             job: Job::Prime(7),
-            waited: Duration::from_millis(200),
-            queued: 8,
+            reason,
         };
         assert_eq!(
-            busy.to_string(),
-            "no worker free for prime 7 within 200ms (8 jobs already waiting)"
+            busy(BusyReason::QueueFull { queued: 8 }).to_string(),
+            "prime 7 refused: the queue is full (8 jobs already waiting)"
+        );
+        assert_eq!(
+            busy(BusyReason::NoneFree).to_string(),
+            "prime 7 refused: no worker is free now (queue wait 0)"
+        );
+        assert_eq!(
+            busy(BusyReason::Waited {
+                queue_wait: Duration::from_millis(200)
+            })
+            .to_string(),
+            "prime 7 refused: no worker took it within the queue wait of 200ms"
         );
         let timeout = ApplyError::Timeout {
             job: Job::Sleep(9),

@@ -15,6 +15,13 @@
 //! assert_eq!(strategy.apply(Job::Sumn(25_000)), Ok(Answer::Sum(312_512_500)));
 //! ```
 //!
+//! # The host binary's duty
+//!
+//! A binary that may use the `procs` strategy calls
+//! [`fork_server_main_if_requested`] first thing in `main`: the pool starts
+//! its fork servers by running the binary's own executable, and that call is
+//! where such a process becomes a fork server instead of the program.
+//!
 //! # Layout
 //!
 //! - [`job`]: the jobs (`sumn`, `prime`, `sleep`), their answers, and the
@@ -29,7 +36,8 @@ pub mod error;
 pub mod job;
 pub mod stats;
 
+pub use apply::fork_server_main_if_requested;
 pub use apply::{Strategy, StrategyConfig, StrategyKind};
-pub use error::{ApplyError, Exit, StartError};
+pub use error::{ApplyError, BusyReason, Exit, StartError};
 pub use job::{Answer, Job, JobKind};
 pub use stats::StatsSnapshot;

@@ -101,6 +101,8 @@ pub(crate) struct Stats {
     pub(crate) running: AtomicUsize,
     /// Worker processes started to replace one that ended.
     pub(crate) respawned: AtomicU64,
+    /// Fork servers started to replace one that died (`procs`).
+    pub(crate) fork_server_restarts: AtomicU64,
     /// Workers alive right now (threads, or processes reported by the fork
     /// server).
     pub(crate) alive: AtomicUsize,
@@ -154,6 +156,8 @@ pub struct WorkerSnapshot {
     pub busy: usize,
     /// Worker processes started to replace one that ended.
     pub respawned: u64,
+    /// Fork servers started to replace one that died (`procs` only).
+    pub fork_server_restarts: u64,
 }
 
 /// A copy of a strategy's statistics at one moment, ready to serialize.
@@ -179,6 +183,7 @@ impl Stats {
             queued: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             respawned: AtomicU64::new(0),
+            fork_server_restarts: AtomicU64::new(0),
             alive: AtomicUsize::new(0),
             started: Instant::now(),
         }
@@ -254,6 +259,7 @@ impl Stats {
                 alive: self.alive.load(Ordering::Relaxed),
                 busy: self.running.load(Ordering::Relaxed),
                 respawned: self.respawned.load(Ordering::Relaxed),
+                fork_server_restarts: self.fork_server_restarts.load(Ordering::Relaxed),
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
@@ -302,8 +308,7 @@ mod tests {
         );
         let busy: Result<(), _> = Err(ApplyError::Busy {
             job: Job::Prime(3),
-            waited: Duration::ZERO,
-            queued: 0,
+            reason: crate::BusyReason::NoneFree,
         });
         stats.record(
             JobKind::Prime,

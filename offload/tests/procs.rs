@@ -1,6 +1,7 @@
-//! The `procs` strategy, tested from a process that keeps its rule: `main`
-//! forks the fork server before anything starts a thread, and every pool in
-//! these tests is built on that one fork server.
+//! The `procs` strategy, tested from a binary that keeps the host's duty:
+//! `main` calls `offload::fork_server_main_if_requested()` before anything
+//! else, so that every pool can start its fork server (and a replacement)
+//! from this executable.
 //!
 //! Run with `cargo test -p offload --test procs`; a name filter may follow
 //! (`-- kill`).
@@ -13,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use offload::apply::ForkServer;
-use offload::{Answer, ApplyError, Exit, Job, Strategy, StrategyConfig, StrategyKind};
+use offload::{Answer, ApplyError, BusyReason, Exit, Job, Strategy, StrategyConfig, StrategyKind};
 
 /// Set in the environment of a copy of this binary that plays a server to be
 /// killed by SIGKILL.
@@ -23,22 +23,21 @@ const VICTIM_ENV: &str = "OFFLOAD_TEST_VICTIM";
 const K: usize = 2;
 
 /// A test case: it panics to fail.
-type Case = fn(&Arc<ForkServer>);
+type Case = fn();
 
 fn main() -> ExitCode {
+    offload::fork_server_main_if_requested();
     if std::env::var_os(VICTIM_ENV).is_some() {
         return victim();
     }
     // Orphans of the killed victim come to this process, which reaps them,
     // instead of to a pid 1 that may not.
     nix::sys::prctl::set_child_subreaper(true).expect("become a subreaper");
-    let fork_server =
-        ForkServer::start().expect("the fork server starts in a single-threaded process");
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Case); 10] = [
+    let tests: [(&str, Case); 14] = [
         ("smoke", smoke),
         (
             "identical_answers_across_strategies",
@@ -64,6 +63,13 @@ fn main() -> ExitCode {
             "no_orphans_when_the_server_is_killed",
             no_orphans_when_the_server_is_killed,
         ),
+        ("busy_at_the_queue_wait", busy_at_the_queue_wait),
+        ("zero_queue_wait_serves", zero_queue_wait_serves),
+        ("fork_server_death_is_healed", fork_server_death_is_healed),
+        (
+            "fork_server_inherits_no_stray_descriptors",
+            fork_server_inherits_no_stray_descriptors,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -71,7 +77,7 @@ fn main() -> ExitCode {
             continue;
         }
         let started = Instant::now();
-        match std::panic::catch_unwind(|| test(&fork_server)) {
+        match std::panic::catch_unwind(test) {
             Ok(()) => {
                 passed += 1;
                 println!("test {name} ... ok ({:.2?})", started.elapsed());
@@ -82,11 +88,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let fork_server_pid = fork_server.pid();
-    drop(fork_server);
-    if !common::has_exited(fork_server_pid) || !common::zombies_of(&[std::process::id()]).is_empty()
-    {
-        println!("the fork server was not reaped at the end");
+    if !common::zombies_of(&[std::process::id()]).is_empty() {
+        println!("a fork server was not reaped at the end");
         failed += 1;
     }
     println!("\n{passed} passed, {failed} failed");
@@ -97,11 +100,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn pool(fork_server: &Arc<ForkServer>, tweak: impl FnOnce(&mut StrategyConfig)) -> Strategy {
+fn pool(tweak: impl FnOnce(&mut StrategyConfig)) -> Strategy {
     let mut config = StrategyConfig::new(StrategyKind::Procs);
     config.workers = K;
     tweak(&mut config);
-    Strategy::start_procs(&config, Arc::clone(fork_server)).expect("pool starts")
+    Strategy::start(&config).expect("pool starts")
 }
 
 /// Waits for the pool to have K workers again; returns how long it took.
@@ -124,19 +127,16 @@ fn assert_no_zombies(strategy: &Strategy) {
 
 /// Smoke: the seed's job gives the seed's answer, from K live workers, and
 /// dropping the pool ends them all.
-fn smoke(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |_| {});
+fn smoke() {
+    let strategy = pool(|_| {});
     assert_eq!(
         strategy.apply(Job::Sumn(25_000)),
         Ok(Answer::Sum(312_512_500))
     );
     let pids = strategy.worker_pids();
     assert_eq!(pids.len(), K);
-    assert!(
-        pids.iter()
-            .all(|&pid| common::proc_state(pid)
-                .is_some_and(|(_, parent)| parent == fork_server.pid()))
-    );
+    assert!(pids.iter().all(|&pid| common::proc_state(pid)
+        .is_some_and(|(_, parent)| Some(parent) == strategy.fork_server_pid())));
     drop(strategy);
     let deadline = Instant::now() + Duration::from_secs(3);
     while !pids.iter().all(|&pid| common::has_exited(pid)) {
@@ -150,10 +150,10 @@ fn smoke(fork_server: &Arc<ForkServer>) {
 
 /// The same few hundred random jobs, applied from four threads, give the same
 /// answers under all four strategies.
-fn identical_answers_across_strategies(fork_server: &Arc<ForkServer>) {
+fn identical_answers_across_strategies() {
     let jobs = common::random_jobs(300, 11);
     let run = |strategy: &Strategy| common::apply_from_four_threads(strategy, &jobs);
-    let procs = run(&pool(fork_server, |_| {}));
+    let procs = run(&pool(|_| {}));
     for kind in [
         StrategyKind::Inline,
         StrategyKind::Exclusive,
@@ -172,8 +172,8 @@ fn identical_answers_across_strategies(fork_server: &Arc<ForkServer>) {
 /// SIGKILL a busy worker 20 times in a row: each time only its job fails, as
 /// `WorkerLost` naming its pid and SIGKILL; the next jobs succeed; the pool is
 /// back to K workers (median under 100 ms); no zombie is left.
-fn kill_busy_worker_20_times(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| c.job_timeout = None);
+fn kill_busy_worker_20_times() {
+    let strategy = pool(|c| c.job_timeout = None);
     let mut respawn_times = Vec::new();
     for round in 0..20 {
         std::thread::scope(|scope| {
@@ -235,8 +235,8 @@ fn kill_busy_worker_20_times(fork_server: &Arc<ForkServer>) {
 /// Every submission to the pool completes exactly once, on a runner thread,
 /// without `submit` ever blocking: answered, busy (queue full), timed out,
 /// worker lost, and refused or cut short at shutdown.
-fn submit_completes_exactly_once(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn submit_completes_exactly_once() {
+    let strategy = pool(|c| {
         // Room for the first three at once (runners may not have taken any
         // yet), and for three waiting later.
         c.queue = 3;
@@ -324,8 +324,8 @@ fn submit_completes_exactly_once(fork_server: &Arc<ForkServer>) {
 
 /// A worker killed while idle costs no job: it is replaced, and the next jobs
 /// all succeed.
-fn idle_worker_death_is_replaced(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |_| {});
+fn idle_worker_death_is_replaced() {
+    let strategy = pool(|_| {});
     let victim = strategy.worker_pids()[0];
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).expect("kill an idle worker");
     let killed_at = Instant::now();
@@ -348,10 +348,8 @@ fn idle_worker_death_is_replaced(fork_server: &Arc<ForkServer>) {
 
 /// A job over its timeout: the caller gets `Timeout` on time, the worker is
 /// killed, reaped and replaced.
-fn timeout_kills_and_replaces(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
-        c.job_timeout = Some(Duration::from_millis(200))
-    });
+fn timeout_kills_and_replaces() {
+    let strategy = pool(|c| c.job_timeout = Some(Duration::from_millis(200)));
     let before = strategy.worker_pids();
     let started = Instant::now();
     let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
@@ -386,8 +384,8 @@ fn timeout_kills_and_replaces(fork_server: &Arc<ForkServer>) {
 
 /// A panicking job becomes `JobPanicked` for its caller; the worker process
 /// survives it and the pool keeps K workers.
-fn panic_is_contained(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |_| {});
+fn panic_is_contained() {
+    let strategy = pool(|_| {});
     let before = strategy.worker_pids();
     let result = strategy.apply(Job::Panic);
     assert!(
@@ -399,8 +397,8 @@ fn panic_is_contained(fork_server: &Arc<ForkServer>) {
 }
 
 /// With recycling after 3 jobs, 9 jobs on one worker retire it twice.
-fn recycling_replaces_workers(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn recycling_replaces_workers() {
+    let strategy = pool(|c| {
         c.workers = 1;
         c.recycle_after = Some(3);
     });
@@ -421,8 +419,8 @@ fn recycling_replaces_workers(fork_server: &Arc<ForkServer>) {
 
 /// With every worker taken, a job waits the queue wait and is refused as
 /// busy; the queue is empty afterwards.
-fn busy_when_all_workers_are_taken(fork_server: &Arc<ForkServer>) {
-    let strategy = pool(fork_server, |c| {
+fn busy_when_all_workers_are_taken() {
+    let strategy = pool(|c| {
         c.workers = 1;
         c.queue_wait = Duration::from_millis(50);
     });
@@ -439,9 +437,207 @@ fn busy_when_all_workers_are_taken(fork_server: &Arc<ForkServer>) {
     assert_eq!(strategy.stats().queued, 0);
 }
 
+/// A job that no worker takes within the queue wait is refused at that
+/// moment, whether applied or submitted (as an event loop does), and is never
+/// run afterwards.
+fn busy_at_the_queue_wait() {
+    let wait = Duration::from_millis(100);
+    let strategy = pool(|c| {
+        c.workers = 1;
+        c.queue_wait = wait;
+    });
+    let busy = Err(ApplyError::Busy {
+        job: Job::Sumn(5),
+        reason: BusyReason::Waited { queue_wait: wait },
+    });
+    std::thread::scope(|scope| {
+        let sleeper = scope.spawn(|| strategy.apply(Job::Sleep(1_500)));
+        while strategy.busy_worker_pids().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut completions = common::Completions::new();
+        let submitted = Instant::now();
+        completions.submit(&strategy, Job::Sumn(5));
+        let (_, result) = loop {
+            if let Some(done) = completions.try_next() {
+                break done;
+            }
+            assert!(submitted.elapsed() < Duration::from_secs(5), "no answer");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let took = submitted.elapsed();
+        assert_eq!(result, busy);
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
+        println!("    submitted job refused after {took:.2?} (queue wait {wait:?})");
+
+        let started = Instant::now();
+        assert_eq!(strategy.apply(Job::Sumn(5)), busy);
+        let took = started.elapsed();
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
+        assert_eq!(sleeper.join().expect("no panic"), Ok(Answer::Slept));
+    });
+    // The worker is free again: a refused job still queued would run now.
+    std::thread::sleep(Duration::from_millis(200));
+    let sumn = strategy.stats().jobs[&offload::JobKind::Sumn].clone();
+    assert_eq!((sumn.ok, sumn.busy), (0, 2), "{sumn:?}");
+}
+
+/// A queue wait of zero serves jobs while a worker is free, one after the
+/// other, and refuses at once, saying so, when every worker is taken.
+fn zero_queue_wait_serves() {
+    let strategy = pool(|c| {
+        c.workers = 1;
+        c.queue_wait = Duration::ZERO;
+    });
+    for n in 1..=20 {
+        assert_eq!(
+            strategy.apply(Job::Sumn(n)),
+            Ok(Answer::Sum(u128::from(n) * u128::from(n + 1) / 2))
+        );
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| strategy.apply(Job::Sleep(500)));
+        while strategy.busy_worker_pids().is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        assert_eq!(
+            strategy.apply(Job::Sumn(1)),
+            Err(ApplyError::Busy {
+                job: Job::Sumn(1),
+                reason: BusyReason::NoneFree
+            })
+        );
+        assert!(started.elapsed() < Duration::from_millis(200));
+    });
+}
+
+/// SIGKILL the fork server: jobs get pool-down or an answer, never a long
+/// wait; the dead fork server is reaped (no zombie); a new one with K new
+/// workers is up within about a second, counted in the stats; and the new
+/// workers are full members (timeouts kill and replace them, a killed busy
+/// worker is reported lost).
+fn fork_server_death_is_healed() {
+    let strategy = pool(|c| c.job_timeout = Some(Duration::from_millis(300)));
+    let old = strategy.fork_server_pid().expect("procs");
+    let old_workers = strategy.worker_pids();
+    let mut completions = common::Completions::new();
+    let in_flight = completions.submit(&strategy, Job::Sleep(250));
+    while strategy.busy_worker_pids().is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).expect("kill the fork server");
+    let killed_at = Instant::now();
+    let (mut pool_down, mut answered) = (0, 0);
+    loop {
+        let asked = Instant::now();
+        match strategy.apply(Job::Sumn(10)) {
+            Ok(answer) => {
+                assert_eq!(answer, Answer::Sum(55));
+                answered += 1;
+            }
+            Err(ApplyError::PoolDown { .. }) => pool_down += 1,
+            Err(other) => panic!("neither an answer nor pool-down: {other}"),
+        }
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "a job waited {:?}",
+            asked.elapsed()
+        );
+        let back = strategy
+            .fork_server_pid()
+            .is_some_and(|pid| pid != 0 && pid != old)
+            && strategy.stats().workers.alive == K;
+        if back && answered > 0 {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "the pool did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let healed = killed_at.elapsed();
+    println!("    pool back {healed:.2?} after its fork server was killed ({pool_down} jobs refused as pool-down)");
+    assert!(healed < Duration::from_secs(3), "{healed:?}");
+    let results = completions.all(Duration::from_secs(5));
+    assert!(
+        matches!(results[in_flight], Err(ApplyError::PoolDown { .. })),
+        "the job in flight: {:?}",
+        results[in_flight]
+    );
+    assert!(common::has_exited(old), "the old fork server is not reaped");
+    assert!(old_workers.iter().all(|&pid| common::has_exited(pid)));
+    assert_no_zombies(&strategy);
+    assert_eq!(strategy.stats().workers.fork_server_restarts, 1);
+
+    // The new workers are full members.
+    let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
+    assert!(
+        matches!(result, Err(ApplyError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(strategy.wait_for_workers(Duration::from_secs(2)));
+    std::thread::scope(|scope| {
+        let victim_job = scope.spawn(|| strategy.apply(Job::Sleep(5_000)));
+        let busy = loop {
+            if let [pid] = strategy.busy_worker_pids()[..] {
+                break pid;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        kill(Pid::from_raw(busy as i32), Signal::SIGKILL).expect("kill the busy worker");
+        assert_eq!(
+            victim_job.join().expect("no panic"),
+            Err(ApplyError::WorkerLost {
+                job: Job::Sleep(5_000),
+                pid: busy,
+                exit: Exit::Signal(9)
+            })
+        );
+    });
+    back_to_k(&strategy, Instant::now());
+    assert_eq!(strategy.apply(Job::Sumn(3)), Ok(Answer::Sum(6)));
+    assert_no_zombies(&strategy);
+}
+
+/// The fork server, started from this executable, holds its stdio and its
+/// two channel ends, and nothing else of this process (every other
+/// descriptor is close-on-exec).
+fn fork_server_inherits_no_stray_descriptors() {
+    // Descriptors this process holds that a careless spawn would pass on.
+    let _file = std::fs::File::open("/proc/self/status").expect("a file");
+    let _listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a socket");
+    let strategy = pool(|_| {});
+    let pid = strategy.fork_server_pid().expect("procs");
+    let fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the fork server's descriptors")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            Some((fd, target.to_string_lossy().into_owned()))
+        })
+        .collect();
+    let extra: Vec<_> = fds.iter().filter(|(fd, _)| *fd > 2).collect();
+    assert!(
+        extra.len() == 2
+            && extra
+                .iter()
+                .all(|(_, target)| target.starts_with("socket:")),
+        "the fork server holds {fds:?}"
+    );
+}
+
 /// A server killed with SIGKILL leaves no orphan: its fork server and every
 /// worker exit within a second.
-fn no_orphans_when_the_server_is_killed(_: &Arc<ForkServer>) {
+fn no_orphans_when_the_server_is_killed() {
     use std::io::{BufRead, BufReader};
     let mut victim = std::process::Command::new(std::env::current_exe().expect("own path"))
         .env(VICTIM_ENV, "1")

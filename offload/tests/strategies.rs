@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use offload::{Answer, ApplyError, Job, StartError, Strategy, StrategyConfig, StrategyKind};
+use offload::{
+    Answer, ApplyError, BusyReason, Job, StartError, Strategy, StrategyConfig, StrategyKind,
+};
 
 const IN_PROCESS: [StrategyKind; 3] = [
     StrategyKind::Inline,
@@ -151,14 +153,101 @@ fn exclusive_serialises_threads_overlap() {
     }
 }
 
-/// The fork server refuses to start in a process that already has threads,
-/// as this test harness does.
+/// `procs` refuses to start in a binary whose `main` does not call
+/// `fork_server_main_if_requested` (this test harness's does not), with an
+/// error that says what to call, instead of running the binary again.
 #[test]
-fn procs_refuses_a_threaded_process() {
-    let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
-    let err = Strategy::start(&StrategyConfig::new(StrategyKind::Procs)).expect_err("threaded");
+fn procs_refuses_an_unprepared_host() {
+    let err = Strategy::start(&StrategyConfig::new(StrategyKind::Procs)).expect_err("unprepared");
+    assert!(matches!(err, StartError::HostNotPrepared), "{err}");
     assert!(
-        matches!(err, StartError::Threaded { threads } if threads > 1),
+        err.to_string().contains("fork_server_main_if_requested"),
         "{err}"
     );
+}
+
+/// Under `threads`, a job that no worker takes within the queue wait is
+/// refused at the deadline, not when a worker frees up, and never runs;
+/// both for `apply` and for `submit`.
+#[test]
+fn threads_busy_at_the_queue_wait() {
+    let wait = Duration::from_millis(100);
+    let strategy = start(StrategyKind::Threads, |c| {
+        c.workers = 1;
+        c.queue_wait = wait;
+    });
+    std::thread::scope(|scope| {
+        let sleeper = scope.spawn(|| strategy.apply(Job::Sleep(1_500)));
+        while strategy.stats().workers.busy == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        let result = strategy.apply(Job::Sumn(5));
+        let took = started.elapsed();
+        let busy = Err(ApplyError::Busy {
+            job: Job::Sumn(5),
+            reason: BusyReason::Waited { queue_wait: wait },
+        });
+        assert_eq!(result, busy);
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let submitted = Instant::now();
+        strategy.submit(Job::Sumn(5), move |result| {
+            let _ = tx.send((result, submitted.elapsed()));
+        });
+        let (result, took) = rx.recv_timeout(Duration::from_secs(5)).expect("completed");
+        assert_eq!(result, busy);
+        assert!(
+            took >= wait && took < Duration::from_millis(800),
+            "{took:?}"
+        );
+        assert_eq!(sleeper.join().expect("no panic"), Ok(Answer::Slept));
+    });
+    // The worker is free again: had the refused jobs stayed queued, it would
+    // run them now.
+    std::thread::sleep(Duration::from_millis(100));
+    let sumn = strategy.stats().jobs[&offload::JobKind::Sumn].clone();
+    assert_eq!((sumn.ok, sumn.busy), (0, 2), "{sumn:?}");
+}
+
+/// A queue wait of zero serves a job when a worker is free, and refuses it
+/// at once, saying so, when none is; the same under every queued strategy
+/// but `procs` (tested in `procs.rs`).
+#[test]
+fn zero_queue_wait_means_a_free_worker_now() {
+    for kind in [StrategyKind::Exclusive, StrategyKind::Threads] {
+        let strategy = start(kind, |c| {
+            c.workers = 1;
+            c.queue_wait = Duration::ZERO;
+        });
+        // Give the worker thread time to wait for work.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(strategy.apply(Job::Sumn(5)), Ok(Answer::Sum(15)), "{kind}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        strategy.submit(Job::Sumn(5), move |result| {
+            let _ = tx.send(result);
+        });
+        assert_eq!(rx.recv().expect("completed"), Ok(Answer::Sum(15)), "{kind}");
+        std::thread::scope(|scope| {
+            scope.spawn(|| strategy.apply(Job::Sleep(500)));
+            while strategy.stats().workers.busy == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let started = Instant::now();
+            let result = strategy.apply(Job::Sumn(1));
+            assert_eq!(
+                result,
+                Err(ApplyError::Busy {
+                    job: Job::Sumn(1),
+                    reason: BusyReason::NoneFree
+                }),
+                "{kind}"
+            );
+            assert!(started.elapsed() < Duration::from_millis(200), "{kind}");
+        });
+    }
 }

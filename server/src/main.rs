@@ -16,6 +16,9 @@ use offload::Strategy;
 use server::{Config, Shutdown};
 
 fn main() -> ExitCode {
+    // A fork server for `--apply procs` is this executable started again;
+    // it turns off here, before anything else runs (see offload's docs).
+    offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
     match args.into_config().and_then(serve) {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,8 +32,8 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> anyhow::Result<()> {
     // Order matters. (1) Block SIGINT and SIGTERM while this is the only
     // thread, so that every thread started later inherits the mask and only
-    // `sigwait` below sees them. (2) Start the strategy: `procs` forks its
-    // fork server here, before any thread exists. (3) Everything else.
+    // `sigwait` below sees them. (2) Start the strategy (`procs` starts its
+    // fork server from this executable). (3) Everything else.
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals
         .thread_block()

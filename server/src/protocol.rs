@@ -47,7 +47,10 @@ pub enum Code {
     WorkerLost,
     /// The server is shutting down.
     ShuttingDown,
-    /// Something broke inside the server (a job panicked, the pool is down).
+    /// The worker pool has no fork server now (it died; a new one is
+    /// starting): try again shortly.
+    PoolDown,
+    /// Something broke inside the server (a job panicked).
     Internal,
 }
 
@@ -61,6 +64,7 @@ impl Code {
             Code::Timeout => "timeout",
             Code::WorkerLost => "worker-lost",
             Code::ShuttingDown => "shutting-down",
+            Code::PoolDown => "pool-down",
             Code::Internal => "internal",
         }
     }
@@ -103,7 +107,8 @@ impl From<&ApplyError> for Reject {
             ApplyError::Timeout { .. } => Code::Timeout,
             ApplyError::WorkerLost { .. } => Code::WorkerLost,
             ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
-            ApplyError::JobPanicked { .. } | ApplyError::PoolDown { .. } => Code::Internal,
+            ApplyError::PoolDown { .. } => Code::PoolDown,
+            ApplyError::JobPanicked { .. } => Code::Internal,
         };
         Reject::new(code, err.to_string())
     }

@@ -16,6 +16,8 @@
 //! - `events`: what only `--io events` can show: the reactor never waits for
 //!   a job under `threads` and `procs`, stalls under `inline`, keeps replies
 //!   in order, and stops reading a client that does not read.
+//! - `pool`: the queue wait as a bound, `--queue-wait 0`, a killed fork
+//!   server replaced, timeout kills logged as such and rate-limited.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
 //!   and the process tree going away with a SIGKILLed server.
 //! - `proxy`: `--accept-proxy`: PROXY headers v1 and v2, and connections
@@ -27,6 +29,7 @@
 mod errors;
 mod events;
 mod lifecycle;
+mod pool;
 #[path = "../common/process.rs"]
 mod process;
 mod procs;

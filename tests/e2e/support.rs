@@ -170,6 +170,11 @@ impl Server {
         server
     }
 
+    /// What the server has written to stderr (its logs) so far.
+    pub(crate) fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pids fit in i32")

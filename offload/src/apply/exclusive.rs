@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::done::{Caller, Done};
 use super::run::{deadline, join_queue, run_here};
 use super::{StrategyConfig, Timing};
-use crate::error::ApplyError;
+use crate::error::{ApplyError, BusyReason};
 use crate::job::{Answer, Cancel, Job};
 use crate::stats::{Gauge, Stats};
 
@@ -86,14 +86,16 @@ impl Exclusive {
             Caller::NonBlocking => self.free.try_recv().is_ok(),
         };
         timing.queue_wait = Some(arrived.elapsed());
-        let queued = self.stats.queued.load(Ordering::Relaxed) - 1;
         drop(place);
         if !got_token {
-            return Err(ApplyError::Busy {
-                job,
-                waited: arrived.elapsed(),
-                queued,
-            });
+            let reason = match caller {
+                Caller::NonBlocking => BusyReason::Locked,
+                Caller::Blocking if self.queue_wait.is_zero() => BusyReason::NoneFree,
+                Caller::Blocking => BusyReason::Waited {
+                    queue_wait: self.queue_wait,
+                },
+            };
+            return Err(ApplyError::Busy { job, reason });
         }
         let _held = Held(&self.release);
         let _running = Gauge::raise(&self.stats.running);

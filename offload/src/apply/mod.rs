@@ -31,6 +31,7 @@ mod done;
 mod exclusive;
 mod inline;
 mod procs;
+mod queue;
 mod run;
 mod threads;
 
@@ -45,7 +46,7 @@ use crate::stats::{Stats, StatsSnapshot};
 
 use done::{Caller, Done};
 
-pub use procs::ForkServer;
+pub use procs::fork_server_main_if_requested;
 
 /// Extra time `apply` waits for an answer beyond the job's own limits before
 /// it gives up on it: the flavors enforce the limits themselves and always
@@ -120,7 +121,9 @@ pub struct StrategyConfig {
     /// How many jobs may wait for a worker at once; more are refused at once
     /// as busy.
     pub queue: usize,
-    /// How long a job may wait for a worker before it is refused as busy.
+    /// How long a job may wait for a worker before it is refused as busy (at
+    /// that moment; it never runs afterwards). Zero means "only if a worker
+    /// is free right now".
     pub queue_wait: Duration,
     /// How long a job may run; `None` for no limit.
     pub job_timeout: Option<Duration>,
@@ -200,25 +203,23 @@ pub struct Strategy {
 impl Strategy {
     /// Starts the strategy that `config` names.
     ///
-    /// For `procs` this forks the fork server, so it must be called before
-    /// the process starts any other thread (see [`ForkServer::start`]).
+    /// For `procs` this starts the pool's fork server from this program's
+    /// own executable, which works only if `main` calls
+    /// [`fork_server_main_if_requested`] first thing; it may be called from
+    /// any thread, at any time.
     ///
     /// # Errors
     ///
-    /// [`StartError`] for a bad setting, a process that already has threads
-    /// (`procs`), or a failed system call.
+    /// [`StartError`] for a bad setting, a host binary that does not call
+    /// [`fork_server_main_if_requested`] (`procs`), or a failed system call.
     pub fn start(config: &StrategyConfig) -> Result<Strategy, StartError> {
-        if config.kind == StrategyKind::Procs {
-            config.validate()?;
-            return Strategy::start_procs(config, ForkServer::start()?);
-        }
         config.validate()?;
         let stats = Arc::new(Stats::new());
         let flavor = match config.kind {
             StrategyKind::Inline => Flavor::Inline(inline::Inline::new(config, &stats)),
             StrategyKind::Exclusive => Flavor::Exclusive(exclusive::Exclusive::new(config, &stats)),
             StrategyKind::Threads => Flavor::Threads(threads::Threads::start(config, &stats)?),
-            StrategyKind::Procs => unreachable!("handled above"),
+            StrategyKind::Procs => Flavor::Procs(procs::Procs::start(config, &stats)?),
         };
         Ok(Strategy {
             flavor,
@@ -227,38 +228,12 @@ impl Strategy {
         })
     }
 
-    /// Starts a `procs` strategy on a fork server that is already running, so
-    /// that several pools can share one (the fork server must come first, and
-    /// a process can fork it only once it is sure to have no other thread).
-    ///
-    /// # Errors
-    ///
-    /// [`StartError`] for a bad setting or when the workers do not start.
-    pub fn start_procs(
-        config: &StrategyConfig,
-        fork_server: Arc<ForkServer>,
-    ) -> Result<Strategy, StartError> {
-        config.validate()?;
-        let stats = Arc::new(Stats::new());
-        let config = StrategyConfig {
-            kind: StrategyKind::Procs,
-            ..config.clone()
-        };
-        let procs = procs::Procs::start(&config, &stats, fork_server)?;
-        Ok(Strategy {
-            flavor: Flavor::Procs(procs),
-            stats,
-            config,
-        })
-    }
-
     /// Runs `job` where this strategy runs jobs, blocking the calling thread
     /// until it answers or fails.
     ///
-    /// It is [`Strategy::submit`] plus a wait, with one difference: a full
-    /// `threads` queue (or a held `exclusive` token) is waited on for up to
-    /// the queue wait instead of refused at once, and `procs` does the round
-    /// trip to the worker process on this thread.
+    /// It is [`Strategy::submit`] plus a wait, with one difference: a held
+    /// `exclusive` token is waited on for up to the queue wait instead of
+    /// refused at once.
     ///
     /// # Errors
     ///
@@ -307,12 +282,16 @@ impl Strategy {
     ///   the job is [`ApplyError::Busy`] at once.
     /// - `threads`: on the worker thread that ran the job.
     /// - `procs`: on the pool's runner thread that did the round trip to the
-    ///   worker process, including when the job timed out, the worker died,
-    ///   or no worker was free in time.
+    ///   worker process, including when the job timed out or the worker died.
+    /// - `threads`, `procs`: a job that no worker took within the queue wait
+    ///   is refused as [`ApplyError::Busy`] at that moment, on the queue's
+    ///   timer thread, and never runs.
     ///
-    /// `submit` itself never waits for a queue: when `queue` jobs are already
-    /// waiting, `done` gets [`ApplyError::Busy`] at once, on this thread;
-    /// after [`Strategy::shutdown`], [`ApplyError::ShuttingDown`]. Jobs still
+    /// `submit` itself never waits: when `queue` jobs are already waiting,
+    /// or the queue wait is zero and no worker is free, `done` gets
+    /// [`ApplyError::Busy`] at once, on this thread; while a `procs` pool has
+    /// no fork server, [`ApplyError::PoolDown`]; after
+    /// [`Strategy::shutdown`], [`ApplyError::ShuttingDown`]. Jobs still
     /// queued when the strategy is dropped complete as `ShuttingDown`.
     ///
     /// `done` should be quick (send on a channel, wake a poll): it runs on a
@@ -340,8 +319,8 @@ impl Strategy {
         match &self.flavor {
             Flavor::Inline(inline) => inline.submit(job, done),
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
-            Flavor::Threads(threads) => threads.submit(job, caller, done),
-            Flavor::Procs(procs) => procs.submit(job, caller, done),
+            Flavor::Threads(threads) => threads.submit(job, done),
+            Flavor::Procs(procs) => procs.submit(job, done),
         }
     }
 
@@ -397,7 +376,8 @@ impl Strategy {
         }
     }
 
-    /// The fork server's process id (`procs` only).
+    /// The fork server's process id (`procs` only; `Some(0)` while it is
+    /// being replaced).
     pub fn fork_server_pid(&self) -> Option<u32> {
         match &self.flavor {
             Flavor::Procs(procs) => Some(procs.fork_server_pid()),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::ApplyError;
+use crate::error::{ApplyError, BusyReason};
 use crate::job::{Answer, Cancel, Job, Stop};
 use crate::stats::Stats;
 
@@ -74,8 +74,7 @@ pub(crate) fn join_queue(
     if ahead >= capacity {
         return Err(ApplyError::Busy {
             job,
-            waited: Duration::ZERO,
-            queued: ahead,
+            reason: BusyReason::QueueFull { queued: ahead },
         });
     }
     Ok(place)

@@ -39,7 +39,7 @@ pub(crate) fn is_prime_from(n: u64, first_divisor: u64, cancel: &Cancel<'_>) -> 
     if n < 4 {
         return Ok(true);
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return Ok(false);
     }
     let root = n.isqrt();
@@ -47,7 +47,7 @@ pub(crate) fn is_prime_from(n: u64, first_divisor: u64, cancel: &Cancel<'_>) -> 
     while divisor <= root {
         let stretch_end = root.min(divisor.saturating_add(2 * YIELD_EVERY));
         while divisor <= stretch_end {
-            if n % divisor == 0 {
+            if n.is_multiple_of(divisor) {
                 return Ok(false);
             }
             divisor += 2;
@@ -86,7 +86,7 @@ mod tests {
             return false;
         }
         for p in BASES {
-            if n % p == 0 {
+            if n.is_multiple_of(p) {
                 return n == p;
             }
         }

@@ -1,57 +1,59 @@
 //! The fork server: a single-threaded process that forks every worker.
 //!
 //! `fork()` copies only the calling thread; a lock held by any other thread at
-//! that moment stays locked for ever in the child. So the server forks this
-//! process first, while it has one thread, and asks it for workers from then
-//! on — at start and for every replacement. This is CPython's `forkserver`
-//! start method, for the same reason.
+//! that moment stays locked for ever in the child. So the server never forks
+//! itself: it starts a *fresh* process from its own executable
+//! (`/proc/self/exe`) in fork-server mode, which `main` enters before it does
+//! anything else (see [`fork_server_main_if_requested`](crate::fork_server_main_if_requested)), and asks that
+//! process for workers — at start, for every replacement, and again after a
+//! fork server died. This is the shape of CPython's `forkserver` start
+//! method, and starting by exec rather than by fork means the pool can
+//! replace its fork server at any time, from a server full of threads.
 //!
-//! The fork server is also the parent of every worker, so it is the one that
-//! reaps them (no zombies) and reports how each one ended to its pool.
+//! The fork server is the parent of every worker, so it is the one that
+//! reaps them (no zombies) and reports how each one ended to its pool. The
+//! pool is the parent of the fork server and reaps it.
 //!
 //! ```text
-//!  server process (threads)            fork server (1 thread)        worker
-//!  ──────────────────────────          ──────────────────────        ──────
-//!  ForkServer::start()  ──fork──▶      serve(commands)
-//!  pool: Spawn{events}  ─commands─▶    fork() ──────────────────▶    serve(jobs, replies)
-//!                       ◀─events──     Spawned{pid, jobs, replies}
-//!  apply: job           ─────────────────── jobs ───────────────▶
-//!                       ◀─────────────────── replies ────────────
-//!                       ◀─events──     waitpid: Exited{pid, exit}
+//!  server process (threads)               fork server (1 thread)       worker
+//!  ──────────────────────────             ──────────────────────       ──────
+//!  spawn /proc/self/exe ──exec──▶          connect(one-shot name)
+//!                      ◀─events──          Ready{commands}
+//!  pool: Spawn         ─commands─▶         fork() ─────────────────▶   serve(jobs, replies)
+//!                      ◀─events──          Spawned{pid, jobs, replies}
+//!  runner: job         ─────────────────── jobs ──────────────────▶
+//!                      ◀─────────────────── replies ───────────────
+//!                      ◀─events──          waitpid: Exited{pid, exit}
+//!  events: EOF = the fork server died
 //! ```
+//!
+//! The fork server holds the only sending end of `events`, so its death shows
+//! up in the pool as EOF on that channel at once. The channel is set up with
+//! ipc-channel's one-shot server: its name (a socket path in a private
+//! temporary directory) goes to the new process in an environment variable.
+//! Every descriptor the server opens is close-on-exec (std and ipc-channel
+//! both ask for it), so the fork server inherits nothing but stdio.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::process::{Child, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use ipc_channel::TryRecvError;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getpid, ForkResult, Pid};
+use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+use nix::unistd::getpid;
 use serde::{Deserialize, Serialize};
 
-use super::worker::{self, exit_now, WorkerReply};
+use super::fork_server_main::{FORK_SERVER_ENV, HOST_PREPARED, WORKER_GRACE};
+use super::worker::WorkerReply;
 use crate::error::{Exit, StartError};
 use crate::job::Job;
 
-/// How often the fork server looks for ended workers between commands. A
-/// dead worker is reported within this, and the idle cost is a few hundred
-/// cheap wake-ups a second.
-const REAP_EVERY: Duration = Duration::from_millis(2);
-
-/// How long the fork server, once told to stop, lets its workers finish
-/// before it kills them.
-const WORKER_GRACE: Duration = Duration::from_secs(2);
-
-/// A request from a pool to the fork server.
+/// How long a new fork server has to report for work.
+const READY_WAIT: Duration = Duration::from_secs(5);
+/// A request from a pool to its fork server.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Command {
-    /// Fork a worker; report on `events`.
-    Spawn {
-        /// Where the pool listens for news of its workers.
-        events: IpcSender<Event>,
-    },
+    /// Fork a worker.
+    Spawn,
     /// SIGKILL this worker, if it is still a child (never a recycled pid).
     Kill {
         /// The worker's pid.
@@ -59,9 +61,14 @@ pub(crate) enum Command {
     },
 }
 
-/// News from the fork server to a pool.
+/// News from the fork server to its pool.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Event {
+    /// The first message: the fork server is up and takes commands here.
+    Ready {
+        /// Where the pool sends its commands.
+        commands: IpcSender<Command>,
+    },
     /// A new worker, and the pool's ends of its channels.
     Spawned {
         /// The worker's pid.
@@ -84,204 +91,160 @@ pub(crate) enum Event {
         reason: String,
     },
 }
-
-/// The server's handle on its fork server. Dropping it stops the fork server
-/// (which stops its workers) and reaps it.
+/// The pool's handle on one fork server process: the process (to reap it)
+/// and the channel its news comes on.
 #[derive(Debug)]
-pub struct ForkServer {
-    pid: Pid,
-    /// `None` once stopping. A mutex because an `IpcSender` may be used by one
-    /// thread at a time.
-    commands: Mutex<Option<IpcSender<Command>>>,
+pub(crate) struct ForkServer {
+    child: Child,
+    /// Where commands go; `None` once closed, which tells it to stop.
+    pub(crate) commands: Option<IpcSender<Command>>,
+    /// Its news; EOF when it dies.
+    pub(crate) events: IpcReceiver<Event>,
 }
 
 impl ForkServer {
-    /// Forks the fork server.
+    /// Starts a fork server from this process's own executable and waits
+    /// until it reports for work.
     ///
-    /// Call it first thing in `main`, before anything starts a thread (a
-    /// logger with a background writer, a runtime, a thread pool): the call
-    /// checks `/proc/self/task` and refuses to fork a threaded process.
+    /// Call it from a thread that lives as long as the fork server should:
+    /// the fork server asks to be killed when the thread that started it
+    /// ends (`PR_SET_PDEATHSIG` follows the thread, not the process).
     ///
     /// # Errors
     ///
-    /// [`StartError::Threaded`] when the process already has more than one
-    /// thread, [`StartError::Os`] when a channel or the fork fails.
-    pub fn start() -> Result<std::sync::Arc<ForkServer>, StartError> {
-        let threads = std::fs::read_dir("/proc/self/task")
-            .map_err(|e| StartError::os("could not count this process's threads", e))?
-            .count();
-        if threads > 1 {
-            return Err(StartError::Threaded { threads });
+    /// [`StartError::HostNotPrepared`] when `main` did not call
+    /// [`fork_server_main_if_requested`](crate::fork_server_main_if_requested); [`StartError::ForkServer`] when the
+    /// process does not start or report in time.
+    pub(crate) fn start() -> Result<ForkServer, StartError> {
+        if !HOST_PREPARED.load(Ordering::Relaxed) {
+            return Err(StartError::HostNotPrepared);
         }
-        let (commands, requests) = ipc::channel::<Command>()
-            .map_err(|e| StartError::os("could not create the fork server's channel", e))?;
-        let parent = getpid();
-        // SAFETY: the process has a single thread (checked above), so the child
-        // is a complete copy and may run any code, allocation included.
-        match unsafe { fork() }.map_err(|e| StartError::os("could not fork the fork server", e))? {
-            ForkResult::Child => {
-                drop(commands);
-                serve(requests, parent)
+        let failed = |what: &str, err: &dyn std::fmt::Display| StartError::ForkServer {
+            reason: format!("{what}: {err}"),
+        };
+        let (one_shot, name) = IpcOneShotServer::<Event>::new()
+            .map_err(|e| failed("could not create its one-shot channel", &e))?;
+        let mut child = {
+            use std::os::unix::process::CommandExt as _;
+            std::process::Command::new("/proc/self/exe")
+                .env(FORK_SERVER_ENV, format!("{}:{name}", getpid()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                // A terminal's Ctrl-C goes to the whole foreground process
+                // group; a group of its own leaves it to the server, which
+                // stops its workers in order.
+                .process_group(0)
+                .spawn()
+                .map_err(|e| failed("could not run /proc/self/exe", &e))?
+        };
+        // `accept` has no timeout: it runs on a helper thread, which a
+        // connection of our own releases if the child never connects.
+        let (accepted_tx, accepted) = crossbeam_channel::bounded(1);
+        let acceptor = std::thread::Builder::new()
+            .name("offload-fork-server-accept".into())
+            .spawn(move || {
+                let _ = accepted_tx.send(one_shot.accept());
+            });
+        let acceptor = match acceptor {
+            Ok(acceptor) => acceptor,
+            Err(err) => {
+                stop_child(&mut child);
+                return Err(failed("could not start a thread", &err));
             }
-            ForkResult::Parent { child } => {
-                drop(requests);
-                Ok(std::sync::Arc::new(ForkServer {
-                    pid: child,
-                    commands: Mutex::new(Some(commands)),
-                }))
+        };
+        let deadline = Instant::now() + READY_WAIT;
+        let outcome = loop {
+            match accepted.recv_timeout(Duration::from_millis(10)) {
+                Ok(outcome) => break Some(outcome),
+                Err(_) if Instant::now() >= deadline => break None,
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        break Some(Err(ipc_channel::IpcError::Io(std::io::Error::other(
+                            format!("it ended at start: {status}"),
+                        ))));
+                    }
+                }
+            }
+        };
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => {
+                // Release the acceptor: connect, and hang up at once.
+                drop(IpcSender::<Event>::connect(name));
+                match accepted.recv_timeout(READY_WAIT) {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(ipc_channel::IpcError::Disconnected),
+                }
+            }
+        };
+        let ready = match outcome {
+            Ok((events, Event::Ready { commands })) => Ok((events, commands)),
+            Ok((_, other)) => Err(format!("its first message was {other:?}")),
+            Err(err) => Err(format!("it did not report within {READY_WAIT:?}: {err:?}")),
+        };
+        match ready {
+            Ok((events, commands)) => {
+                let _ = acceptor.join();
+                Ok(ForkServer {
+                    child,
+                    commands: Some(commands),
+                    events,
+                })
+            }
+            Err(reason) => {
+                stop_child(&mut child);
+                // The child is gone, so the acceptor has returned (or will,
+                // once the connection above is seen).
+                let _ = acceptor.join();
+                Err(StartError::ForkServer { reason })
             }
         }
     }
 
-    /// The fork server's process id.
-    pub fn pid(&self) -> u32 {
-        self.pid.as_raw().unsigned_abs()
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
-    /// Sends a command; false if the fork server is gone or stopping.
-    pub(crate) fn send(&self, command: Command) -> bool {
-        let commands = self.commands.lock().unwrap_or_else(|p| p.into_inner());
-        commands.as_ref().is_some_and(|c| c.send(command).is_ok())
+    /// Reaps it after its death (its `events` said EOF); how it ended.
+    pub(crate) fn reap(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // EOF but still running: it closed its end and is no use.
+                Ok(None) => {
+                    stop_child(&mut self.child);
+                    return "it closed its channel; killed".into();
+                }
+                Err(err) => return format!("could not reap it: {err}"),
+            }
+        }
     }
-}
 
-impl Drop for ForkServer {
-    fn drop(&mut self) {
-        // Closing the command channel tells the fork server to stop.
-        self.commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+    /// Tells it to stop (closing its command channel), waits a bounded time
+    /// for it to stop its workers, and reaps it.
+    pub(crate) fn stop(mut self) {
+        self.commands = None;
         let deadline = Instant::now() + WORKER_GRACE + Duration::from_secs(1);
         loop {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+            match self.child.try_wait() {
+                Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Ok(WaitStatus::StillAlive) => {
-                    let _ = kill(self.pid, Signal::SIGKILL);
-                    let _ = waitpid(self.pid, None);
-                    return;
-                }
+                Ok(None) => return stop_child(&mut self.child),
                 _ => return,
             }
         }
     }
 }
 
-/// The fork server's life. Never returns.
-fn serve(requests: IpcReceiver<Command>, parent: Pid) -> ! {
-    worker::die_with_parent(parent);
-    // The server blocks SIGINT and SIGTERM in its threads to take them with
-    // `sigwait`; that mask came along with the fork. Workers must die of them.
-    let _ = nix::sys::signal::SigSet::all().thread_unblock();
-    // Named apart from the server, so that `ps` tells them apart and
-    // `pkill sumserver` signals the server alone.
-    let _ = nix::sys::prctl::set_name(c"ysum-forksrv");
-    // A terminal's Ctrl-C goes to the whole foreground process group; leave
-    // it so that only the server hears it, and stops its workers in order.
-    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    let me = getpid();
-    let mut children: HashMap<Pid, IpcSender<Event>> = HashMap::new();
-    loop {
-        match requests.try_recv_timeout(REAP_EVERY) {
-            Ok(Command::Spawn { events }) => {
-                let channels = ipc::channel::<Job>()
-                    .and_then(|jobs| Ok((jobs, ipc::channel::<WorkerReply>()?)));
-                let ((job_tx, job_rx), (reply_tx, reply_rx)) = match channels {
-                    Ok(channels) => channels,
-                    Err(err) => {
-                        let _ = events.send(Event::SpawnFailed {
-                            reason: format!("no channel: {err}"),
-                        });
-                        continue;
-                    }
-                };
-                // SAFETY: this process never starts a thread.
-                match unsafe { fork() } {
-                    Ok(ForkResult::Child) => {
-                        // Keep only this worker's own ends: every other copy
-                        // would stop EOF from telling its owner of a death.
-                        drop(requests);
-                        drop(children);
-                        drop(events);
-                        drop(job_tx);
-                        drop(reply_rx);
-                        worker::serve(job_rx, reply_tx, me)
-                    }
-                    Ok(ForkResult::Parent { child }) => {
-                        drop(job_rx);
-                        drop(reply_tx);
-                        let pid = child.as_raw().unsigned_abs();
-                        // If the pool is gone, the worker's channel ends went
-                        // with the failed message: it sees EOF and exits, and
-                        // is reaped like any other.
-                        let _ = events.send(Event::Spawned {
-                            pid,
-                            jobs: job_tx,
-                            replies: reply_rx,
-                        });
-                        children.insert(child, events);
-                    }
-                    Err(err) => {
-                        let _ = events.send(Event::SpawnFailed {
-                            reason: format!("fork failed: {err}"),
-                        });
-                    }
-                }
-            }
-            Ok(Command::Kill { pid }) => {
-                let pid = Pid::from_raw(pid as i32);
-                if children.contains_key(&pid) {
-                    let _ = kill(pid, Signal::SIGKILL);
-                }
-            }
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::IpcError(_)) => break,
-        }
-        reap(&mut children);
-    }
-    // The server is gone or done: its pools have closed their workers'
-    // channels, so the workers are on their way out. Wait for them, then kill
-    // what is left, and reap everything.
-    let deadline = Instant::now() + WORKER_GRACE;
-    while !children.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(REAP_EVERY);
-        reap(&mut children);
-    }
-    for pid in children.keys() {
-        let _ = kill(*pid, Signal::SIGKILL);
-    }
-    while !children.is_empty() {
-        match waitpid(None, None) {
-            Ok(status) => report(&mut children, status),
-            Err(_) => break,
-        }
-    }
-    exit_now(0)
-}
-
-/// Reaps every worker that has ended, without blocking.
-fn reap(children: &mut HashMap<Pid, IpcSender<Event>>) {
-    while !children.is_empty() {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(status) => report(children, status),
-        }
-    }
-}
-
-/// Tells a reaped worker's pool how it ended.
-fn report(children: &mut HashMap<Pid, IpcSender<Event>>, status: WaitStatus) {
-    let (pid, exit) = match status {
-        WaitStatus::Exited(pid, code) => (pid, Exit::Code(code)),
-        WaitStatus::Signaled(pid, signal, _) => (pid, Exit::Signal(signal as i32)),
-        _ => return,
-    };
-    if let Some(events) = children.remove(&pid) {
-        let _ = events.send(Event::Exited {
-            pid: pid.as_raw().unsigned_abs(),
-            exit,
-        });
-    }
+/// Kills and reaps a fork server that is of no use.
+fn stop_child(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }

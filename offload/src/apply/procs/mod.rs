@@ -1,41 +1,47 @@
-//! `procs` (alias `pool`): a pool of K forked worker processes over
-//! ipc-channel, the counterpart of the original's `multiprocessing.Pool`.
+//! `procs` (alias `pool`): a pool of K worker processes over ipc-channel,
+//! the counterpart of the original's `multiprocessing.Pool`.
 //!
-//! One function does the round trip (`round_trip.rs`): take an idle worker
-//! from the pool, send the job on that worker's channel, block on the reply,
-//! complete the job's [`Done`] with the answer or with what went wrong
-//! (timeout, worker lost, busy, shutdown). `apply` runs it on the calling
-//! thread — no thread hand-off in between, so a job costs about one
-//! socketpair round trip more than `inline`. `submit` must not block, so it
-//! hands the job to one of K *runner* threads, which run the same function.
-//! What the processes buy is isolation: a job that runs too long is killed
-//! with its process, a worker that dies fails only its own job, and the pool
-//! replaces it.
+//! Jobs wait in the same [`Queue`] as `threads` (so a job no worker takes
+//! within the queue wait is refused at that moment, by the queue's timer).
+//! K *runner* threads stand in for the K worker processes: each holds one
+//! worker, takes a job from the queue, and does the round trip
+//! (`round_trip.rs`): send the job on the worker's channel, block on the
+//! reply, complete the job's [`Done`] with the answer or with what went wrong
+//! (timeout, worker lost, shutdown). `apply` and `submit` both go through
+//! the queue; `apply` then waits for the result. What the processes buy is
+//! isolation: a job that runs too long is killed with its process, a worker
+//! that dies fails only its own job, and the pool replaces it.
 //!
-//! A supervisor thread listens to the fork server: it adds new workers to the
-//! pool, records how each one ended, and asks for a replacement every time a
-//! worker leaves (death, timeout kill, recycling).
+//! A supervisor thread (`supervisor.rs`) owns the fork server: it starts it
+//! (from this program's own executable, see `fork_server.rs`), adds new
+//! workers to the pool, records how each one ended, and asks for a
+//! replacement every time a worker leaves (death, timeout kill, recycling).
+//! When the fork server itself dies, the supervisor sees EOF on its channel
+//! at once, reaps it, refuses jobs as [`ApplyError::PoolDown`] while there is
+//! none, and starts a new one.
 
 mod fork_server;
+mod fork_server_main;
 mod round_trip;
+mod supervisor;
+mod throttle;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use ipc_channel::TryRecvError;
+use ipc_channel::ipc::{IpcReceiver, IpcSender};
 
-pub use fork_server::ForkServer;
-use fork_server::{Command, Event};
+use fork_server::Command;
+pub use fork_server_main::fork_server_main_if_requested;
 use worker::WorkerReply;
 
-use super::done::{Caller, Done};
-use super::run::{join_queue, Place};
+use super::done::Done;
+use super::queue::Queue;
 use super::{StrategyConfig, Timing};
 use crate::error::{ApplyError, Exit, StartError};
 use crate::job::Job;
@@ -45,7 +51,7 @@ use crate::stats::Stats;
 /// say how it ended, before reporting the end as unknown.
 const EXIT_REPORT_WAIT: Duration = Duration::from_millis(500);
 
-/// How often a job waiting for an idle worker looks whether the pool is
+/// How often a runner waiting for a worker looks whether the pool is
 /// stopping.
 const STOP_CHECK: Duration = Duration::from_millis(20);
 
@@ -61,6 +67,11 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 struct WorkerEnd {
     busy: AtomicBool,
+    /// Raised by the runner before it has the worker killed for running past
+    /// the job timeout, so that its end is logged as that.
+    timed_out: AtomicBool,
+    /// Raised when the fork server died: the worker died with it.
+    orphaned: AtomicBool,
     exit: Mutex<Option<Exit>>,
     reported: Condvar,
 }
@@ -100,110 +111,102 @@ struct WorkerHandle {
     end: Arc<WorkerEnd>,
 }
 
-/// What the callers and the supervisor share.
+/// What the runners and the supervisor share.
 #[derive(Debug)]
 struct Shared {
-    /// Workers waiting for a job. Unbounded only in type: it never holds more
-    /// than the workers alive.
+    /// Workers that no runner holds yet. Unbounded only in type: it never
+    /// holds more than the workers alive.
     idle: Receiver<WorkerHandle>,
     give_back: Sender<WorkerHandle>,
     /// Pids of the workers alive, with their end records.
     alive: Mutex<HashMap<u32, Arc<WorkerEnd>>>,
     stopping: AtomicBool,
-    /// Raised when the fork server stops answering: no more replacements.
-    broken: AtomicBool,
-    fork_server: Arc<ForkServer>,
+    /// Raised while there is no fork server (it died; a new one is
+    /// starting): jobs are refused at once as pool-down.
+    down: AtomicBool,
+    /// The fork server's command channel; `None` while there is none.
+    commands: Mutex<Option<IpcSender<Command>>>,
+    /// The fork server's pid, for diagnostics and tests.
+    fork_server_pid: AtomicU32,
     stats: Arc<Stats>,
     queue_wait: Duration,
     job_timeout: Option<Duration>,
     recycle_after: Option<u64>,
 }
 
-/// A job admitted to the pool, on its way to a worker.
-#[derive(Debug)]
-struct Ticket {
-    job: Job,
-    arrived: Instant,
-    /// Its place among the waiting jobs, left when a worker takes it.
-    place: Place,
-    done: Done,
+impl Shared {
+    /// Sends a command to the fork server; false if there is none or it is
+    /// gone.
+    fn command(&self, command: Command) -> bool {
+        let commands = self.commands.lock().unwrap_or_else(|p| p.into_inner());
+        commands.as_ref().is_some_and(|c| c.send(command).is_ok())
+    }
+
+    /// The refusal for a job that finds no fork server.
+    fn pool_down(job: Job) -> ApplyError {
+        ApplyError::PoolDown {
+            job,
+            reason: "the worker pool's fork server died; a new one is starting".into(),
+        }
+    }
 }
 
-/// K worker processes, their supervisor, the runners that do submitted
-/// jobs' round trips, and the fork server behind them.
+/// K worker processes, the runners that do their round trips, the queue in
+/// front of them, and the supervisor with its fork server behind them.
 #[derive(Debug)]
 pub(crate) struct Procs {
     shared: Arc<Shared>,
+    queue: Arc<Queue>,
     supervisor: Option<JoinHandle<()>>,
-    /// Submitted jobs for the runners; `None` once dropping, which ends them.
-    submitted: Option<Sender<Ticket>>,
     runners: Vec<JoinHandle<()>>,
-    queue: usize,
 }
 
 impl Procs {
-    /// Starts the supervisor, asks the fork server for `config.workers`
-    /// workers and waits until they are all up.
-    pub(crate) fn start(
-        config: &StrategyConfig,
-        stats: &Arc<Stats>,
-        fork_server: Arc<ForkServer>,
-    ) -> Result<Self, StartError> {
+    /// Starts the supervisor (which starts the fork server and asks it for
+    /// `config.workers` workers) and the runners, and waits until the
+    /// workers are all up.
+    pub(crate) fn start(config: &StrategyConfig, stats: &Arc<Stats>) -> Result<Self, StartError> {
+        // Workers are the fork server's children; if it dies, they die with
+        // it and would be re-parented to init, which in a container may
+        // never reap them. As a child subreaper this process gets them, and
+        // the supervisor reaps them by pid.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| StartError::os("could not become a child subreaper", e))?;
         let (give_back, idle) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             idle,
             give_back,
             alive: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
-            broken: AtomicBool::new(false),
-            fork_server,
+            down: AtomicBool::new(true),
+            commands: Mutex::new(None),
+            fork_server_pid: AtomicU32::new(0),
             stats: Arc::clone(stats),
             queue_wait: config.queue_wait,
             job_timeout: config.job_timeout,
             recycle_after: config.recycle_after,
         });
-        let (events_tx, events_rx) = ipc::channel::<Event>()
-            .map_err(|e| StartError::os("could not create the pool's event channel", e))?;
-        let supervisor = Supervisor {
-            shared: Arc::clone(&shared),
-            events: events_rx,
-            spawn_to: events_tx,
-        };
-        for _ in 0..config.workers {
-            supervisor.request_worker();
-        }
-        let supervisor = std::thread::Builder::new()
-            .name("offload-supervisor".into())
-            .spawn(move || supervisor.run())
-            .map_err(|e| StartError::os("could not start the pool's supervisor thread", e))?;
-        // Never more tickets wait than places in the queue, so the channel's
-        // bound is only a backstop.
-        let (submitted, tickets) = crossbeam_channel::bounded::<Ticket>(config.queue);
+        let queue = Arc::new(Queue::start(config.queue, config.queue_wait, stats)?);
+        let supervisor = supervisor::Supervisor::start(&shared, &queue, config.workers)?;
         let mut procs = Procs {
             shared,
+            queue,
             supervisor: Some(supervisor),
-            submitted: Some(submitted),
             runners: Vec::with_capacity(config.workers),
-            queue: config.queue,
         };
-        // One runner per worker is enough to keep every worker busy with
-        // submitted jobs; `apply` callers bring their own threads.
         for index in 0..config.workers {
             let shared = Arc::clone(&procs.shared);
-            let tickets = tickets.clone();
+            let taker = procs.queue.taker();
             let runner = std::thread::Builder::new()
                 .name(format!("offload-runner-{index}"))
-                .spawn(move || {
-                    while let Ok(ticket) = tickets.recv() {
-                        shared.serve(ticket);
-                    }
-                })
+                .spawn(move || shared.run_runner(&taker))
                 .map_err(|e| StartError::os("could not start a runner thread", e))?;
             procs.runners.push(runner);
         }
+        // Ready when every runner holds a live worker and waits for a job.
         let deadline = Instant::now() + START_WAIT;
-        while procs.shared.stats.alive.load(Ordering::Relaxed) < config.workers {
-            if Instant::now() >= deadline || procs.shared.broken.load(Ordering::Relaxed) {
+        while procs.queue.free_workers() < config.workers {
+            if Instant::now() >= deadline {
                 return Err(StartError::WorkersMissing {
                     started: procs.shared.stats.alive.load(Ordering::Relaxed),
                     wanted: config.workers,
@@ -215,46 +218,19 @@ impl Procs {
         Ok(procs)
     }
 
-    /// Admits `job` (busy at once when the queue is full), then does its
-    /// round trip on this thread for a blocking caller, or hands it to a
-    /// runner for a non-blocking one. Either way `done` is completed exactly
-    /// once.
-    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
+    /// Queues `job` for a runner, which completes `done`; refused at once
+    /// while the pool has no fork server, and by the queue when it is full or
+    /// no worker takes the job within the queue wait.
+    pub(crate) fn submit(&self, job: Job, done: Done) {
         let shared = &*self.shared;
         let refuse = |done: Done, err| done.complete(Err(err), Timing::default());
         if shared.stopping.load(Ordering::Relaxed) {
             return refuse(done, ApplyError::ShuttingDown { job });
         }
-        let arrived = Instant::now();
-        let place = match join_queue(&shared.stats, self.queue, job) {
-            Ok(place) => place,
-            Err(busy) => return refuse(done, busy),
-        };
-        let ticket = Ticket {
-            job,
-            arrived,
-            place,
-            done,
-        };
-        match (caller, &self.submitted) {
-            (Caller::Blocking, _) => shared.serve(ticket),
-            (Caller::NonBlocking, Some(submitted)) => {
-                if let Err(err) = submitted.try_send(ticket) {
-                    let ticket = err.into_inner();
-                    let queued = shared.stats.queued.load(Ordering::Relaxed) - 1;
-                    drop(ticket.place);
-                    refuse(
-                        ticket.done,
-                        ApplyError::Busy {
-                            job,
-                            waited: Duration::ZERO,
-                            queued,
-                        },
-                    );
-                }
-            }
-            (Caller::NonBlocking, None) => refuse(ticket.done, ApplyError::ShuttingDown { job }),
+        if shared.down.load(Ordering::Relaxed) {
+            return refuse(done, Shared::pool_down(job));
         }
+        self.queue.push(job, done);
     }
 
     /// Pids of the workers alive now; only those running a job if `busy`.
@@ -268,20 +244,19 @@ impl Procs {
         pids.sort_unstable();
         pids
     }
-}
 
-impl Procs {
-    /// The fork server's pid.
+    /// The fork server's pid (0 while there is none).
     pub(crate) fn fork_server_pid(&self) -> u32 {
-        self.shared.fork_server.pid()
+        self.shared.fork_server_pid.load(Ordering::Relaxed)
     }
 
-    /// Refuses new jobs and kills the busy workers; their callers get
-    /// `ShuttingDown`.
+    /// Refuses new jobs and the jobs waiting, and kills the busy workers;
+    /// their callers get `ShuttingDown`.
     pub(crate) fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        self.queue.close();
         for pid in self.worker_pids(true) {
-            self.shared.fork_server.send(Command::Kill { pid });
+            self.shared.command(Command::Kill { pid });
         }
     }
 }
@@ -289,128 +264,19 @@ impl Procs {
 impl Drop for Procs {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
-        // Runners finish the ticket in hand (refused at once now, or ended
-        // when the supervisor kills a lingering worker), refuse the rest, and
-        // end when the channel is empty.
-        self.submitted = None;
+        // Waiting jobs are refused; runners finish the job in hand (ended
+        // when the supervisor kills a lingering worker) and end, closing
+        // their workers' channels.
+        self.queue.close();
         for runner in self.runners.drain(..) {
             let _ = runner.join();
         }
         // Idle workers' channels close here; the supervisor closes any that
-        // arrive later, and waits for every worker to be reported gone.
+        // arrive later, waits for every worker to be reported gone, and
+        // stops the fork server.
         while self.shared.idle.try_recv().is_ok() {}
         if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.join();
-        }
-    }
-}
-
-/// The thread that hears the fork server's news for one pool.
-struct Supervisor {
-    shared: Arc<Shared>,
-    events: IpcReceiver<Event>,
-    /// Sent along with every spawn request, so that the fork server can
-    /// report back. Holding it also means `events` never sees EOF.
-    spawn_to: IpcSender<Event>,
-}
-
-impl Supervisor {
-    fn request_worker(&self) {
-        let shared = &self.shared;
-        let sent = shared.fork_server.send(Command::Spawn {
-            events: self.spawn_to.clone(),
-        });
-        let first_failure = !sent && !shared.broken.swap(true, Ordering::Relaxed);
-        if first_failure && !shared.stopping.load(Ordering::Relaxed) {
-            tracing::error!(
-                pid = shared.fork_server.pid(),
-                "the fork server is gone: no more workers"
-            );
-        }
-    }
-
-    fn run(self) {
-        let shared = &*self.shared;
-        let mut stop_deadline: Option<Instant> = None;
-        loop {
-            if shared.stopping.load(Ordering::Relaxed) {
-                while shared.idle.try_recv().is_ok() {}
-                let alive = shared.alive.lock().unwrap_or_else(|p| p.into_inner());
-                if alive.is_empty() {
-                    return;
-                }
-                let deadline = *stop_deadline.get_or_insert_with(|| Instant::now() + STOP_WAIT);
-                if Instant::now() >= deadline {
-                    for pid in alive.keys() {
-                        shared.fork_server.send(Command::Kill { pid: *pid });
-                    }
-                    if Instant::now() >= deadline + STOP_WAIT
-                        || shared.broken.load(Ordering::Relaxed)
-                    {
-                        return;
-                    }
-                }
-            }
-            match self.events.try_recv_timeout(Duration::from_millis(20)) {
-                Ok(Event::Spawned { pid, jobs, replies }) => {
-                    let end = Arc::new(WorkerEnd::default());
-                    shared
-                        .alive
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(pid, Arc::clone(&end));
-                    shared.stats.alive.fetch_add(1, Ordering::Relaxed);
-                    let worker = WorkerHandle {
-                        pid,
-                        jobs,
-                        replies,
-                        served: 0,
-                        end,
-                    };
-                    if !shared.stopping.load(Ordering::Relaxed) {
-                        let _ = shared.give_back.send(worker);
-                    }
-                }
-                Ok(Event::Exited { pid, exit }) => {
-                    let Some(end) = shared
-                        .alive
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&pid)
-                    else {
-                        continue;
-                    };
-                    end.report(exit);
-                    shared.stats.alive.fetch_sub(1, Ordering::Relaxed);
-                    // If it died idle, its handle (two descriptors) would wait
-                    // in the idle queue until a caller pulled it: drop it now.
-                    for worker in shared.idle.try_iter().collect::<Vec<_>>() {
-                        if !worker.end.has_ended() {
-                            let _ = shared.give_back.send(worker);
-                        }
-                    }
-                    if !shared.stopping.load(Ordering::Relaxed) {
-                        if let Exit::Signal(_) = exit {
-                            tracing::warn!(pid, %exit, "worker process lost; starting a replacement");
-                        }
-                        shared.stats.respawned.fetch_add(1, Ordering::Relaxed);
-                        self.request_worker();
-                    }
-                }
-                Ok(Event::SpawnFailed { reason }) => {
-                    tracing::error!(%reason, "could not start a worker process; retrying");
-                    if !shared.stopping.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(100));
-                        self.request_worker();
-                    }
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::IpcError(err)) => {
-                    tracing::error!(%err, "the pool's event channel failed");
-                    shared.broken.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
         }
     }
 }

@@ -1,0 +1,457 @@
+//! The queue in front of a pool's workers (`threads`, and `procs`' runners),
+//! which keeps the queue-wait promise: a job that no worker has taken within
+//! the queue wait is refused as busy at that moment, and never runs after.
+//!
+//! Taking a job is a claim: the job leaves the queue under its lock, and who
+//! removes it owns it. Two kinds of thread remove jobs: a worker that takes
+//! the front job to run it, and the queue's *timer*, which takes the front
+//! job once its deadline has passed and completes it as busy. Whichever
+//! comes first wins; the other never sees the job.
+//!
+//! Why one timer thread per queue rather than a timeout in each waiter: an
+//! event loop hands jobs in with `submit` and waits for no one, so something
+//! must be awake at the deadline to refuse the job on time; a thread per job
+//! would cost more than the job. And because every job of a queue gets the
+//! same queue wait, deadlines are in arrival order: the job at the front
+//! always has the earliest one. So the queue *is* the deadline heap, and the
+//! timer only ever sleeps until the front job's deadline. Arrivals never wake
+//! it: with an empty queue it sleeps one queue wait, and a job that arrives
+//! meanwhile has a deadline later than that wake-up.
+//!
+//! A worker that finds the queue empty spins briefly before it sleeps on the
+//! condvar, as crossbeam's channels do: under a steady stream of small jobs
+//! the next one usually arrives within microseconds, and a futex wake-up
+//! costs more than the job.
+//!
+//! A queue wait of zero means "only if a worker is free right now": the queue
+//! counts the workers waiting for a job, and a job is admitted only while
+//! there are more of them than jobs already admitted. Such a job is never
+//! refused later (a free worker is on its way to it), so there is no timer.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::done::Done;
+use super::Timing;
+use crate::error::{ApplyError, BusyReason, StartError};
+use crate::job::Job;
+use crate::stats::Stats;
+
+/// A job waiting for a worker.
+#[derive(Debug)]
+struct Waiting {
+    job: Job,
+    arrived: Instant,
+    /// Refused as busy if no worker took it by then; `None` with a queue
+    /// wait of zero.
+    deadline: Option<Instant>,
+    done: Done,
+}
+
+/// A job a worker has claimed: it is the worker's to complete.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    /// The job.
+    pub(crate) job: Job,
+    /// When it was handed in.
+    pub(crate) arrived: Instant,
+    /// The promise to report its result.
+    pub(crate) done: Done,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    jobs: VecDeque<Waiting>,
+    /// Workers blocked in [`Taker::take`] right now.
+    free_workers: usize,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    /// Wakes workers: a job arrived, or the queue closed.
+    arrived: Condvar,
+    /// Wakes the timer when the queue closes.
+    timer: Condvar,
+    capacity: usize,
+    queue_wait: Duration,
+    stats: Arc<Stats>,
+}
+
+/// The queue, its timer, and the counts that keep `queued` in the stats.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    inner: Arc<Inner>,
+    timer: Option<JoinHandle<()>>,
+}
+
+impl Queue {
+    /// An empty queue of at most `capacity` jobs that each wait at most
+    /// `queue_wait`; starts its timer thread unless `queue_wait` is zero.
+    pub(crate) fn start(
+        capacity: usize,
+        queue_wait: Duration,
+        stats: &Arc<Stats>,
+    ) -> Result<Self, StartError> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            arrived: Condvar::new(),
+            timer: Condvar::new(),
+            capacity,
+            queue_wait,
+            stats: Arc::clone(stats),
+        });
+        let timer = if queue_wait.is_zero() {
+            None
+        } else {
+            let inner = Arc::clone(&inner);
+            let handle = std::thread::Builder::new()
+                .name("offload-queue-timer".into())
+                .spawn(move || inner.expire())
+                .map_err(|e| StartError::os("could not start the queue's timer thread", e))?;
+            Some(handle)
+        };
+        Ok(Queue { inner, timer })
+    }
+
+    /// Admits `job`, or completes `done` at once as busy (full queue, or no
+    /// free worker with a queue wait of zero) or shutting down (closed).
+    pub(crate) fn push(&self, job: Job, done: Done) {
+        let inner = &*self.inner;
+        let mut state = inner.lock();
+        let refused = if state.closed {
+            Some(ApplyError::ShuttingDown { job })
+        } else if state.jobs.len() >= inner.capacity {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::QueueFull {
+                    queued: state.jobs.len(),
+                },
+            })
+        } else if inner.queue_wait.is_zero() && state.free_workers <= state.jobs.len() {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::NoneFree,
+            })
+        } else {
+            None
+        };
+        if let Some(err) = refused {
+            drop(state);
+            let timing = Timing {
+                queue_wait: Some(Duration::ZERO),
+                run: None,
+            };
+            return done.complete(Err(err), timing);
+        }
+        let arrived = Instant::now();
+        let deadline = (!inner.queue_wait.is_zero()).then(|| arrived + inner.queue_wait);
+        state.jobs.push_back(Waiting {
+            job,
+            arrived,
+            deadline,
+            done,
+        });
+        inner.count(&state);
+        drop(state);
+        inner.arrived.notify_one();
+    }
+
+    /// Workers waiting for a job now.
+    pub(crate) fn free_workers(&self) -> usize {
+        self.inner.lock().free_workers
+    }
+
+    /// A handle for a worker to take jobs with.
+    pub(crate) fn taker(&self) -> Taker {
+        Taker {
+            inner: Arc::clone(&self.inner),
+            counted_free: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Removes every waiting job and completes it with `err(job)`: for a pool
+    /// that cannot run them (its fork server died).
+    pub(crate) fn fail_all(&self, err: impl Fn(Job) -> ApplyError) {
+        let jobs: Vec<Waiting> = {
+            let mut state = self.inner.lock();
+            let jobs = state.jobs.drain(..).collect();
+            self.inner.count(&state);
+            jobs
+        };
+        for waiting in jobs {
+            let timing = Timing {
+                queue_wait: Some(waiting.arrived.elapsed()),
+                run: None,
+            };
+            waiting.done.complete(Err(err(waiting.job)), timing);
+        }
+    }
+
+    /// Takes no more jobs; the jobs still waiting complete as shutting down,
+    /// and workers blocked in [`Taker::take`] get `None`.
+    pub(crate) fn close(&self) {
+        {
+            let mut state = self.inner.lock();
+            state.closed = true;
+        }
+        self.inner.arrived.notify_all();
+        self.inner.timer.notify_all();
+        self.fail_all(|job| ApplyError::ShuttingDown { job });
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.close();
+        if let Some(timer) = self.timer.take() {
+            let _ = timer.join();
+        }
+    }
+}
+
+/// One worker's handle on the queue.
+#[derive(Debug)]
+pub(crate) struct Taker {
+    inner: Arc<Inner>,
+    /// Set by [`Taker::free_before_reply`]: the worker already counts as
+    /// free.
+    counted_free: std::cell::Cell<bool>,
+}
+
+impl Taker {
+    /// Counts this worker as free from now on, before it completes the job
+    /// it has just finished: the submitter may hand in its next job as soon
+    /// as it has the answer, and with a queue wait of zero that job must
+    /// find this worker free.
+    pub(crate) fn free_before_reply(&self) {
+        if !self.counted_free.replace(true) {
+            self.inner.lock().free_workers += 1;
+        }
+    }
+
+    /// Waits for the next job and claims it; `None` once the queue is closed.
+    /// While it waits, the worker counts as free for a queue wait of zero.
+    pub(crate) fn take(&self) -> Option<Claimed> {
+        let inner = &*self.inner;
+        let mut state = inner.lock();
+        if !self.counted_free.replace(false) {
+            state.free_workers += 1;
+        }
+        let mut spins = 0;
+        let claimed = loop {
+            if state.closed {
+                break None;
+            }
+            if let Some(waiting) = state.jobs.pop_front() {
+                break Some(waiting);
+            }
+            if spins < SPINS {
+                drop(state);
+                backoff(spins);
+                spins += 1;
+                state = inner.lock();
+                continue;
+            }
+            state = inner.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
+        };
+        state.free_workers -= 1;
+        inner.count(&state);
+        drop(state);
+        claimed.map(|waiting| Claimed {
+            job: waiting.job,
+            arrived: waiting.arrived,
+            done: waiting.done,
+        })
+    }
+}
+
+/// How many times a worker looks again before it sleeps on the condvar.
+const SPINS: u32 = 10;
+
+/// The pause before look number `spin` + 1: a few busy-wait rounds doubling
+/// in length, then giving the core away.
+fn backoff(spin: u32) {
+    if spin < 6 {
+        for _ in 0..1u32 << spin {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding this lock (callbacks run after it is
+        // released), so a poisoned lock still holds a consistent queue.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the `queued` gauge equal to the queue's length.
+    fn count(&self, state: &State) {
+        self.stats
+            .queued
+            .store(state.jobs.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The timer's life: refuse the front job at its deadline, until the
+    /// queue closes.
+    fn expire(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return;
+            }
+            let now = Instant::now();
+            // A job without a deadline (queue wait zero) never reaches the
+            // timer, which is not started then.
+            let due = state
+                .jobs
+                .front()
+                .map(|front| front.deadline.unwrap_or(now));
+            state = match due {
+                None => {
+                    self.timer
+                        .wait_timeout(state, self.queue_wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                Some(due) if due > now => {
+                    self.timer
+                        .wait_timeout(state, due - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                Some(_) => {
+                    let waiting = state.jobs.pop_front().expect("the front job is there");
+                    self.count(&state);
+                    drop(state);
+                    let timing = Timing {
+                        queue_wait: Some(waiting.arrived.elapsed()),
+                        run: None,
+                    };
+                    let busy = ApplyError::Busy {
+                        job: waiting.job,
+                        reason: BusyReason::Waited {
+                            queue_wait: self.queue_wait,
+                        },
+                    };
+                    waiting.done.complete(Err(busy), timing);
+                    self.lock()
+                }
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Answer;
+    use std::sync::mpsc;
+
+    type Results = mpsc::Receiver<(Result<Answer, ApplyError>, Instant)>;
+
+    fn queue(capacity: usize, wait: Duration) -> (Queue, Arc<Stats>) {
+        let stats = Arc::new(Stats::new());
+        (Queue::start(capacity, wait, &stats).unwrap(), stats)
+    }
+
+    fn push(queue: &Queue, stats: &Arc<Stats>, job: Job) -> Results {
+        let (tx, rx) = mpsc::channel();
+        let done = Done::new(
+            job,
+            stats,
+            Box::new(move |result| {
+                let _ = tx.send((result, Instant::now()));
+            }),
+        );
+        queue.push(job, done);
+        rx
+    }
+
+    /// A job nobody takes is refused by the timer at its deadline, and a
+    /// worker that comes later never gets it.
+    #[test]
+    fn expires_at_the_deadline() {
+        let wait = Duration::from_millis(100);
+        let (queue, stats) = queue(8, wait);
+        let pushed = Instant::now();
+        let results = push(&queue, &stats, Job::Sumn(5));
+        let (result, at) = results.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            result,
+            Err(ApplyError::Busy {
+                job: Job::Sumn(5),
+                reason: BusyReason::Waited { queue_wait: wait }
+            })
+        );
+        let took = at - pushed;
+        assert!(took >= wait && took < wait * 5, "refused after {took:?}");
+        // The queue is empty: a late worker waits instead of running it.
+        queue.close();
+        assert!(queue.taker().take().is_none());
+    }
+
+    /// A worker that takes the job first owns it: the timer does not refuse
+    /// it later.
+    #[test]
+    fn a_taken_job_is_not_expired() {
+        let (queue, stats) = queue(8, Duration::from_millis(50));
+        let results = push(&queue, &stats, Job::Sumn(3));
+        let claimed = queue.taker().take().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(
+            results.try_recv().is_err(),
+            "the timer completed a taken job"
+        );
+        claimed.done.complete(Ok(Answer::Sum(6)), Timing::default());
+        assert_eq!(results.recv().unwrap().0, Ok(Answer::Sum(6)));
+    }
+
+    /// With a queue wait of zero, a job is admitted only for a worker that
+    /// is waiting now.
+    #[test]
+    fn zero_wait_needs_a_free_worker() {
+        let (queue, stats) = queue(8, Duration::ZERO);
+        let refused = push(&queue, &stats, Job::Sumn(1));
+        assert_eq!(
+            refused.recv().unwrap().0,
+            Err(ApplyError::Busy {
+                job: Job::Sumn(1),
+                reason: BusyReason::NoneFree
+            })
+        );
+        let taker = queue.taker();
+        let worker = std::thread::spawn(move || taker.take().map(|c| c.job));
+        while queue.inner.lock().free_workers == 0 {
+            std::thread::yield_now();
+        }
+        let admitted = push(&queue, &stats, Job::Sumn(2));
+        assert_eq!(worker.join().unwrap(), Some(Job::Sumn(2)));
+        // The claimed job's promise was dropped unkept: shutting down.
+        assert!(matches!(
+            admitted.recv().unwrap().0,
+            Err(ApplyError::ShuttingDown { .. })
+        ));
+    }
+
+    /// A full queue refuses at once and says how many were waiting.
+    #[test]
+    fn full_queue_refuses_at_once() {
+        let (queue, stats) = queue(1, Duration::from_secs(5));
+        let _first = push(&queue, &stats, Job::Sumn(1));
+        let second = push(&queue, &stats, Job::Sumn(2));
+        assert_eq!(
+            second.recv().unwrap().0,
+            Err(ApplyError::Busy {
+                job: Job::Sumn(2),
+                reason: BusyReason::QueueFull { queued: 1 }
+            })
+        );
+    }
+}
