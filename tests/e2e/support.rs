@@ -180,11 +180,6 @@ impl Server {
         i32::try_from(self.child.id()).expect("pids fit in i32")
     }
 
-    /// What the server has logged so far (its stderr).
-    pub(crate) fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// The address the server listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
