@@ -10,18 +10,28 @@ use offload::{StrategyConfig, StrategyKind};
 use server::config::IoModel;
 use server::Config;
 
-/// A TCP compute server: one thread per connection, CPU-heavy work handed to
-/// the strategy chosen with --apply.
+/// A TCP compute server: a thread per connection (--io threads) or one event
+/// loop (--io events), CPU-heavy work handed to the strategy chosen with
+/// --apply.
 ///
 /// Speaks two dialects (see docs/protocol.md): the 2009 original's (send a
 /// bare number n, get the sum 1+…+n, connection closed) and a line protocol
 /// (`sumn N`, `prime N`, `sleep MS`, `ping`, `stats`, `quit`).
 #[derive(Debug, Parser)]
-#[command(name = "sumserver", version)]
+#[command(
+    name = "sumserver",
+    version,
+    after_help = "Exit status: 0 stopped cleanly (SIGINT, SIGTERM or SIGHUP, everything \
+                  answered); 1 could not start or serve; 2 bad command line; 3 stopped, \
+                  but the grace period ran out and requests were cut short (told \
+                  `ERR shutting-down`); 128+N a second signal N during the grace period \
+                  stopped it at once (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."
+)]
 pub(crate) struct Args {
-    /// Address to listen on; port 0 picks a free port (printed on the first
-    /// line of stdout).
-    #[arg(long, default_value = "127.0.0.1:10000")]
+    /// Address to listen on, HOST:PORT; a host name is resolved (its first
+    /// IPv4 address, else its first); port 0 picks a free port (printed on
+    /// the first line of stdout).
+    #[arg(long, default_value = "127.0.0.1:10000", value_parser = parse_addr)]
     addr: SocketAddr,
 
     /// Network I/O: `threads` (a blocking thread per connection) or `events`
@@ -34,7 +44,8 @@ pub(crate) struct Args {
     #[arg(long, default_value = "inline", value_parser = parse_strategy)]
     apply: StrategyKind,
 
-    /// Worker threads (threads) or processes (procs).
+    /// Worker threads (threads) or processes (procs); inline and exclusive
+    /// have no workers and take any value, 0 included.
     #[arg(long, default_value_t = default_workers())]
     workers: usize,
 
@@ -68,13 +79,16 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1024)]
     max_line: usize,
 
-    /// On SIGINT/SIGTERM, how long requests in flight may take to finish.
+    /// On SIGINT, SIGTERM or SIGHUP, how long requests in flight may take to
+    /// finish; past it they are told `ERR shutting-down` (exit status 3). A
+    /// second signal stops the server at once.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 
-    /// Log filter (error, warn, info, debug, trace, or per module); RUST_LOG
-    /// overrides it.
-    #[arg(long, default_value = "info")]
+    /// Log filter: a level (off, error, warn, info, debug, trace) or
+    /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
+    /// stderr, coloured only on a terminal and never when NO_COLOR is set.
+    #[arg(long, default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
 
     /// Every connection must begin with a PROXY protocol header (v1 or v2,
@@ -95,6 +109,29 @@ enum Io {
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Resolves `HOST:PORT`, preferring an IPv4 address (`localhost` is
+/// 127.0.0.1 as well as ::1, and IPv6 may be off).
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve {text:?} (write HOST:PORT): {err}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// Checks a log filter now, so that a bad one is a usage error.
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    server::logging::parse_filter(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| err.to_string())
 }
 
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
@@ -136,9 +173,15 @@ impl Args {
         if self.read_timeout.is_zero() {
             bail!("--read-timeout must be above zero, got {:?}", "0");
         }
+        // offload checks `workers` for every strategy; inline and exclusive
+        // have none, so the count means nothing there: any value is fine.
+        let workers = match self.apply {
+            StrategyKind::Inline | StrategyKind::Exclusive => self.workers.max(1),
+            StrategyKind::Threads | StrategyKind::Procs => self.workers,
+        };
         let strategy = StrategyConfig {
             kind: self.apply,
-            workers: self.workers,
+            workers,
             queue: self.queue,
             queue_wait: self.queue_wait,
             job_timeout: (!self.job_timeout.is_zero()).then_some(self.job_timeout),
@@ -157,6 +200,7 @@ impl Args {
             grace: self.grace,
             log_filter: self.log_level,
             accept_proxy: self.accept_proxy,
+            hidden_jobs: false,
         })
     }
 }
@@ -210,5 +254,25 @@ mod tests {
         assert!(err.to_string().contains("fibers"), "{err}");
         let err = Args::try_parse_from(["sumserver", "--grace", "soon"]).expect_err("bad");
         assert!(err.to_string().contains("\"soon\""), "{err}");
+        for filter in ["garbage", "warn=x"] {
+            let err = Args::try_parse_from(["sumserver", "--log-level", filter]).expect_err(filter);
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.to_string().contains(&format!("{filter:?}")), "{err}");
+        }
+    }
+
+    /// Host names resolve; inline and exclusive take `--workers 0`.
+    #[test]
+    fn host_names_and_workers() {
+        let config = Args::parse_from(["sumserver", "--addr", "localhost:10000"])
+            .into_config()
+            .expect("valid");
+        assert!(config.addr.ip().is_loopback(), "{}", config.addr);
+        assert_eq!(config.addr.port(), 10_000);
+        for apply in ["inline", "exclusive"] {
+            Args::parse_from(["sumserver", "--apply", apply, "--workers", "0"])
+                .into_config()
+                .expect(apply);
+        }
     }
 }

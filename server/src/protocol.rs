@@ -156,6 +156,18 @@ pub fn parse_seed(bytes: &[u8]) -> Result<Job, Reject> {
 ///
 /// A `bad-request` [`Reject`] whose detail quotes the input.
 pub fn parse_line(line: &[u8]) -> Result<Request, Reject> {
+    parse_line_as(line, false)
+}
+
+/// [`parse_line`], but with `hidden_jobs` the fault-injection jobs a test
+/// build of offload knows are requests too (the test-only binary
+/// `sumserver-faults` asks for them; `sumserver` never does, whatever
+/// features its build unified).
+///
+/// # Errors
+///
+/// As [`parse_line`].
+pub fn parse_line_as(line: &[u8], hidden_jobs: bool) -> Result<Request, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Ok(text) = std::str::from_utf8(line) else {
         return Err(Reject::bad(format!(
@@ -185,12 +197,15 @@ pub fn parse_line(line: &[u8]) -> Result<Request, Reject> {
         "quit" => return no_argument(Request::Quit),
         _ => {}
     }
-    let kind = JobKind::from_name(command).map_err(|_| {
-        Reject::bad(format!(
-            "unknown command {} (expected sumn, prime, sleep, ping, stats or quit)",
-            quote(command.as_bytes())
-        ))
-    })?;
+    let kind = JobKind::from_name(command)
+        .ok()
+        .filter(|kind| hidden_jobs || JobKind::ALL.contains(kind))
+        .ok_or_else(|| {
+            Reject::bad(format!(
+                "unknown command {} (expected sumn, prime, sleep, ping, stats or quit)",
+                quote(command.as_bytes())
+            ))
+        })?;
     let Some(argument) = argument else {
         return Err(Reject::bad(format!(
             "{kind} needs one number, as in \"{kind} 25000\"; got {}",
@@ -244,12 +259,14 @@ pub fn job_reply(result: &Result<Answer, ApplyError>) -> String {
 }
 
 /// The `stats` reply (without its newline): the strategy's statistics with
-/// the server's own connection counters and uptime.
+/// the server's own connection counters, uptime, and the log lines dropped
+/// because stderr could not keep up.
 pub fn stats_reply(
     strategy: StatsSnapshot,
     connections: ConnectionSnapshot,
     uptime: Duration,
 ) -> String {
+    let log_lines_dropped = crate::logging::dropped_lines();
     let mut value = serde_json::to_value(strategy).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
         object.insert(
@@ -257,6 +274,10 @@ pub fn stats_reply(
             serde_json::to_value(connections).unwrap_or_default(),
         );
         object.insert("uptime_s".into(), serde_json::json!(uptime.as_secs_f64()));
+        object.insert(
+            "log".into(),
+            serde_json::json!({ "dropped": log_lines_dropped }),
+        );
     }
     value.to_string()
 }

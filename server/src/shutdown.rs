@@ -1,4 +1,4 @@
-//! The shutdown signal: raised once (by SIGINT/SIGTERM in the binary, by hand
+//! The shutdown signal: raised once (by SIGINT, SIGTERM or SIGHUP in the binary, by hand
 //! in tests), seen by the accept loop through a mio `Waker` and by every
 //! connection before it starts a new request.
 //!
@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
@@ -110,6 +110,20 @@ fn stop_listening(listener: &TcpListener) {
     if let Err(err) = shutdown(listener.as_raw_fd(), How::Read) {
         tracing::warn!(%err, "could not stop listening at the shutdown signal");
     }
+}
+
+/// How long, once the grace period is over, the requests cut short have to
+/// be told `ERR shutting-down` (a job stops at its next yield point, well
+/// within this) before every connection is closed.
+pub(crate) const CUT_TIME: Duration = Duration::from_secs(1);
+
+/// How a graceful shutdown ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Requests still unanswered when the grace period ran out: each was
+    /// cut short and told `ERR shutting-down` (0 when everything finished
+    /// in time).
+    pub cut_short: usize,
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ impl Fleet {
     /// Starts server `index` again on its old port (it must have exited).
     pub(crate) fn restart(&mut self, index: usize) {
         let addr = self.servers[index].addr().to_string();
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.servers[index] = Server::start_on(&addr, self.ios[index], &self.apply, &args);
+        let mut args: Vec<&str> = vec!["--addr", &addr];
+        args.extend(self.args.iter().map(String::as_str));
+        self.servers[index] = Server::start(self.ios[index], &self.apply, &args);
     }
 }

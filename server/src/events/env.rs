@@ -21,6 +21,9 @@ pub(super) struct Completion {
     pub(super) seq: Seq,
     /// The reply line, without its terminator.
     pub(super) reply: String,
+    /// Whether the strategy cut the job short (`ShuttingDown`): it was
+    /// still running or queued when the grace period ran out.
+    pub(super) cut: bool,
 }
 
 /// What a connection needs from the reactor while it is driven.

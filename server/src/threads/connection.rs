@@ -192,8 +192,15 @@ fn serve_lines(
                 Frame::TooLong => return too_long(&mut out, max_line),
             };
             consumed += used;
-            match protocol::parse_line(line) {
-                Ok(Request::Quit) => return out.flush(),
+            match protocol::parse_line_as(line, ctx.config.hidden_jobs) {
+                Ok(Request::Quit) => {
+                    // Whatever the client sent after `quit` is unread:
+                    // closing now would reset the connection and lose the
+                    // replies above, so FIN and drain as after `too-long`.
+                    out.flush()?;
+                    close_after_reply(out.get_ref());
+                    return Ok(());
+                }
                 Ok(Request::Ping) => out.write_all(b"pong\n")?,
                 Ok(Request::Stats) => {
                     out.write_all(stats_json(ctx).as_bytes())?;
@@ -205,7 +212,10 @@ fn serve_lines(
                     out.write_all(reply.as_bytes())?;
                     out.write_all(b"\n")?;
                 }
-                Err(reject) => writeln!(out, "{reject}")?,
+                Err(reject) => {
+                    tracing::debug!(%reject, "bad request");
+                    writeln!(out, "{reject}")?;
+                }
             }
             deadline = Instant::now() + ctx.config.read_timeout;
         }

@@ -3,7 +3,8 @@
 //! client is told `ERR busy` and closed. A shutdown stops accepting at once
 //! (the signal shuts the listening socket), lets the requests in flight
 //! finish within the grace period, closes each connection once it has
-//! answered what it read, then cuts the rest.
+//! answered what it read, then cuts the rest short: their threads tell them
+//! `ERR shutting-down` before the sockets are shut.
 //!
 //! - `connection`: one connection's thread.
 
@@ -23,7 +24,7 @@ use offload::Strategy;
 use crate::accept::{is_resource_exhaustion, ACCEPT_BACKOFF};
 use crate::config::Config;
 use crate::counts::ConnectionSnapshot;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use connection::Context;
 
 const LISTENER: Token = Token(0);
@@ -127,7 +128,7 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     let mut poll = Poll::new()?;
@@ -144,7 +145,7 @@ pub fn run(
         in_flight: &in_flight,
     };
 
-    std::thread::scope(|scope| -> io::Result<()> {
+    std::thread::scope(|scope| -> io::Result<Stopped> {
         let mut events = Events::with_capacity(64);
         let mut retry_at: Option<Instant> = None;
         // When the process last ran out of resources: a burst of refusals is
@@ -215,8 +216,17 @@ pub fn run(
             );
         }
         strategy.shutdown();
+        // The jobs cut short end at their next yield point with
+        // `ShuttingDown`, and their threads write `ERR shutting-down`: let
+        // them, within a bound, before the sockets are shut.
+        let cut_deadline = Instant::now() + CUT_TIME;
+        while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < cut_deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         connections.shut_all();
-        Ok(())
+        Ok(Stopped {
+            cut_short: unfinished,
+        })
     })
 }
 
