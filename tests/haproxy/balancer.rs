@@ -89,13 +89,17 @@ impl Balancer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
         };
+        // HAProxy binds every listener, the admin socket among them, before
+        // it serves any: once the socket answers, the frontend is bound. (A
+        // probe connect would become a session on some server, and skew the
+        // tests that count them.)
         let listening = eventually(IO_TIMEOUT, || {
             if let Ok(Some(status)) = balancer.child.try_wait() {
                 panic!("haproxy exited at start ({status}):\n{}", balancer.log());
             }
-            TcpStream::connect(balancer.addr).is_ok() && balancer.dir.join("admin.sock").exists()
+            UnixStream::connect(balancer.dir.join("admin.sock")).is_ok()
         });
-        assert!(listening, "haproxy is not listening on {}", balancer.addr);
+        assert!(listening, "haproxy's admin socket does not answer");
         balancer.wait_all_up(servers.len());
         balancer
     }

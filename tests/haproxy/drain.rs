@@ -23,6 +23,11 @@ fn drained_server_finishes_its_connections_and_gets_no_new_ones() {
     );
     let balancer = &fleet.balancer;
     let current = || -> Vec<u64> { balancer.stat().values().map(|s| s.current).collect() };
+    assert!(
+        eventually(IO_TIMEOUT, || current() == [0, 0, 0]),
+        "sessions before the test: {:?}",
+        current()
+    );
 
     // One kept-alive connection on each server (leastconn).
     let mut old: Vec<Conn> = (0..3).map(|_| Conn::new(balancer.connect())).collect();
