@@ -2,7 +2,9 @@
 //! SIGTERM, and leaves no process behind when it is SIGKILLed.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -21,13 +23,22 @@ struct Script {
     /// The two sumservers and HAProxy, found under the script in `/proc`.
     tree: Vec<Proc>,
     lines: Vec<String>,
+    /// Its `--run-dir`, removed on drop.
+    run_dir: PathBuf,
 }
 
 impl Script {
     fn start() -> Script {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let run_dir = std::env::temp_dir().join(format!(
+            "ysum-haproxy-cluster-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
         let port = free_port();
         let mut child = Command::new(workspace().join("scripts/cluster"))
-            .args(["--servers", "2", "--port", &port.to_string()])
+            .args(["--servers", "2", "--port", &port.to_string(), "--run-dir"])
+            .arg(&run_dir)
             .args(["--", "--apply", "threads", "--grace", "1s"])
             .env("YSUM_SUMSERVER", env!("CARGO_BIN_EXE_sumserver"))
             .env("YSUM_HAPROXY", haproxy())
@@ -47,7 +58,12 @@ impl Script {
                 tree.push(p);
             }
         }
-        let script = Script { child, tree, lines };
+        let script = Script {
+            child,
+            tree,
+            lines,
+            run_dir,
+        };
         assert_eq!(
             script.tree.len(),
             3,
@@ -69,6 +85,7 @@ impl Script {
 impl Drop for Script {
     fn drop(&mut self) {
         bury(&self.tree);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
 
