@@ -96,6 +96,12 @@ pub(crate) struct Args {
     /// stderr, coloured only on a terminal and never when NO_COLOR is set.
     #[arg(long, default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
+
+    /// Every connection must begin with a PROXY protocol header (v1 or v2,
+    /// as HAProxy's send-proxy-v2 sends); its client address is the one
+    /// logged. A connection without one gets `ERR bad-request` and is closed.
+    #[arg(long)]
+    accept_proxy: bool,
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -212,6 +218,7 @@ impl Args {
             max_line: self.max_line,
             grace: self.grace,
             log_filter: self.log_level,
+            accept_proxy: self.accept_proxy,
             hidden_jobs: false,
         })
     }

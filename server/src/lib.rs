@@ -23,10 +23,11 @@
 //! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
 //!   <detail>` and `stats` included.
 //! - [`counts`]: the connection counters `stats` reports.
-//! - `accept`: backing off when out of descriptors; the words for
-//!   connections still queued at a shutdown.
+//! - `accept`: backing off when out of descriptors.
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
+//! - [`proxy_header`]: `--accept-proxy`, the PROXY protocol header a
+//!   balancer puts before a connection's first request.
 //! - [`shutdown`]: the [`Shutdown`] signal, and how a shutdown ended
 //!   ([`Stopped`]).
 //! - [`logging`]: log lines to stderr through a lossy queue, so that no
@@ -40,6 +41,7 @@ pub mod events;
 pub mod framing;
 pub mod logging;
 pub mod protocol;
+pub mod proxy_header;
 pub mod shutdown;
 pub mod threads;
 
@@ -74,6 +76,8 @@ pub fn run(
     strategy: &Strategy,
     shutdown: &Shutdown,
 ) -> io::Result<Stopped> {
+    // The signal stops the listening at once, whatever the I/O thread does.
+    shutdown.stop_listening_on(listener.try_clone()?);
     match config.io {
         IoModel::Threads => threads::run(listener, config, strategy, shutdown),
         IoModel::Events => events::run(listener, config, strategy, shutdown),

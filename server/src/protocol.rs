@@ -254,15 +254,6 @@ pub fn shutting_down(job: Job) -> Reject {
     )
 }
 
-/// The reply to a connection still waiting to be accepted when a shutdown
-/// begins: it is accepted only to be told, rather than reset unanswered.
-pub fn not_accepted() -> Reject {
-    Reject::new(
-        Code::ShuttingDown,
-        "the server is shutting down; nothing was read from this connection",
-    )
-}
-
 /// The reply line (without its newline) for a job's result.
 pub fn job_reply(result: &Result<Answer, ApplyError>) -> String {
     match result {
