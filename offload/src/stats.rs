@@ -17,6 +17,8 @@ use crate::buckets::LatencyBuckets;
 use crate::error::ApplyError;
 use crate::job::JobKind;
 
+pub use crate::apply::RemoteSnapshot;
+
 /// How one job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -34,10 +36,12 @@ pub(crate) enum Outcome {
     ShuttingDown,
     /// The process pool could not run it.
     PoolDown,
+    /// The broker could not be reached (`remote`).
+    Unavailable,
 }
 
 impl Outcome {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     /// The outcome that an `apply` result stands for.
     pub(crate) fn of<T>(result: &Result<T, ApplyError>) -> Outcome {
@@ -45,10 +49,13 @@ impl Outcome {
             Ok(_) => Outcome::Ok,
             Err(ApplyError::Busy { .. }) => Outcome::Busy,
             Err(ApplyError::Timeout { .. }) => Outcome::Timeout,
-            Err(ApplyError::WorkerLost { .. }) => Outcome::WorkerLost,
+            Err(ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. }) => {
+                Outcome::WorkerLost
+            }
             Err(ApplyError::JobPanicked { .. }) => Outcome::Panicked,
             Err(ApplyError::ShuttingDown { .. }) => Outcome::ShuttingDown,
             Err(ApplyError::PoolDown { .. }) => Outcome::PoolDown,
+            Err(ApplyError::Unavailable { .. }) => Outcome::Unavailable,
         }
     }
 }
@@ -143,6 +150,8 @@ pub struct KindSnapshot {
     pub shutting_down: u64,
     /// Jobs that found the process pool broken.
     pub pool_down: u64,
+    /// Jobs that could not reach the broker (`remote`).
+    pub unavailable: u64,
     /// Time from `apply` until a worker took the job, in µs.
     pub queue_wait_us: Percentiles,
     /// Time the job ran, in µs.
@@ -189,6 +198,9 @@ pub struct StatsSnapshot {
     pub queued: usize,
     /// Per job kind, by name.
     pub jobs: std::collections::BTreeMap<JobKind, KindSnapshot>,
+    /// `remote` only: the broker's side (stream, pending jobs, workers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSnapshot>,
 }
 
 impl Stats {
@@ -252,7 +264,7 @@ impl Stats {
             let stats = self.kinds[slot(kind)]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let [ok, busy, timeout, worker_lost, panicked, shutting_down, pool_down] =
+            let [ok, busy, timeout, worker_lost, panicked, shutting_down, pool_down, unavailable] =
                 stats.outcomes;
             jobs.insert(
                 kind,
@@ -264,6 +276,7 @@ impl Stats {
                     panicked,
                     shutting_down,
                     pool_down,
+                    unavailable,
                     queue_wait_us: percentiles(&stats.queue_wait),
                     run_us: percentiles(&stats.run),
                     queue_wait_buckets: LatencyBuckets::of(&stats.queue_wait),
@@ -285,6 +298,7 @@ impl Stats {
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
+            remote: None,
         }
     }
 }
@@ -298,20 +312,35 @@ pub struct StatsReader {
     stats: Arc<Stats>,
     strategy: &'static str,
     configured: usize,
+    /// `remote` only: the broker's side.
+    remote: Option<crate::apply::RemoteView>,
 }
 
 impl StatsReader {
-    pub(crate) fn new(stats: Arc<Stats>, strategy: &'static str, configured: usize) -> Self {
+    pub(crate) fn new(
+        stats: Arc<Stats>,
+        strategy: &'static str,
+        configured: usize,
+        remote: Option<crate::apply::RemoteView>,
+    ) -> Self {
         StatsReader {
             stats,
             strategy,
             configured,
+            remote,
         }
     }
 
-    /// A copy of the statistics now.
+    /// A copy of the statistics now; for `remote`, with the broker's side,
+    /// and the jobs in flight as the ones queued.
     pub fn snapshot(&self) -> StatsSnapshot {
-        self.stats.snapshot(self.strategy, self.configured)
+        let mut snapshot = self.stats.snapshot(self.strategy, self.configured);
+        if let Some(remote) = &self.remote {
+            let view = remote.snapshot();
+            snapshot.queued = view.in_flight;
+            snapshot.remote = Some(view);
+        }
+        snapshot
     }
 }
 

@@ -41,7 +41,8 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_IO", value_enum, default_value_t = Io::Threads)]
     io: Io,
 
-    /// Where jobs run: inline, exclusive, threads or procs (alias pool).
+    /// Where jobs run: inline, exclusive, threads, procs (alias pool) or
+    /// remote (sumworker processes, through --broker).
     #[arg(long, env = "YSUM_APPLY", default_value = "inline", value_parser = parse_strategy)]
     apply: StrategyKind,
 
@@ -86,11 +87,22 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_GRACE", default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 
+    /// remote only: the Redis broker, redis://HOST:PORT[/DB] (see
+    /// docs/distributed.md).
+    #[arg(long, env = "YSUM_BROKER")]
+    broker: Option<String>,
+
     /// Log filter: a level (off, error, warn, info, debug, trace) or
     /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
     /// stderr, coloured only on a terminal and never when NO_COLOR is set.
     #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
+
+    /// Every connection must begin with a PROXY protocol header (v1 or v2,
+    /// as HAProxy's send-proxy-v2 sends); its client address is the one
+    /// logged. A connection without one gets `ERR bad-request` and is closed.
+    #[arg(long, env = "YSUM_ACCEPT_PROXY")]
+    accept_proxy: bool,
 
     /// How log lines are written: `text` (for people; coloured only on a
     /// terminal) or `json` (one JSON object per line, for log collectors).
@@ -233,11 +245,23 @@ impl Args {
         if self.read_timeout.is_zero() {
             bail!("--read-timeout must be above zero, got {:?}", "0");
         }
+        match (self.apply, &self.broker) {
+            (StrategyKind::Remote, None) => {
+                bail!("--apply remote needs --broker redis://HOST:PORT")
+            }
+            (StrategyKind::Remote, Some(_)) if self.job_timeout.is_zero() => {
+                bail!("--apply remote needs a --job-timeout above zero: the deadline travels with the job")
+            }
+            (kind, Some(_)) if kind != StrategyKind::Remote => {
+                bail!("--broker is for --apply remote only, not {kind}")
+            }
+            _ => {}
+        }
         // offload checks `workers` for every strategy; inline and exclusive
         // have none, so the count means nothing there: any value is fine.
         let workers = match self.apply {
             StrategyKind::Inline | StrategyKind::Exclusive => self.workers.max(1),
-            StrategyKind::Threads | StrategyKind::Procs => self.workers,
+            StrategyKind::Threads | StrategyKind::Procs | StrategyKind::Remote => self.workers,
         };
         let strategy = StrategyConfig {
             kind: self.apply,
@@ -246,6 +270,7 @@ impl Args {
             queue_wait: self.queue_wait,
             job_timeout: (!self.job_timeout.is_zero()).then_some(self.job_timeout),
             recycle_after: (self.recycle_after != 0).then_some(self.recycle_after),
+            broker: self.broker,
         };
         Ok(Config {
             addr: self.addr,
@@ -261,6 +286,7 @@ impl Args {
             log_filter: self.log_level,
             log_format: self.log_format.into(),
             metrics: self.metrics,
+            accept_proxy: self.accept_proxy,
             hidden_jobs: false,
         })
     }
@@ -336,5 +362,30 @@ mod tests {
                 .into_config()
                 .expect(apply);
         }
+    }
+
+    /// `remote` needs a broker and a job timeout; a broker needs `remote`.
+    #[test]
+    fn remote_needs_a_broker() {
+        let config = |args: &[&str]| {
+            Args::parse_from(std::iter::once("sumserver").chain(args.iter().copied())).into_config()
+        };
+        let err = config(&["--apply", "remote"]).expect_err("no broker");
+        assert!(err.to_string().contains("--broker"), "{err}");
+        let err = config(&[
+            "--apply",
+            "remote",
+            "--broker",
+            "redis://h:1",
+            "--job-timeout",
+            "0",
+        ])
+        .expect_err("no timeout");
+        assert!(err.to_string().contains("--job-timeout"), "{err}");
+        let err = config(&["--broker", "redis://h:1"]).expect_err("not remote");
+        assert!(err.to_string().contains("inline"), "{err}");
+        let ok = config(&["--apply", "remote", "--broker", "redis://h:1/2"]).expect("valid");
+        assert_eq!(ok.strategy.kind, StrategyKind::Remote);
+        assert_eq!(ok.strategy.broker.as_deref(), Some("redis://h:1/2"));
     }
 }

@@ -56,6 +56,9 @@ pub struct Config {
     pub grace: Duration,
     /// The tracing filter (`info`, `debug`, `server=debug,offload=info`...).
     pub log_filter: String,
+    /// Every connection must start with a PROXY protocol header (v1 or v2),
+    /// whose client address is the one logged (`--accept-proxy`).
+    pub accept_proxy: bool,
     /// How log lines are written: text, or JSON lines.
     pub log_format: LogFormat,
     /// Where to serve `GET /metrics` for Prometheus; `None`: nowhere.
@@ -77,6 +80,7 @@ impl Default for Config {
             max_line: 1024,
             grace: Duration::from_secs(5),
             log_filter: "info".to_owned(),
+            accept_proxy: false,
             log_format: LogFormat::Text,
             metrics: None,
             hidden_jobs: false,

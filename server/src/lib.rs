@@ -24,12 +24,13 @@
 //!   <detail>` and `stats` included.
 //! - [`counts`]: the connection counters, one set for both models, that
 //!   `stats` and `/metrics` report.
-//! - `accept`: backing off when out of descriptors; the words for
-//!   connections still queued at a shutdown.
+//! - `accept`: backing off when out of descriptors.
 //! - `access`: the access log, one `debug` line per request (target
 //!   `access`).
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
+//! - [`proxy_header`]: `--accept-proxy`, the PROXY protocol header a
+//!   balancer puts before a connection's first request.
 //! - [`shutdown`]: the [`Shutdown`] signal, and how a shutdown ended
 //!   ([`Stopped`]).
 //! - [`logging`]: log lines to stderr through a lossy queue, so that no
@@ -48,6 +49,7 @@ pub mod framing;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod proxy_header;
 pub mod shutdown;
 pub mod threads;
 
@@ -85,6 +87,8 @@ pub fn run(
     shutdown: &Shutdown,
     counts: &ConnectionCounts,
 ) -> io::Result<Stopped> {
+    // The signal stops the listening at once, whatever the I/O thread does.
+    shutdown.stop_listening_on(listener.try_clone()?);
     match config.io {
         IoModel::Threads => threads::run(listener, config, strategy, shutdown, counts),
         IoModel::Events => events::run(listener, config, strategy, shutdown, counts),

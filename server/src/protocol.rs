@@ -50,6 +50,8 @@ pub enum Code {
     /// The worker pool has no fork server now (it died; a new one is
     /// starting): try again shortly.
     PoolDown,
+    /// `remote`: the broker cannot be reached.
+    Unavailable,
     /// Something broke inside the server (a job panicked).
     Internal,
 }
@@ -65,6 +67,7 @@ impl Code {
             Code::WorkerLost => "worker-lost",
             Code::ShuttingDown => "shutting-down",
             Code::PoolDown => "pool-down",
+            Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
     }
@@ -105,9 +108,10 @@ impl From<&ApplyError> for Reject {
         let code = match err {
             ApplyError::Busy { .. } => Code::Busy,
             ApplyError::Timeout { .. } => Code::Timeout,
-            ApplyError::WorkerLost { .. } => Code::WorkerLost,
+            ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. } => Code::WorkerLost,
             ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
             ApplyError::PoolDown { .. } => Code::PoolDown,
+            ApplyError::Unavailable { .. } => Code::Unavailable,
             ApplyError::JobPanicked { .. } => Code::Internal,
         };
         Reject::new(code, err.to_string())
@@ -250,15 +254,6 @@ pub fn shutting_down(job: Job) -> Reject {
     )
 }
 
-/// The reply to a connection still waiting to be accepted when a shutdown
-/// begins: it is accepted only to be told, rather than reset unanswered.
-pub fn not_accepted() -> Reject {
-    Reject::new(
-        Code::ShuttingDown,
-        "the server is shutting down; nothing was read from this connection",
-    )
-}
-
 /// The reply line (without its newline) for a job's result.
 pub fn job_reply(result: &Result<Answer, ApplyError>) -> String {
     match result {
@@ -367,6 +362,19 @@ mod tests {
             Reject::from(&panicked).to_string(),
             "ERR internal sumn 1 panicked: boom"
         );
+        let unavailable = ApplyError::Unavailable {
+            job: Job::Sleep(1),
+            reason: "down".into(),
+        };
+        assert_eq!(
+            Reject::from(&unavailable).to_string(),
+            "ERR unavailable sleep 1 cannot be handed out: down"
+        );
+        let remote_lost = ApplyError::RemoteWorkerLost {
+            job: Job::Sleep(1),
+            detail: "delivered 3 times".into(),
+        };
+        assert_eq!(Reject::from(&remote_lost).code.as_str(), "worker-lost");
     }
 
     /// Long inputs are quoted cut short.

@@ -29,6 +29,8 @@
 //!   `--workers 0`, no test-only job in the shipped binary.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
 //!   and the process tree going away with a SIGKILLed server.
+//! - `proxy`: `--accept-proxy`: PROXY headers v1 and v2, and connections
+//!   without one.
 //!
 //! Every socket read and every wait is bounded, so a broken server fails a
 //! test instead of hanging it.
@@ -44,6 +46,7 @@ mod pool;
 #[path = "../common/process.rs"]
 mod process;
 mod procs;
+mod proxy;
 mod quit;
 #[path = "../common/server.rs"]
 mod server;

@@ -38,6 +38,8 @@ impl Reactor<'_> {
                     return;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                // The signal shut the listening socket (`EINVAL`).
+                Err(_) if self.shutdown.is_triggered() => return,
                 Err(err) => tracing::debug!(%err, "accept failed"),
             }
         }

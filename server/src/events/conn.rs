@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
 use crate::protocol::{self, Request, SEED_READ};
+use crate::proxy_header::{self, Progress};
 
 /// Jobs one connection may have running at once. One, as in the threaded
 /// mode, where a connection's thread waits for each job before it reads the
@@ -76,7 +77,11 @@ impl Conn {
             peer: socket.peer_addr().ok(),
             socket,
             token,
-            dialect: Dialect::Unknown,
+            dialect: if config.accept_proxy {
+                Dialect::ProxyHeader
+            } else {
+                Dialect::Unknown
+            },
             input: Vec::new(),
             replies: Replies::default(),
             out: OutBuf::default(),
@@ -131,6 +136,16 @@ impl Conn {
             self.replies.move_ready(&mut self.out);
             match self.phase {
                 Phase::Open if more_lines => {}
+                // Shutting down: nothing more is read; once what was read is
+                // answered, FIN and a brief drain, so that a request sent
+                // meanwhile meets end of input rather than a reset.
+                Phase::Open if env.stopping => {
+                    if self.jobs > 0 || self.has_complete_line() {
+                        budget_spent = false;
+                        break;
+                    }
+                    self.phase = Phase::Finishing(Ending::Drain);
+                }
                 Phase::Open if self.may_read() => match self.read_some(env) {
                     Got::Data | Got::Ended => {}
                     Got::Blocked => {
@@ -209,6 +224,12 @@ impl Conn {
         // connection thread's does; the line dialect then reads in chunks.
         let mut chunk = [0u8; READ_CHUNK];
         let want = match self.dialect {
+            // Never past the header: the first read after it is the
+            // dialect's.
+            Dialect::ProxyHeader => match proxy_header::parse(&self.input) {
+                Progress::Partial { more } => more.min(READ_CHUNK),
+                _ => 1,
+            },
             Dialect::Unknown => SEED_READ,
             _ => READ_CHUNK,
         };
@@ -229,6 +250,10 @@ impl Conn {
         }
         let data = &chunk[..n];
         match self.dialect {
+            Dialect::ProxyHeader => {
+                self.input.extend_from_slice(data);
+                self.proxy_header();
+            }
             Dialect::Unknown if protocol::is_seed_dialect(data[0]) => {
                 self.dialect = Dialect::Seed;
                 let request = data.to_vec();
@@ -240,6 +265,29 @@ impl Conn {
             }
         }
         Got::Data
+    }
+
+    /// `--accept-proxy`: once the header is whole, logs the client it names
+    /// (the access log's peer from then on) and lets the first request be
+    /// read; without a valid header, `ERR
+    /// bad-request` and close.
+    fn proxy_header(&mut self) {
+        match proxy_header::parse(&self.input) {
+            Progress::Complete { client } => {
+                proxy_header::log_client(client, self.peer);
+                // The access log names the client, not the balancer.
+                self.peer = client.or(self.peer);
+                self.input.clear();
+                self.dialect = Dialect::Unknown;
+            }
+            Progress::Partial { .. } => {}
+            Progress::Invalid(reject) => {
+                tracing::debug!(%reject, "refused a connection without a PROXY header");
+                self.input.clear();
+                self.replies.push_ready(format!("{reject}\n"));
+                self.phase = Phase::Finishing(Ending::Drain);
+            }
+        }
     }
 
     /// The original's request: one number, one bare reply, close.
@@ -332,23 +380,10 @@ impl Conn {
         true
     }
 
-    /// Submits `job` with a reply slot, or refuses it when shutting down.
+    /// Submits `job` with a reply slot. A request read is run even when
+    /// shutting down: its client cannot know whether it ran.
     fn start_job(&mut self, job: Job, env: &Env<'_>) {
-        let end = if self.dialect == Dialect::Seed {
-            ""
-        } else {
-            "\n"
-        };
         let kind = job.kind().name();
-        if env.stopping {
-            let reject = protocol::shutting_down(job);
-            access::request(self.peer, kind, &reject.to_string(), Duration::ZERO);
-            self.replies.push_ready(format!("{reject}{end}"));
-            if self.dialect == Dialect::Seed {
-                self.phase = Phase::Finishing(Ending::Drain);
-            }
-            return;
-        }
         let seq = self.replies.reserve();
         self.jobs += 1;
         let token = self.token;

@@ -32,8 +32,8 @@ pub(super) struct Env<'a> {
     pub(super) strategy: &'a Strategy,
     /// The server's settings.
     pub(super) config: &'a Config,
-    /// Whether the reactor has seen the shutdown signal: jobs read from now
-    /// on are refused.
+    /// Whether the reactor has seen the shutdown signal: nothing more is
+    /// read, and each connection closes once it has answered what it read.
     pub(super) stopping: bool,
     /// Where completions go; the reactor drains it every turn.
     pub(super) completions: &'a Sender<Completion>,

@@ -14,12 +14,16 @@
 //!
 //! Limits and shutdown mirror the threaded mode (`crate::threads`): over
 //! `--max-connections` a client gets `ERR busy too many connections`; a
-//! shutdown stops accepting, lets the jobs already read finish within
-//! `--grace` (a job counts as read once the reactor has read it, so under
-//! `inline` a request that waited in its socket while the loop was stalled
-//! is refused as shutting down), then stops the strategy, keeps turning
-//! for up to `CUT_TIME` so that the jobs cut short are told `ERR
-//! shutting-down`, and closes every connection.
+//! shutdown stops accepting at once (the signal shuts the listening socket,
+//! even while the loop runs an `inline` job), answers the requests already
+//! read within `--grace` and reads nothing more (a request counts as read
+//! once the reactor has read it, so under `inline` one that waited in its
+//! socket while the loop was stalled is not answered: its connection is
+//! closed, and its client may send it again elsewhere), and closes each
+//! connection once it has answered what it read. When the grace period
+//! ends first, it stops the strategy, keeps turning for up to `CUT_TIME` so
+//! that the jobs cut short are told `ERR shutting-down`, and closes every
+//! connection.
 //!
 //! - `conn`: one connection's state and how it is driven.
 //! - `output`: reply slots kept in request order, and the write buffer.
@@ -46,7 +50,6 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
-use crate::accept::refuse_unaccepted;
 use crate::config::Config;
 use crate::counts::ConnectionCounts;
 use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
@@ -251,10 +254,12 @@ impl Reactor<'_> {
                 self.sweep(now);
             }
             if let Some(grace_ends) = self.grace_ends {
-                let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
-                if busy == 0 {
+                // Every connection closes by itself once it has answered
+                // what it read (and its FIN's brief drain is over).
+                if self.conns.is_empty() {
                     return Ok(());
                 }
+                let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
                 match self.cut_ends {
                     None if now >= grace_ends => {
                         tracing::warn!(
@@ -368,15 +373,16 @@ impl Reactor<'_> {
         }
     }
 
-    /// Stops accepting; from now on jobs read are refused, and the loop ends
-    /// once every connection is quiet or the grace period is over.
+    /// Drops the listener (the signal has already shut it); from now on
+    /// nothing more is read, each connection closes once it has answered
+    /// what it read, and the loop ends once none is left or the grace
+    /// period is over.
     fn begin_shutdown(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
-            // Connections the kernel completed but the loop had not accepted
-            // (it may have been running a job itself).
-            refuse_unaccepted(&listener);
         }
+        // Idle connections have no event coming: drive each once, now.
+        self.again.extend(self.conns.keys().copied());
         self.retry_accept_at = None;
         let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
         tracing::info!(

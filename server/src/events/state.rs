@@ -17,7 +17,9 @@ pub(super) enum Got {
 /// Which protocol the connection speaks, known after its first read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Dialect {
-    /// Nothing read yet.
+    /// `--accept-proxy`: the PROXY header comes first, read into `input`.
+    ProxyHeader,
+    /// Nothing read yet (after the PROXY header, if one is needed).
     Unknown,
     /// The 2009 original's: one number, one bare reply, close.
     Seed,

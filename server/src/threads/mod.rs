@@ -1,9 +1,10 @@
 //! `--io threads`: mio polls the listener and a waker; every accepted
 //! connection gets its own blocking thread. Over the connection limit a
-//! client is told `ERR busy` and closed. A shutdown stops accepting, lets the
-//! requests in flight finish within the grace period, then cuts the rest
-//! short: their threads tell them `ERR shutting-down` before the sockets are
-//! shut.
+//! client is told `ERR busy` and closed. A shutdown stops accepting at once
+//! (the signal shuts the listening socket), lets the requests in flight
+//! finish within the grace period, closes each connection once it has
+//! answered what it read, then cuts the rest short: their threads tell them
+//! `ERR shutting-down` before the sockets are shut.
 //!
 //! - `connection`: one connection's thread.
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
-use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
+use crate::accept::{is_resource_exhaustion, ACCEPT_BACKOFF};
 use crate::config::Config;
 use crate::counts::ConnectionCounts;
 use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
@@ -82,6 +83,15 @@ impl<'a> Connections<'a> {
     fn close(&self, id: u64) {
         if self.lock().remove(&id).is_some() {
             self.counts.closed(1);
+        }
+    }
+
+    /// Ends reading on every open socket: a thread waiting for its next
+    /// request gets end of input at once and closes its connection, while
+    /// one busy with a request still answers it (writing stays open).
+    fn stop_reading(&self) {
+        for stream in self.lock().values() {
+            let _ = stream.shutdown(SocketShutdown::Read);
         }
     }
 
@@ -170,16 +180,19 @@ pub fn run(
                         break;
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    // The signal shut the listening socket (`EINVAL`).
+                    Err(_) if shutdown.is_triggered() => break,
                     Err(err) => tracing::debug!(%err, "accept failed"),
                 }
             }
         }
 
-        // Graceful shutdown: no new connections; requests already read get
-        // `grace` to finish; newer requests get `ERR shutting-down`.
+        // Graceful shutdown: the signal has shut the listening socket; the
+        // requests already read get `grace` to finish; nothing more is read,
+        // and each connection closes once it has answered what it read.
         let _ = poll.registry().deregister(&mut listener);
-        refuse_unaccepted(&listener);
         drop(listener);
+        connections.stop_reading();
         let open = counts.snapshot().open;
         let busy = in_flight.load(Ordering::SeqCst);
         tracing::info!(open, in_flight = busy, grace = ?config.grace, "shutting down");
