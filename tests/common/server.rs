@@ -97,6 +97,9 @@ pub(crate) struct Server {
     pid: i32,
     /// Where it listens, from its first line on stdout.
     addr: SocketAddr,
+    /// Where it serves `/metrics`, from its second line, when started with
+    /// `--metrics`.
+    metrics: Option<SocketAddr>,
     /// Its stderr (the logs), printed when a test fails.
     log: PathBuf,
     /// Descendants seen so far (fork server, workers): dropping the server
@@ -158,14 +161,21 @@ impl Server {
         }
         let mut child = command.spawn().expect("spawn sumserver");
 
-        // Read the first line on a thread so that the wait is bounded, then
+        // Read the first lines on a thread so that the wait is bounded, then
         // keep draining stdout so the server never blocks on a full pipe.
+        let wanted = if launch.args.contains(&"--metrics") {
+            2
+        } else {
+            1
+        };
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (first_line, first_line_rx) = mpsc::channel();
+        let (lines, lines_rx) = mpsc::channel();
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = first_line.send(reader.read_line(&mut line).map(|_| line));
+            for _ in 0..wanted {
+                let mut line = String::new();
+                let _ = lines.send(reader.read_line(&mut line).map(|_| line));
+            }
             let _ = io::copy(&mut reader, &mut io::sink());
         });
 
@@ -174,21 +184,23 @@ impl Server {
             pid: i32::try_from(child.id()).expect("pids fit in i32"),
             child: Mutex::new(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics: None,
             log,
             seen: Mutex::new(Vec::new()),
         };
-        let line = match first_line_rx.recv_timeout(IO_TIMEOUT) {
-            Ok(Ok(line)) => line,
-            Ok(Err(err)) => panic!("reading the server's stdout: {err}"),
-            Err(_) => panic!("the server printed no line within {IO_TIMEOUT:?}"),
+        let next_address = |prefix: &str| -> SocketAddr {
+            let line = match lines_rx.recv_timeout(IO_TIMEOUT) {
+                Ok(Ok(line)) => line,
+                Ok(Err(err)) => panic!("reading the server's stdout: {err}"),
+                Err(_) => panic!("the server printed no {prefix:?} line within {IO_TIMEOUT:?}"),
+            };
+            line.trim_end()
+                .strip_prefix(prefix)
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("the server printed {line:?}, not \"{prefix}ADDR\""))
         };
-        server.addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| {
-                panic!("first line on stdout is {line:?}, not \"listening on 127.0.0.1:PORT\"")
-            });
+        server.addr = next_address("listening on ");
+        server.metrics = (wanted == 2).then(|| next_address("metrics on "));
         assert!(
             server.addr.ip().is_loopback() && server.addr.port() != 0,
             "the server listens on {}",
@@ -209,6 +221,37 @@ impl Server {
     /// The address the server listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where it serves `/metrics`.
+    ///
+    /// # Panics
+    ///
+    /// If it was started without `--metrics`.
+    pub(crate) fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.expect("the server was started with --metrics")
+    }
+
+    /// `GET /metrics`: the body of a 200 reply.
+    ///
+    /// # Panics
+    ///
+    /// On another status, or when the endpoint does not answer in time.
+    pub(crate) fn scrape(&self) -> String {
+        let mut stream = TcpStream::connect_timeout(&self.metrics_addr(), IO_TIMEOUT)
+            .expect("connect to /metrics");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .expect("ask for /metrics");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read /metrics");
+        let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(
+            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+            "{head}"
+        );
+        body.to_owned()
     }
 
     /// A new TCP connection to the server, with read and write timeouts.

@@ -13,6 +13,7 @@
 //!   both `--io` models and with `threads` and `procs` workers.
 //! - `faults`: a worker SIGKILLed or SIGSTOPped mid-job, a job that kills
 //!   every worker, no worker at all.
+//! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
 //! - `outage`: the broker killed and restarted.
 //! - `shutdown`: the server and a worker stopped under load.
 
@@ -24,6 +25,7 @@ mod answers;
 mod conn;
 mod engines;
 mod faults;
+mod metrics;
 mod outage;
 #[path = "../common/process.rs"]
 mod process;

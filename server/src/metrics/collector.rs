@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use offload::buckets::{LatencyBuckets, BUCKET_BOUNDS_US};
 use offload::stats::KindSnapshot;
+use offload::stats::RemoteSnapshot;
 use offload::StatsReader;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
@@ -171,6 +172,9 @@ impl Collector for ServerCollector {
             "Log lines dropped because stderr could not keep up.",
             crate::logging::dropped_lines(),
         )?;
+        if let Some(remote) = &stats.remote {
+            encode_remote(&mut encoder, remote)?;
+        }
         let uptime = encoder.encode_descriptor(
             "uptime",
             "Time since the server started.",
@@ -180,6 +184,88 @@ impl Collector for ServerCollector {
         ConstGauge::new(self.connections.uptime().as_secs_f64()).encode(uptime)?;
         Ok(())
     }
+}
+
+/// `--apply remote`: the broker's view, as the strategy's monitor last
+/// read it (every second or so), with this server's own counts.
+fn encode_remote(
+    encoder: &mut DescriptorEncoder,
+    remote: &RemoteSnapshot,
+) -> Result<(), std::fmt::Error> {
+    gauge(
+        encoder,
+        "remote_broker_up",
+        "1 when the broker answered the server's last look, else 0.",
+        usize::from(remote.connected),
+    )?;
+    gauge(
+        encoder,
+        "remote_jobs_in_flight",
+        "This server's jobs handed to the broker and not yet answered.",
+        remote.in_flight,
+    )?;
+    gauge(
+        encoder,
+        "remote_stream_length",
+        "Entries in the jobs stream, waiting or running, from every server.",
+        to_usize(remote.stream_length),
+    )?;
+    gauge(
+        encoder,
+        "remote_pending",
+        "Jobs delivered to a worker and not yet acknowledged.",
+        to_usize(remote.pending),
+    )?;
+    counter(
+        encoder,
+        "remote_redeliveries",
+        "Jobs taken over from a worker that stopped renewing its lease (since the broker started).",
+        remote.redeliveries,
+    )?;
+    counter(
+        encoder,
+        "remote_late_replies",
+        "Replies dropped because their job was already answered.",
+        remote.late_replies,
+    )?;
+    counter(
+        encoder,
+        "remote_resubmitted",
+        "Jobs handed out again after the broker restarted.",
+        remote.resubmitted,
+    )?;
+    gauge(
+        encoder,
+        "remote_workers",
+        "Workers (consumers) the group has seen.",
+        remote.workers.len(),
+    )?;
+    let mut pending = encoder.encode_descriptor(
+        "remote_worker_pending",
+        "Jobs delivered to this worker and not acknowledged.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for worker in &remote.workers {
+        let labels = [("worker", worker.name.as_str())];
+        ConstGauge::new(to_usize(worker.pending)).encode(pending.encode_family(&labels)?)?;
+    }
+    let mut idle = encoder.encode_descriptor(
+        "remote_worker_idle",
+        "Time since this worker last took a job or renewed a lease.",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for worker in &remote.workers {
+        let labels = [("worker", worker.name.as_str())];
+        let seconds = worker.idle_ms as f64 / 1e3;
+        ConstGauge::new(seconds).encode(idle.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 /// One latency histogram, in seconds, its buckets cumulative up to `+Inf`.
