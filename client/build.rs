@@ -8,8 +8,9 @@
 //! missing. The interpreter found is handed to the test as
 //! `YSUM_PROMETHEUS_PYTHON`.
 //!
-//! The probe runs again when `PATH` or `YSUM_REQUIRE_ENGINES` changes; after
-//! installing the package, `touch client/build.rs` to take it up.
+//! The probe runs again when `PATH` or `YSUM_REQUIRE_ENGINES` changes, or
+//! Debian's package is installed or removed; after installing it some other
+//! way, `touch client/build.rs` to take it up.
 
 use std::process::{Command, Stdio};
 
@@ -21,6 +22,10 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PATH");
     println!("cargo:rerun-if-env-changed=YSUM_REQUIRE_ENGINES");
+    // Where Debian's package lives: installing or removing it runs the
+    // probe again (a path that does not exist makes it run every build,
+    // which costs two short python3 starts).
+    println!("cargo:rerun-if-changed=/usr/lib/python3/dist-packages/prometheus_client");
     println!("cargo:rustc-check-cfg=cfg(no_prometheus_parser)");
     let required = std::env::var("YSUM_REQUIRE_ENGINES").is_ok_and(|v| v == "1");
     let found = PYTHONS.into_iter().find(|python| {
