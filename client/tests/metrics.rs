@@ -160,6 +160,8 @@ fn metrics_add_up(io: &str) {
             "worker_lost",
             "panicked",
             "shutting_down",
+            "pool_down",
+            "unavailable",
         ] {
             assert_eq!(count(outcome), 0.0, "{kind} {outcome}");
             assert_eq!(stats["jobs"][kind][outcome], 0, "{kind} {outcome}");

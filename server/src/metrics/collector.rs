@@ -37,7 +37,7 @@ type LatencyOf = fn(&KindSnapshot) -> &LatencyBuckets;
 
 /// Every job outcome, as `stats` names it, with its counter in a
 /// [`KindSnapshot`].
-const OUTCOMES: [(&str, CountOf); 7] = [
+const OUTCOMES: [(&str, CountOf); 8] = [
     ("ok", |k| k.ok),
     ("busy", |k| k.busy),
     ("timeout", |k| k.timeout),
@@ -45,6 +45,7 @@ const OUTCOMES: [(&str, CountOf); 7] = [
     ("panicked", |k| k.panicked),
     ("shutting_down", |k| k.shutting_down),
     ("pool_down", |k| k.pool_down),
+    ("unavailable", |k| k.unavailable),
 ];
 
 impl Collector for ServerCollector {
@@ -63,7 +64,7 @@ impl Collector for ServerCollector {
         let mut jobs = encoder.encode_descriptor(
             "jobs",
             "Jobs that ended, by kind and outcome (ok, busy, timeout, worker_lost, \
-             panicked, shutting_down, pool_down).",
+             panicked, shutting_down, pool_down, unavailable).",
             None,
             MetricType::Counter,
         )?;
