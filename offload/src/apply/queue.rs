@@ -14,9 +14,9 @@
 //! would cost more than the job. And because every job of a queue gets the
 //! same queue wait, deadlines are in arrival order: the job at the front
 //! always has the earliest one. So the queue *is* the deadline heap, and the
-//! timer only ever sleeps until the front job's deadline. It is woken when a
-//! job arrives in an empty queue; otherwise it is already waiting for an
-//! earlier deadline.
+//! timer only ever sleeps until the front job's deadline, or for one queue
+//! wait when the queue is empty. Arrivals never wake it: a job that arrives
+//! while it sleeps is due no earlier than its wake-up.
 //!
 //! A queue wait of zero means "only if a worker is free right now": the queue
 //! counts the workers waiting for a job, and a job is admitted only while
@@ -69,7 +69,7 @@ struct Inner {
     state: Mutex<State>,
     /// Wakes workers: a job arrived, or the queue closed.
     arrived: Condvar,
-    /// Wakes the timer: a job arrived in an empty queue, or the queue closed.
+    /// Wakes the timer when the queue closes.
     timer: Condvar,
     capacity: usize,
     queue_wait: Duration,
@@ -144,7 +144,6 @@ impl Queue {
         }
         let arrived = Instant::now();
         let deadline = (!inner.queue_wait.is_zero()).then(|| arrived + inner.queue_wait);
-        let was_empty = state.jobs.is_empty();
         state.jobs.push_back(Waiting {
             job,
             arrived,
@@ -153,10 +152,9 @@ impl Queue {
         });
         inner.count(&state);
         drop(state);
+        // The timer is not told: it wakes by itself no later than this job's
+        // deadline (see `Inner::expire`).
         inner.arrived.notify_one();
-        if was_empty {
-            inner.timer.notify_one();
-        }
     }
 
     /// Workers waiting for a job now.
@@ -290,7 +288,16 @@ impl Inner {
                 .front()
                 .map(|front| front.deadline.unwrap_or(now));
             state = match due {
-                None => self.timer.wait(state).unwrap_or_else(|p| p.into_inner()),
+                // Nothing to refuse: sleep a whole queue wait. A job that
+                // arrives meanwhile is due later than this wake-up, so an
+                // arrival never has to wake the timer (it used to, once per
+                // job into an empty queue: a context switch per tiny job).
+                None => {
+                    self.timer
+                        .wait_timeout(state, self.queue_wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
                 Some(due) if due > now => {
                     self.timer
                         .wait_timeout(state, due - now)
