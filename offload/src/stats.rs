@@ -173,6 +173,9 @@ pub struct StatsSnapshot {
     pub queued: usize,
     /// Per job kind, by name.
     pub jobs: std::collections::BTreeMap<JobKind, KindSnapshot>,
+    /// The `--inline-below` rule and the jobs it ran on the calling thread;
+    /// `None` when it is off.
+    pub inline_below: Option<crate::apply::InlineBelowSnapshot>,
 }
 
 impl Stats {
@@ -263,6 +266,7 @@ impl Stats {
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
+            inline_below: None,
         }
     }
 }

@@ -27,9 +27,11 @@
 //! the result, which reports `ShuttingDown` if it is ever dropped unkept) and
 //! whether the caller may block.
 
+mod cost;
 mod done;
 mod exclusive;
 mod inline;
+mod inline_below;
 mod procs;
 mod queue;
 mod run;
@@ -45,6 +47,10 @@ use crate::job::{Answer, Job};
 use crate::stats::{Stats, StatsSnapshot};
 
 use done::{Caller, Done};
+use inline_below::InlineBelow;
+
+pub use cost::StepCosts;
+pub use inline_below::InlineBelowSnapshot;
 
 pub use procs::fork_server_main_if_requested;
 
@@ -116,6 +122,10 @@ impl FromStr for StrategyKind {
 pub struct StrategyConfig {
     /// Which strategy.
     pub kind: StrategyKind,
+    /// Run a job on the calling thread, as `inline` would, when its
+    /// predicted run time is below this; `None` hands every job over. Only
+    /// for strategies that hand work away (not `inline`, `exclusive`).
+    pub inline_below: Option<Duration>,
     /// Worker threads or processes for `threads` and `procs`.
     pub workers: usize,
     /// How many jobs may wait for a worker at once; more are refused at once
@@ -132,10 +142,11 @@ pub struct StrategyConfig {
 
 impl StrategyConfig {
     /// The defaults: one worker per core, a queue of 256 jobs waiting at most
-    /// 5 s, jobs limited to 30 s, no recycling.
+    /// 5 s, jobs limited to 30 s, no recycling, no job run inline.
     pub fn new(kind: StrategyKind) -> Self {
         StrategyConfig {
             kind,
+            inline_below: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue: 256,
             queue_wait: Duration::from_secs(5),
@@ -194,6 +205,9 @@ enum Flavor {
 #[derive(Debug)]
 pub struct Strategy {
     flavor: Flavor,
+    /// `--inline-below`: tiny jobs run on the calling thread, before the
+    /// flavor sees them.
+    inline_below: Option<InlineBelow>,
     stats: Arc<Stats>,
     config: StrategyConfig,
 }
@@ -219,8 +233,17 @@ impl Strategy {
             StrategyKind::Threads => Flavor::Threads(threads::Threads::start(config, &stats)?),
             StrategyKind::Procs => Flavor::Procs(procs::Procs::start(config, &stats)?),
         };
+        // Inline and exclusive run every job on the caller already (and
+        // exclusive must not run one outside its lock).
+        let hands_work_away =
+            !matches!(config.kind, StrategyKind::Inline | StrategyKind::Exclusive);
+        let inline_below = config
+            .inline_below
+            .filter(|threshold| hands_work_away && !threshold.is_zero())
+            .map(|threshold| InlineBelow::start(threshold, config.job_timeout, &stats));
         Ok(Strategy {
             flavor,
+            inline_below,
             stats,
             config: config.clone(),
         })
@@ -314,6 +337,9 @@ impl Strategy {
     /// The one place that matches on the flavor to hand a job in.
     fn dispatch(&self, job: Job, caller: Caller, callback: done::Callback) {
         let done = Done::new(job, &self.stats, callback);
+        if let Some(rule) = self.inline_below.as_ref().filter(|r| r.admits(job)) {
+            return rule.run(job, done);
+        }
         match &self.flavor {
             Flavor::Inline(inline) => inline.submit(job, done),
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
@@ -328,6 +354,9 @@ impl Strategy {
     /// end of a graceful shutdown, once in-flight jobs had their grace period.
     /// Workers are reaped when the strategy is dropped.
     pub fn shutdown(&self) {
+        if let Some(rule) = &self.inline_below {
+            rule.shutdown();
+        }
         match &self.flavor {
             Flavor::Inline(inline) => inline.shutdown(),
             Flavor::Exclusive(exclusive) => exclusive.shutdown(),
@@ -353,7 +382,9 @@ impl Strategy {
             StrategyKind::Exclusive => 1,
             StrategyKind::Threads | StrategyKind::Procs => self.config.workers,
         };
-        self.stats.snapshot(self.config.kind.name(), configured)
+        let mut snapshot = self.stats.snapshot(self.config.kind.name(), configured);
+        snapshot.inline_below = self.inline_below.as_ref().map(InlineBelow::snapshot);
+        snapshot
     }
 
     /// The process ids of the worker processes alive now (empty unless
