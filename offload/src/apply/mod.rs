@@ -20,6 +20,11 @@
 //! before [`ApplyError::Timeout`]; a panic becomes [`ApplyError::JobPanicked`]
 //! for its caller alone.
 //!
+//! In front of the strategies that hand work away, an optional rule
+//! ([`StrategyConfig::inline_below`], `inline_below.rs`) runs the jobs
+//! predicted to be tiny on the caller's thread instead, since handing them
+//! over costs more than running them.
+//!
 //! Two ways in, one implementation per strategy: [`Strategy::submit`] hands a
 //! job over with a callback that is called exactly once with its result, and
 //! [`Strategy::apply`] is `submit` with a one-slot channel that the calling
@@ -304,6 +309,9 @@ impl Strategy {
     /// - `threads`: on the worker thread that ran the job.
     /// - `procs`: on the pool's runner thread that did the round trip to the
     ///   worker process, including when the job timed out or the worker died.
+    /// - with [`StrategyConfig::inline_below`], a job predicted to run below
+    ///   the threshold runs on this thread, as under `inline`, whatever the
+    ///   strategy; an event loop stalls at most that long for it.
     /// - `threads`, `procs`: a job that no worker took within the queue wait
     ///   is refused as [`ApplyError::Busy`] at that moment, on the queue's
     ///   timer thread, and never runs.
@@ -344,7 +352,7 @@ impl Strategy {
             Flavor::Inline(inline) => inline.submit(job, done),
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
             Flavor::Threads(threads) => threads.submit(job, done),
-            Flavor::Procs(procs) => procs.submit(job, done),
+            Flavor::Procs(procs) => procs.submit(job, caller, done),
         }
     }
 
