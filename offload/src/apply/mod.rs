@@ -27,8 +27,8 @@
 //!
 //! Two ways in, one implementation per strategy: [`Strategy::submit`] hands a
 //! job over with a callback that is called exactly once with its result, and
-//! [`Strategy::apply`] is `submit` with a one-slot channel that the calling
-//! thread waits on. Each flavor sees a private `Done` (the promise to report
+//! [`Strategy::apply`] is `submit` with a one-slot reply (`reply.rs`) that
+//! the calling thread waits on. Each flavor sees a private `Done` (the promise to report
 //! the result, which reports `ShuttingDown` if it is ever dropped unkept) and
 //! whether the caller may block.
 
@@ -39,6 +39,7 @@ mod inline;
 mod inline_below;
 mod procs;
 mod queue;
+mod reply;
 mod run;
 mod threads;
 
@@ -266,33 +267,26 @@ impl Strategy {
     /// [`ApplyError`] says why there is no answer: busy, timeout, worker lost,
     /// panic, shutdown.
     pub fn apply(&self, job: Job) -> Result<Answer, ApplyError> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        // Unreachable in practice, the fallback: a dropped promise still
+        // reports.
+        let (reply, answer) = reply::slot(Err(ApplyError::ShuttingDown { job }));
         let started = Instant::now();
         self.dispatch(
             job,
             Caller::Blocking,
-            Box::new(move |result| {
-                // The caller may have given up waiting; then nobody needs it.
-                let _ = reply.send(result);
-            }),
+            // The caller may have given up waiting; then nobody reads it.
+            Box::new(move |result| reply.put(result)),
         );
         let bound = self
             .config
             .job_timeout
             .map(|limit| self.config.queue_wait + limit + REPLY_SLACK);
-        let finished = match bound {
-            Some(bound) => answer.recv_timeout(bound).map_err(|e| e.is_timeout()),
-            None => answer.recv().map_err(|_| false),
-        };
-        match finished {
-            Ok(result) => result,
-            Err(true) => Err(ApplyError::Timeout {
+        answer.wait(bound).unwrap_or_else(|| {
+            Err(ApplyError::Timeout {
                 job,
                 elapsed: started.elapsed(),
-            }),
-            // Unreachable in practice: a dropped promise still reports.
-            Err(false) => Err(ApplyError::ShuttingDown { job }),
-        }
+            })
+        })
     }
 
     /// Hands `job` over without waiting for it, and calls `done` exactly once
