@@ -301,9 +301,8 @@ impl Strategy {
     ///   `exclusive` does not wait for its token: if another thread holds it,
     ///   the job is [`ApplyError::Busy`] at once.
     /// - `threads`: on the worker thread that ran the job.
-    /// - `procs`: on the pool's runner or waiter thread that waited for the
-    ///   worker process's reply, including when the job timed out or the
-    ///   worker died.
+    /// - `procs`: on the pool's runner thread that did the round trip to the
+    ///   worker process, including when the job timed out or the worker died.
     /// - with [`StrategyConfig::inline_below`], a job predicted to run below
     ///   the threshold runs on this thread, as under `inline`, whatever the
     ///   strategy; an event loop stalls at most that long for it.

@@ -157,21 +157,6 @@ impl Queue {
         inner.arrived.notify_one();
     }
 
-    /// Claims the front job if there is one, without waiting: for a worker
-    /// that has just finished a job and can start the next one at once.
-    pub(crate) fn try_take(&self) -> Option<Claimed> {
-        let inner = &*self.inner;
-        let mut state = inner.lock();
-        let waiting = state.jobs.pop_front()?;
-        inner.count(&state);
-        drop(state);
-        Some(Claimed {
-            job: waiting.job,
-            arrived: waiting.arrived,
-            done: waiting.done,
-        })
-    }
-
     /// Whether no job waits now: a hint, stale as soon as it is read.
     pub(crate) fn looks_empty(&self) -> bool {
         self.inner
@@ -252,6 +237,21 @@ impl Taker {
         if !self.counted_free.replace(true) {
             self.inner.lock().free_workers += 1;
         }
+    }
+
+    /// Claims the front job if there is one, without waiting: for a worker
+    /// that has just finished a job and can start the next one at once.
+    pub(crate) fn try_take(&self) -> Option<Claimed> {
+        let inner = &*self.inner;
+        let mut state = inner.lock();
+        let waiting = state.jobs.pop_front()?;
+        inner.count(&state);
+        drop(state);
+        Some(Claimed {
+            job: waiting.job,
+            arrived: waiting.arrived,
+            done: waiting.done,
+        })
     }
 
     /// Waits for the next job and claims it; `None` once the queue is closed.

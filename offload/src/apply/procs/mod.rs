@@ -1,14 +1,12 @@
 //! `procs` (alias `pool`): a pool of K worker processes over ipc-channel,
 //! the counterpart of the original's `multiprocessing.Pool`.
 //!
-//! A job reaches a worker one of two ways. A caller that finds a worker
-//! idle, with no job waiting and no runner waiting for a worker, takes it
-//! and sends the job on the worker's channel itself (`round_trip.rs`).
-//! Under `apply` it then blocks on the reply and completes the job's
-//! [`Done`]; under `submit` (an event loop, which must not wait) one of K
-//! *waiter* threads waits for the reply instead, woken while the job runs
-//! rather than before it starts. Every other job waits in the same [`Queue`]
-//! as `threads`, so a job no worker
+//! A job reaches a worker one of two ways. An `apply` caller that finds a
+//! worker idle, with no job waiting and no runner waiting for a worker, takes
+//! it and does the round trip on its own thread (`round_trip.rs`): send the
+//! job on the worker's channel, block on the reply, complete the job's
+//! [`Done`]. Every other job (all of `submit`'s, and `apply`'s when workers
+//! are busy) waits in the same [`Queue`] as `threads`, so a job no worker
 //! takes within the queue wait is refused at that moment by the queue's
 //! timer; K *runner* threads take jobs from it, get an idle worker within the
 //! job's queue wait, and do the round trip, then send the next waiting job
@@ -18,9 +16,8 @@
 //! runs too long is killed with its process, a worker that dies fails only
 //! its own job, and the pool replaces it.
 //!
-//! Why two paths: a hand-off to a runner and back is two thread wake-ups in
-//! a row, which cost more than a tiny job's whole round trip to the worker;
-//! but
+//! Why two paths: a hand-off to a runner and back is two thread wake-ups,
+//! which cost more than a tiny job's whole round trip to the worker; but
 //! when callers outnumber workers, a fair queue matters more, and a runner
 //! that sends the next job as soon as a worker answers keeps the workers
 //! busy while the callers it wakes are scheduled.
@@ -50,7 +47,6 @@ use ipc_channel::ipc::{IpcReceiver, IpcSender};
 
 pub use fork_server::fork_server_main_if_requested;
 use fork_server::Command;
-use round_trip::InFlight;
 use worker::WorkerReply;
 
 use super::done::{Caller, Done};
@@ -174,10 +170,6 @@ pub(crate) struct Procs {
     queue: Arc<Queue>,
     supervisor: Option<JoinHandle<()>>,
     runners: Vec<JoinHandle<()>>,
-    /// Round trips that `submit` started on the caller's thread, for a
-    /// waiter to finish; `None` once the pool is dropped.
-    in_flight: Option<Sender<(WorkerHandle, InFlight)>>,
-    waiters: Vec<JoinHandle<()>>,
 }
 
 impl Procs {
@@ -208,30 +200,20 @@ impl Procs {
         });
         let queue = Arc::new(Queue::start(config.queue, config.queue_wait, stats)?);
         let supervisor = supervisor::Supervisor::start(&shared, &queue, config.workers)?;
-        let (in_flight, started) = crossbeam_channel::unbounded();
         let mut procs = Procs {
             shared,
             queue,
             supervisor: Some(supervisor),
             runners: Vec::with_capacity(config.workers),
-            in_flight: Some(in_flight),
-            waiters: Vec::with_capacity(config.workers),
         };
         for index in 0..config.workers {
-            let (shared, queue) = (Arc::clone(&procs.shared), Arc::clone(&procs.queue));
+            let shared = Arc::clone(&procs.shared);
             let taker = procs.queue.taker();
             let runner = std::thread::Builder::new()
                 .name(format!("offload-runner-{index}"))
-                .spawn(move || shared.run_runner(&queue, &taker))
+                .spawn(move || shared.run_runner(&taker))
                 .map_err(|e| StartError::os("could not start a runner thread", e))?;
             procs.runners.push(runner);
-            let (shared, queue) = (Arc::clone(&procs.shared), Arc::clone(&procs.queue));
-            let started = started.clone();
-            let waiter = std::thread::Builder::new()
-                .name(format!("offload-waiter-{index}"))
-                .spawn(move || shared.run_waiter(&started, &queue))
-                .map_err(|e| StartError::os("could not start a waiter thread", e))?;
-            procs.waiters.push(waiter);
         }
         // Ready when every worker is idle and every runner waits for a job.
         let deadline = Instant::now() + START_WAIT;
@@ -250,11 +232,9 @@ impl Procs {
         Ok(procs)
     }
 
-    /// When a worker is idle with nobody ahead: a blocking caller does
-    /// `job`'s round trip on its own thread, a non-blocking one sends the job
-    /// to the worker itself and leaves the reply to a waiter thread.
-    /// Otherwise the job is queued for a runner. Either way `done` is
-    /// completed. Refused at once while the pool has no
+    /// Runs `job`'s round trip on this thread if the caller blocks anyway
+    /// and a worker is idle with nobody ahead; otherwise queues it for a
+    /// runner. Either completes `done`. Refused at once while the pool has no
     /// fork server, and by the queue when it is full or no worker takes the
     /// job within the queue wait.
     pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
@@ -271,29 +251,14 @@ impl Procs {
         // job waits and no runner waits for a worker: an idle worker is
         // theirs first, or a caller that came later would overtake them.
         let nobody_ahead = shared.wanting.load(Ordering::Relaxed) == 0 && self.queue.looks_empty();
-        if nobody_ahead {
-            if let Some(mut worker) = shared.idle.try_iter().find(|w| !w.end.has_ended()) {
+        if caller == Caller::Blocking && nobody_ahead {
+            if let Some(worker) = shared.idle.try_iter().find(|w| !w.end.has_ended()) {
                 let claimed = Claimed {
                     job,
                     arrived: Instant::now(),
                     done,
                 };
-                if caller == Caller::Blocking {
-                    return shared.serve_here(worker, claimed);
-                }
-                // The worker is idle, so its channel is empty and the send
-                // does not block; the waiter's wake-up overlaps the job
-                // instead of preceding it, as a runner's would.
-                match shared.send(&mut worker, claimed) {
-                    Some(flight) => {
-                        if let Some(in_flight) = &self.in_flight {
-                            // The waiters live as long as the pool.
-                            let _ = in_flight.send((worker, flight));
-                        }
-                    }
-                    None => shared.give_back(worker, None),
-                }
-                return;
+                return shared.serve_here(worker, claimed);
             }
         }
         self.queue.push(job, done);
@@ -334,9 +299,8 @@ impl Drop for Procs {
         // when the supervisor kills a lingering worker) and end, closing
         // their workers' channels.
         self.queue.close();
-        self.in_flight.take();
-        for thread in self.runners.drain(..).chain(self.waiters.drain(..)) {
-            let _ = thread.join();
+        for runner in self.runners.drain(..) {
+            let _ = runner.join();
         }
         // Idle workers' channels close here; the supervisor closes any that
         // arrive later, waits for every worker to be reported gone, and

@@ -16,16 +16,14 @@ use ipc_channel::{IpcError, TryRecvError};
 use super::fork_server::Command;
 use super::{Shared, WorkerHandle, EXIT_REPORT_WAIT, STOP_CHECK};
 use crate::apply::done::Done;
-use crossbeam_channel::Receiver;
-
-use crate::apply::queue::{Claimed, Queue, Taker};
+use crate::apply::queue::{Claimed, Taker};
 use crate::apply::Timing;
 use crate::error::{ApplyError, BusyReason};
 use crate::job::{Answer, Job};
 use crate::stats::Gauge;
 
 /// A job sent to a worker, whose reply is awaited.
-pub(super) struct InFlight {
+struct InFlight {
     job: Job,
     done: Done,
     timing: Timing,
@@ -40,41 +38,22 @@ impl Shared {
     /// on the same worker; until the queue closes. Runners hold no worker
     /// between jobs, so that an `apply` caller can take an idle worker
     /// itself (see [`Shared::serve_here`]).
-    pub(super) fn run_runner(&self, queue: &Queue, taker: &Taker) {
-        while let Some(claimed) = taker.take() {
+    pub(super) fn run_runner(&self, queue: &Taker) {
+        while let Some(claimed) = queue.take() {
             match self.next_worker(Some(claimed.arrived + self.queue_wait)) {
-                Ok(mut worker) => match self.send(&mut worker, claimed) {
-                    Some(flight) => {
-                        self.finish_then_serve_queue(worker, flight, queue, Some(taker))
-                    }
-                    None => self.give_back(worker, Some(taker)),
-                },
+                Ok(worker) => self.serve_queue(worker, claimed, queue),
                 Err(why) => self.refuse(claimed, why),
             }
         }
     }
 
-    /// One waiter: finishes the round trips that `submit` started on the
-    /// caller's thread (an event loop must not wait for the reply), until
-    /// the pool drops its end of `in_flight`.
-    pub(super) fn run_waiter(&self, in_flight: &Receiver<(WorkerHandle, InFlight)>, queue: &Queue) {
-        while let Ok((worker, flight)) = in_flight.recv() {
-            self.finish_then_serve_queue(worker, flight, queue, None);
-        }
-    }
-
-    /// Waits for `flight`'s reply on `worker`, then serves every job that is
-    /// waiting in `queue` when the previous one answers, sending each before
-    /// completing the one before it; gives the worker back once no job
-    /// waits. `runner` is the runner's handle on the queue, if a runner
-    /// calls this.
-    pub(super) fn finish_then_serve_queue(
-        &self,
-        mut worker: WorkerHandle,
-        mut flight: InFlight,
-        queue: &Queue,
-        runner: Option<&Taker>,
-    ) {
+    /// Serves `claimed` on `worker`, then every job that is waiting when the
+    /// previous one answers, sending each before completing the one before
+    /// it; gives the worker back once no job waits.
+    fn serve_queue(&self, mut worker: WorkerHandle, claimed: Claimed, queue: &Taker) {
+        let Some(mut flight) = self.send(&mut worker, claimed) else {
+            return self.give_back(worker, Some(queue));
+        };
         loop {
             let result = self.await_reply(&mut worker, &mut flight);
             let usable = self.usable(&worker, &result);
@@ -83,7 +62,7 @@ impl Shared {
             if next_flight.is_none() && usable {
                 // Back among the idle before the caller hears, so that its
                 // next job finds the worker free.
-                self.give_back(worker, runner);
+                self.give_back(worker, Some(queue));
                 flight.done.complete(result, flight.timing);
                 return;
             }
@@ -120,12 +99,12 @@ impl Shared {
             && self.recycle_after.is_none_or(|limit| worker.served < limit)
     }
 
-    /// Puts a worker back among the idle ones; from a runner, also counts
-    /// the runner as free, since it is about to wait for a job again and
-    /// with a queue wait of zero the next job may count on it.
-    pub(super) fn give_back(&self, worker: WorkerHandle, runner: Option<&Taker>) {
-        if let Some(runner) = runner {
-            runner.free_before_reply();
+    /// Puts a worker back among the idle ones; from a runner (`queue`), also
+    /// counts the runner as free, since it is about to wait for a job again
+    /// and with a queue wait of zero the next job may count on it.
+    fn give_back(&self, worker: WorkerHandle, queue: Option<&Taker>) {
+        if let Some(queue) = queue {
+            queue.free_before_reply();
         }
         let _ = self.give_back.send(worker);
     }
@@ -156,7 +135,7 @@ impl Shared {
 
     /// Sends `claimed` to `worker`; `None` if it was completed instead (the
     /// pool is stopping), the worker still usable.
-    pub(super) fn send(&self, worker: &mut WorkerHandle, claimed: Claimed) -> Option<InFlight> {
+    fn send(&self, worker: &mut WorkerHandle, claimed: Claimed) -> Option<InFlight> {
         let Claimed { job, arrived, done } = claimed;
         let timing = Timing {
             queue_wait: Some(arrived.elapsed()),
