@@ -62,7 +62,7 @@ impl StepCosts {
 /// The most trial divisions `prime n` makes: the odd divisors from 3 up to
 /// isqrt(n), none for n below 9 or even (answered before the loop).
 pub(crate) fn prime_steps(n: u64) -> u64 {
-    if n < 9 || n % 2 == 0 {
+    if n < 9 || n.is_multiple_of(2) {
         return 0;
     }
     (n.isqrt() - 1) / 2
