@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Prints the tables of docs/results.md from a results.json of scripts/bench.
 
-    scripts/tables.py results/published/results.json
-
-Every figure in those tables comes from the file given; the 2009 column is
-copied from the seed post (shared/seeds/004), whose server ran Python on a
-4-core machine.
+Every figure in those tables comes from the file given, except the Python
+2009 rows of the seed table, copied from the seed post (shared/seeds/004),
+whose server ran Python on a 4-core machine. Those rows are for 1000
+requests: they are printed only beside a run that made 1000 requests per
+point (a --quick run makes 200, and its seconds cannot stand beside them).
 """
+import argparse
 import json
 import sys
 
@@ -30,16 +31,17 @@ def points(results, workload, strategy):
     raise KeyError((workload, strategy))
 
 
-def seed_table(results):
-    print("| strategy | 1 client | 2 | 4 | 8 | |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, row in ORIGINAL.items():
-        cells = " | ".join(f"{row[c]:.2f}" for c in (1, 2, 4, 8))
-        print(f"| Python 2009: {name} | {cells} | seconds |")
+def seed_table(results, with_python):
+    print("| server | 1 client (s) | 2 (s) | 4 (s) | 8 (s) |")
+    print("|---|---:|---:|---:|---:|")
+    if with_python:
+        for name, row in ORIGINAL.items():
+            cells = " | ".join(f"{row[c]:.2f}" for c in (1, 2, 4, 8))
+            print(f"| Python 2009: {name} | {cells} |")
     for strategy in ("inline", "exclusive", "threads", "procs"):
         pts = points(results, "seed", strategy)
         cells = " | ".join(f"{pts[c]['seconds']:.3f}" for c in (1, 2, 4, 8))
-        print(f"| ysum: {strategy} | {cells} | seconds |")
+        print(f"| ysum: {strategy} | {cells} |")
 
 
 def sweep_table(results, workload, value, fmt):
@@ -51,10 +53,29 @@ def sweep_table(results, workload, value, fmt):
 
 
 def main():
-    results = json.load(open(sys.argv[1]))
-    requests = {p["requests"] for p in points(results, "seed", "inline").values()}
-    print(f"### seed: seconds for {'/'.join(map(str, sorted(requests)))} requests of sumn 25000 (the post: 1000)\n")
-    seed_table(results)
+    parser = argparse.ArgumentParser(
+        prog="scripts/tables.py",
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("results_json", help="a results.json written by scripts/bench, "
+                        "such as results/published/results.json")
+    args = parser.parse_args()
+    try:
+        with open(args.results_json, encoding="utf-8") as f:
+            results = json.load(f)
+    except (OSError, ValueError) as err:
+        parser.exit(2, f"scripts/tables.py: cannot read {args.results_json}: {err}\n")
+    requests = sorted({p["requests"] for s in ("inline", "exclusive", "threads", "procs")
+                       for p in points(results, "seed", s).values()})
+    with_python = requests == [1000]
+    counts = "/".join(map(str, requests))
+    print(f"### seed: seconds for {counts} requests of sumn 25000\n")
+    if not with_python:
+        print(f"(This run made {counts} requests per point, not the post's 1000: "
+              "the Python 2009 rows are left out.)\n")
+    seed_table(results, with_python)
     for workload in ("heavy", "tiny"):
         print(f"\n### {workload}: requests per second\n")
         sweep_table(results, workload, lambda p: p["throughput"], "{:.0f}")
@@ -62,7 +83,7 @@ def main():
         sweep_table(results, workload, lambda p: p["p99_us"], "{:.0f}")
         print(f"\n### {workload}: cores the server kept busy\n")
         sweep_table(results, workload, lambda p: p["cores_busy"], "{:.2f}")
-    print("\n### heavy: throughput ÷ the limit from the job's CPU time during each point\n")
+    print("\n### heavy: CPU ratio, throughput ÷ (lanes ÷ the job's CPU time during each point)\n")
     print("| strategy | limit | 2 clients | 4 | 8 | target | |")
     print("|---|---|---|---|---|---|---|")
     for h in results["targets"]["heavy"]:
@@ -98,4 +119,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:
+        # The reader stopped early (| head): not an error.
+        sys.stderr.close()

@@ -28,8 +28,13 @@ pub struct Config {
     /// is a closed loop: each thread sends its next request when the last
     /// is answered.
     pub rate: Option<f64>,
-    /// How long one request may take, from its start (connect included).
+    /// How long one attempt of a request may take, from its start (connect
+    /// included).
     pub timeout: Duration,
+    /// How many times a request whose connection failed before any byte of
+    /// its reply arrived (or that was answered `ERR shutting-down`) is sent
+    /// again on a new connection.
+    pub retries: u32,
 }
 
 /// How much to do after the warmup.
@@ -69,6 +74,7 @@ impl Config {
             connection: Connection::Fresh,
             rate: None,
             timeout: Duration::from_secs(10),
+            retries: 0,
         }
     }
 

@@ -14,6 +14,9 @@ use serde::Serialize;
 /// The longest `sleep` the protocol allows, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 60_000;
 
+/// The largest n the seed dialect carries: it reads at most 16 digits.
+pub const MAX_SEED_N: u64 = 9_999_999_999_999_999;
+
 /// One request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
@@ -126,10 +129,11 @@ impl Job {
     }
 
     /// The request in the seed dialect (a bare decimal n), if the seed
-    /// dialect can carry this job: only `sumn` can.
+    /// dialect can carry this job: only `sumn` can, and only up to
+    /// [`MAX_SEED_N`] (16 digits).
     pub fn seed(&self) -> Option<String> {
-        match self {
-            Job::Sumn(n) => Some(n.to_string()),
+        match *self {
+            Job::Sumn(n) if n <= MAX_SEED_N => Some(n.to_string()),
             _ => None,
         }
     }
@@ -295,6 +299,11 @@ mod tests {
     fn wire_forms() {
         assert_eq!(Job::Sumn(25_000).line(), "sumn 25000");
         assert_eq!(Job::Sumn(25_000).seed().as_deref(), Some("25000"));
+        assert_eq!(
+            Job::Sumn(MAX_SEED_N).seed().as_deref(),
+            Some("9999999999999999")
+        );
+        assert_eq!(Job::Sumn(MAX_SEED_N + 1).seed(), None, "17 digits");
         assert_eq!(Job::Prime(7).line(), "prime 7");
         assert_eq!(Job::Prime(7).seed(), None);
         assert_eq!(Job::Sleep(10).line(), "sleep 10");

@@ -21,7 +21,11 @@
 //! ```
 //!
 //! `uncorrected_latency_us` is filled in open loops (`--rate`) only; in a
-//! closed loop it would equal `latency_us`.
+//! closed loop it would equal `latency_us`. `targets` has one section per
+//! `--addr`; `retries` counts the attempts beyond the first by cause;
+//! `extra_replies` the replies no request asked for; `interrupted` says
+//! whether Ctrl-C stopped the run (then `total_requests` is the requests
+//! made).
 
 use std::collections::BTreeMap;
 
@@ -51,6 +55,14 @@ pub struct RunJson {
     pub overall: Section,
     /// Each job kind apart.
     pub kinds: BTreeMap<JobKind, Section>,
+    /// Each target address apart.
+    pub targets: BTreeMap<String, Section>,
+    /// Requests sent again, by cause.
+    pub retries: RetriesJson,
+    /// Replies that came without a request.
+    pub extra_replies: ExtraJson,
+    /// Whether Ctrl-C stopped the run early.
+    pub interrupted: bool,
     /// Connect times.
     pub connect_us: Option<Spectrum>,
     /// The warmup's counts (not in the figures).
@@ -95,8 +107,10 @@ pub struct ConfigJson {
     pub pipeline: usize,
     /// Requests per second asked, or null for a closed loop.
     pub rate: Option<f64>,
-    /// Seconds one request may take.
+    /// Seconds one attempt of a request may take.
     pub timeout_s: f64,
+    /// Attempts allowed beyond the first.
+    pub retries: u32,
 }
 
 /// A wrong answer with its request.
@@ -112,6 +126,28 @@ pub struct WrongJson {
     pub reply: String,
     /// The right answer.
     pub expected: String,
+}
+
+/// Retries, by cause.
+#[derive(Debug, Serialize)]
+pub struct RetriesJson {
+    /// `--retries`: the most attempts beyond the first.
+    pub allowed: u32,
+    /// Attempts beyond the first, in all.
+    pub total: u64,
+    /// By cause: `connect refused`, `reset`, `closed`, `ERR shutting-down`.
+    pub causes: BTreeMap<String, u64>,
+}
+
+/// Replies nobody asked for.
+#[derive(Debug, Serialize)]
+pub struct ExtraJson {
+    /// How many.
+    pub count: u64,
+    /// The server that sent the first, or null.
+    pub first_addr: Option<String>,
+    /// The first, as received, or null.
+    pub first_reply: Option<String>,
 }
 
 /// A sweep: the thread counts and a run for each.
@@ -156,6 +192,27 @@ impl RunJson {
             rate: report.rate_check(),
             overall: section(report.tally(), &stats.latency(), &stats.uncorrected()),
             kinds,
+            targets: stats
+                .targets
+                .iter()
+                .map(|(addr, seen)| {
+                    (
+                        addr.to_string(),
+                        section(seen.tally.clone(), &seen.latency, &seen.uncorrected),
+                    )
+                })
+                .collect(),
+            retries: RetriesJson {
+                allowed: report.config.retries,
+                total: stats.retries.total,
+                causes: stats.retries.causes.clone(),
+            },
+            extra_replies: ExtraJson {
+                count: stats.extra.count,
+                first_addr: stats.extra.first.as_ref().map(|(addr, _)| addr.to_string()),
+                first_reply: stats.extra.first.as_ref().map(|(_, reply)| reply.clone()),
+            },
+            interrupted: report.interrupted,
             connect_us: Spectrum::of(&stats.connect),
             warmup: stats.warmup.counts.clone(),
             first_wrong: stats.first_wrong.as_ref().map(|w| WrongJson {
@@ -190,6 +247,7 @@ impl ConfigJson {
             pipeline: config.pipeline(),
             rate: config.rate,
             timeout_s: config.timeout.as_secs_f64(),
+            retries: config.retries,
         }
     }
 }
@@ -223,6 +281,7 @@ mod tests {
             stats: Stats::default(),
             elapsed: Duration::from_millis(1500),
             send_span: Duration::ZERO,
+            interrupted: false,
         };
         let value: serde_json::Value = serde_json::from_str(&render(&report)).expect("valid");
         assert_eq!(value["total_requests"], 1000);

@@ -7,9 +7,11 @@
 //! and the first two lines of the report are the original's. Beyond that it
 //! keeps connections alive and pipelines, mixes jobs by weight, runs for a
 //! time or at a fixed rate (an open loop, with latency measured from each
-//! request's due time so that a stall is not hidden), verifies every
-//! answer, and reports percentiles from HdrHistogram as text, JSON or a
-//! `.hgrm` file.
+//! request's due time so that a stall is not hidden), retries requests the
+//! server never saw, verifies every answer and that no reply comes unasked,
+//! accounts for every planned request, and reports percentiles from
+//! HdrHistogram as text, JSON or a `.hgrm` file, overall, per job kind and
+//! per target.
 //!
 //! [`run()`] makes one run from a plain [`Config`]; the binary (`src/main.rs`)
 //! only reads the command line and prints.
@@ -24,7 +26,8 @@
 //!   loop).
 //! - [`wire`]: one request on a fresh connection, or a kept-alive
 //!   line-dialect connection.
-//! - [`outcome`]: how a request ended; I/O failures by kind.
+//! - [`outcome`]: how a request ended; I/O failures by kind, and which of
+//!   them may be retried.
 //! - [`worker`]: one client thread's loop.
 //! - [`run`](mod@run): starting the threads together and merging what they
 //!   saw.
@@ -32,10 +35,13 @@
 //! - [`report`]: the result of a run and the figures derived from it.
 //! - [`text`], [`json`], [`hgrm`], [`sweep`]: the report as text, as JSON,
 //!   as an HdrHistogram percentile file, and the table of a sweep.
-//! - [`progress`]: the live progress line on stderr.
+//! - [`progress`]: the progress bar on stderr.
+//! - [`interrupt`]: stopping a run early (Ctrl-C), with a grace for the
+//!   requests in flight.
 
 pub mod config;
 pub mod hgrm;
+pub mod interrupt;
 pub mod job;
 pub mod json;
 pub mod mix;
@@ -53,6 +59,7 @@ pub mod wire;
 pub mod worker;
 
 pub use config::{Amount, Config, Connection};
+pub use interrupt::Interrupt;
 pub use job::Job;
 pub use mix::Mix;
 pub use report::Report;

@@ -9,10 +9,11 @@ mod cli;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use client::{hgrm, json, sweep, text, Report, RunError};
+use client::{hgrm, json, sweep, text, Interrupt, Report, RunError};
 
 /// Exit status when every answer was right.
 const ALL_RIGHT: u8 = 0;
@@ -21,6 +22,8 @@ const SOME_FAILED: u8 = 1;
 /// Exit status when nothing could be measured: no connection at all, bad
 /// arguments, a report that could not be written.
 const COULD_NOT_RUN: u8 = 2;
+/// Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let plan = match cli::Args::parse().into_plan() {
@@ -39,12 +42,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Ctrl-C: the first raises `interrupt` (the run stops sending and reports
+/// what it did); a second quits at once, wiping the progress bar.
+fn on_ctrl_c(interrupt: Arc<Interrupt>) -> anyhow::Result<()> {
+    ctrlc::set_handler(move || {
+        if !interrupt.raise() {
+            if io::stderr().is_terminal() {
+                eprint!("\r\x1b[K");
+            }
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+    })
+    .context("could not install the Ctrl-C handler")
+}
+
 /// Runs the plan, prints the report, and returns the exit status.
 fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
+    // Every output file is opened before the load, so that a bad path
+    // fails at once rather than after the whole run.
+    let hgrm_out = match &plan.hgrm {
+        Some(path) => {
+            Some(File::create(path).with_context(|| format!("could not create {path:?}"))?)
+        }
+        None => None,
+    };
+    let interrupt = Arc::new(Interrupt::new());
+    on_ctrl_c(Arc::clone(&interrupt))?;
     let show_progress = io::stderr().is_terminal();
     let outcome = match &plan.sweep {
-        Some(threads) => sweep::sweep(&plan.config, threads, show_progress),
-        None => client::run(&plan.config, show_progress).map(|report| vec![report]),
+        Some(threads) => sweep::sweep(&plan.config, threads, show_progress, &interrupt),
+        None => client::run(&plan.config, show_progress, &interrupt).map(|report| vec![report]),
     };
     let reports = match outcome {
         Ok(reports) => reports,
@@ -56,6 +83,10 @@ fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
         }
         Err(err) => return Err(err).context("the run could not be made"),
     };
+    if reports.is_empty() {
+        // Interrupted before the first run of a sweep started.
+        return Ok(INTERRUPTED);
+    }
 
     let report = match (plan.json, plan.sweep.is_some()) {
         (true, true) => json::render_sweep(&reports) + "\n",
@@ -73,8 +104,7 @@ fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
         other => other.context("could not write the report")?,
     }
 
-    if let Some(path) = &plan.hgrm {
-        let file = File::create(path).with_context(|| format!("could not create {path:?}"))?;
+    if let (Some(path), Some(file)) = (&plan.hgrm, hgrm_out) {
         let mut out = BufWriter::new(file);
         hgrm::write_hgrm(&reports[0].stats.latency(), &mut out)
             .and_then(|()| out.flush())
@@ -84,15 +114,35 @@ fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
     for report in &reports {
         warn(report, plan.json || plan.sweep.is_some());
     }
+    if interrupt.raised() {
+        return Ok(INTERRUPTED);
+    }
     let all_right = reports.iter().all(Report::all_right);
     Ok(if all_right { ALL_RIGHT } else { SOME_FAILED })
 }
 
 /// Warnings on stderr: addresses given up on, an open loop short of its
-/// rate, and (when stdout does not show it) the first wrong answer.
+/// rate, and (when stdout does not show them) the first wrong answer and
+/// extra replies.
 fn warn(report: &Report, stdout_hides_wrong: bool) {
     for (addr, reason) in &report.stats.unreachable {
-        eprintln!("sumclient: cannot connect to {addr}: {reason} (its threads gave up)");
+        eprintln!(
+            "sumclient: cannot connect to {addr}: {reason} (its threads' requests are \
+             counted as errors)"
+        );
+    }
+    if let Some((addr, reply)) = report
+        .stats
+        .extra
+        .first
+        .as_ref()
+        .filter(|_| stdout_hides_wrong)
+    {
+        eprintln!(
+            "sumclient: {} extra replies that no request asked for, the first from {addr}: \
+             {reply:?}",
+            report.stats.extra.count
+        );
     }
     if let Some(rate) = report.rate_check().filter(|rate| rate.short) {
         eprintln!(

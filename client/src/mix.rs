@@ -67,6 +67,16 @@ impl Mix {
         kinds
     }
 
+    /// A request whose reply no job of the mix can have: `sumn n` for the
+    /// smallest n from 1 up that the mix does not ask for (every other job
+    /// answers a word, and distinct n have distinct sums). It ends each
+    /// kept-alive connection, so that a reply sent twice shows.
+    pub fn sentinel(&self) -> Job {
+        let taken = |n: u64| self.entries.iter().any(|&(job, _)| job == Job::Sumn(n));
+        let n = (1..).find(|&n| !taken(n)).expect("the mix is finite");
+        Job::Sumn(n)
+    }
+
     /// A picker for one thread; `offset` (the thread's index) staggers the
     /// threads so that they do not all send the same job at once.
     pub fn picker(&self, offset: usize) -> Picker {
@@ -175,6 +185,14 @@ mod tests {
         let mix: Mix = "ping,sleep:5=3,".parse().expect("valid");
         assert_eq!(mix.entries(), &[(Job::Ping, 1), (Job::Sleep(5), 3)]);
         assert_eq!(mix.kinds(), vec![JobKind::Sleep, JobKind::Ping]);
+    }
+
+    /// The sentinel is a sumn the mix never sends.
+    #[test]
+    fn sentinel_unused() {
+        assert_eq!(Mix::single(Job::Ping).sentinel(), Job::Sumn(1));
+        let mix: Mix = "sumn:1,sumn:2,prime:3".parse().expect("valid");
+        assert_eq!(mix.sentinel(), Job::Sumn(3));
     }
 
     /// Bad weights, bad jobs and empty mixes are refused, quoting the part

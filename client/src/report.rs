@@ -27,6 +27,9 @@ pub struct Report {
     /// From the end of the warmup to the actual start of the last measured
     /// request: longer than the schedule when requests went out late.
     pub send_span: Duration,
+    /// Whether Ctrl-C stopped the run early: the figures cover the requests
+    /// made until then.
+    pub interrupted: bool,
 }
 
 /// A histogram summed up, in microseconds.
@@ -92,11 +95,13 @@ impl Spectrum {
 impl Report {
     /// The original's first line: the requests planned (`threads ×
     /// (total / threads)`) for a request count, the requests measured for a
-    /// duration.
+    /// duration or an interrupted run. Each of them is counted as ok, wrong
+    /// or an error: they add up to this.
     pub fn total_requests(&self) -> u64 {
-        self.config
-            .planned_requests()
-            .unwrap_or_else(|| self.tally().counts.sent)
+        match self.config.planned_requests() {
+            Some(planned) if !self.interrupted => planned,
+            _ => self.tally().counts.sent,
+        }
     }
 
     /// The counts of the measured requests.
@@ -104,9 +109,10 @@ impl Report {
         self.stats.tally()
     }
 
-    /// Measured requests per second.
+    /// Measured requests per second (requests actually sent).
     pub fn throughput(&self) -> f64 {
-        per_second(self.tally().counts.sent, self.elapsed)
+        let counts = self.tally().counts;
+        per_second(counts.sent - counts.unsent, self.elapsed)
     }
 
     /// For an open loop, the rate asked and the rate made: the measured
@@ -114,7 +120,8 @@ impl Report {
     /// schedule spans if that is longer (requests sent on time).
     pub fn rate_check(&self) -> Option<RateCheck> {
         let target = self.config.rate?;
-        let sent = self.tally().counts.sent;
+        let counts = self.tally().counts;
+        let sent = counts.sent - counts.unsent;
         let scheduled = match self.config.amount {
             Amount::Duration(length) => length,
             Amount::Requests(_) => Duration::from_secs_f64(sent as f64 / target),
@@ -127,9 +134,10 @@ impl Report {
         })
     }
 
-    /// Whether every request, warmup included, was answered right.
+    /// Whether every request, warmup included, was answered right, and no
+    /// reply came that was not asked for.
     pub fn all_right(&self) -> bool {
-        self.tally().all_right() && self.stats.warmup.all_right()
+        self.tally().all_right() && self.stats.warmup.all_right() && self.stats.extra.count == 0
     }
 }
 
@@ -163,6 +171,40 @@ mod tests {
         assert!((s.mean - 500.5).abs() < 0.01);
     }
 
+    /// An interrupted run's total is the requests made; an extra reply or a
+    /// request never sent fails the run, and never-sent requests are not
+    /// throughput.
+    #[test]
+    fn totals_and_verdict() {
+        let mut stats = Stats::default();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let kind = stats.kinds.entry(crate::job::JobKind::Sumn).or_default();
+        for _ in 0..30 {
+            kind.tally.add(&crate::outcome::Outcome::Right);
+        }
+        let mut report = Report {
+            config: Config::seed(2),
+            stats,
+            elapsed: Duration::from_secs(1),
+            send_span: Duration::ZERO,
+            interrupted: false,
+        };
+        assert_eq!(report.total_requests(), 1000);
+        assert!(report.all_right());
+        report.interrupted = true;
+        assert_eq!(report.total_requests(), 30);
+        report.stats.extra.count = 1;
+        assert!(!report.all_right());
+        report.stats.extra.count = 0;
+        let refused = crate::outcome::Failure::new(crate::outcome::IoKind::ConnectRefused, "no");
+        report
+            .stats
+            .record_unsent(crate::job::Job::Sumn(1), addr, &refused);
+        assert!(!report.all_right());
+        assert_eq!(report.tally().counts.sent, 31);
+        assert_eq!(report.throughput(), 30.0);
+    }
+
     /// The achieved rate of a duration run is counted over the duration.
     #[test]
     fn rate_checked() {
@@ -174,6 +216,7 @@ mod tests {
             stats: Stats::default(),
             elapsed: Duration::from_millis(2100),
             send_span: Duration::ZERO,
+            interrupted: false,
         };
         let check = report.rate_check().expect("open loop");
         assert_eq!(check.achieved, 0.0);

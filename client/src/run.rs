@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Amount, Config};
+use crate::interrupt::Interrupt;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::schedule::{Limit, Pacing, Schedule};
@@ -49,8 +50,11 @@ fn unreachable_message(addrs: &[(SocketAddr, String)]) -> String {
     parts.join("; ")
 }
 
-/// Makes one run as `config` says; with `show_progress`, a live progress
-/// line goes to stderr for runs longer than about two seconds.
+/// Makes one run as `config` says; with `show_progress`, a progress bar
+/// goes to stderr (and is wiped at the end). Once `interrupt` is raised no
+/// new request is sent, the ones in flight get
+/// [`GRACE`](crate::interrupt::GRACE) to finish, and the report of what was
+/// done is returned, marked as interrupted.
 ///
 /// # Errors
 ///
@@ -61,11 +65,16 @@ fn unreachable_message(addrs: &[(SocketAddr, String)]) -> String {
 /// # Examples
 ///
 /// ```no_run
-/// let report = client::run(&client::Config::seed(4), false)?;
+/// let stop = client::Interrupt::new();
+/// let report = client::run(&client::Config::seed(4), false, &stop)?;
 /// println!("{} requests/s", report.throughput());
 /// # Ok::<(), client::RunError>(())
 /// ```
-pub fn run(config: &Config, show_progress: bool) -> Result<Report, RunError> {
+pub fn run(
+    config: &Config,
+    show_progress: bool,
+    interrupt: &Interrupt,
+) -> Result<Report, RunError> {
     check(config)?;
     let shared = Shared::default();
     let gate = Gate::default();
@@ -78,7 +87,7 @@ pub fn run(config: &Config, show_progress: bool) -> Result<Report, RunError> {
                 .stack_size(STACK_SIZE)
                 .spawn_scoped(scope, move || {
                     let start = gate.wait()?;
-                    Some(worker(config, index, start, shared).run())
+                    Some(worker(config, index, start, shared, interrupt).run())
                 });
             match spawned {
                 Ok(handle) => workers.push(handle),
@@ -94,7 +103,7 @@ pub fn run(config: &Config, show_progress: bool) -> Result<Report, RunError> {
         }
         let started = Instant::now();
         gate.release(Some(started));
-        let progress = show_progress.then(|| Progress::start(scope, &shared.finished, started));
+        let progress = Progress::start(scope, config, &shared.finished, started, show_progress);
         let mut stats = Stats::default();
         for handle in workers {
             match handle.join() {
@@ -120,6 +129,7 @@ pub fn run(config: &Config, show_progress: bool) -> Result<Report, RunError> {
         elapsed: ended.saturating_duration_since(measured_from),
         send_span,
         stats,
+        interrupted: interrupt.raised(),
     })
 }
 
@@ -150,7 +160,13 @@ fn check(config: &Config) -> Result<(), RunError> {
 }
 
 /// Thread `index`'s worker, its schedule starting at `start`.
-fn worker<'a>(config: &'a Config, index: usize, start: Instant, shared: &'a Shared) -> Worker<'a> {
+fn worker<'a>(
+    config: &'a Config,
+    index: usize,
+    start: Instant,
+    shared: &'a Shared,
+    interrupt: &'a Interrupt,
+) -> Worker<'a> {
     let measure_from = start + config.warmup;
     let limit = match config.amount {
         Amount::Requests(_) => Limit::Requests(config.requests_per_thread().unwrap_or(0)),
@@ -170,9 +186,12 @@ fn worker<'a>(config: &'a Config, index: usize, start: Instant, shared: &'a Shar
         addr: config.target(index),
         connection: config.connection,
         timeout: config.timeout,
+        retries: config.retries,
+        sentinel: config.mix.sentinel(),
         schedule: Schedule::new(pacing, measure_from, limit),
         picker: config.mix.picker(index),
         shared,
+        interrupt,
         stats: Stats::default(),
         connected_once: false,
     }

@@ -89,6 +89,15 @@ impl Schedule {
         (!done).then_some(due)
     }
 
+    /// The measured requests not yet handed out, for a request count;
+    /// `None` for a duration, which plans no number.
+    pub fn remaining_measured(&self) -> Option<u64> {
+        match self.limit {
+            Limit::Requests(n) => Some(n.saturating_sub(self.taken_measured)),
+            Limit::Until(_) => None,
+        }
+    }
+
     /// Hands out the next request, due or not, or `None` when the schedule
     /// is done.
     pub fn take(&mut self, now: Instant) -> Option<Slot> {
@@ -159,7 +168,9 @@ mod tests {
                 measured: true
             })
         );
+        assert_eq!(schedule.remaining_measured(), Some(1));
         assert!(schedule.take(now).is_some());
         assert_eq!(schedule.take(now), None);
+        assert_eq!(schedule.remaining_measured(), Some(0));
     }
 }

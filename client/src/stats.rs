@@ -1,6 +1,7 @@
 //! What one thread saw, and, once the threads' are merged, what the run
-//! saw: counts and latency histograms per job kind, connect times, the
-//! warmup's counts, the first wrong answer, addresses never reached.
+//! saw: counts and latency histograms per job kind and per target, connect
+//! times, the warmup's counts, retries and their causes, extra replies, the
+//! first wrong answer, addresses never reached.
 //!
 //! Memory stays bounded however long the run: a histogram per job kind
 //! (HdrHistogram, microseconds, three significant digits, growing only with
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::job::{Dialect, Job, JobKind};
-use crate::outcome::Outcome;
+use crate::outcome::{Failure, Outcome};
 use crate::schedule::Slot;
 use crate::tally::Tally;
 
@@ -25,6 +26,12 @@ pub const SIGFIG: u8 = 3;
 pub struct Stats {
     /// Counts and latencies per job kind (measured requests only).
     pub kinds: BTreeMap<JobKind, KindStats>,
+    /// Counts and latencies per target address (measured requests only).
+    pub targets: BTreeMap<SocketAddr, KindStats>,
+    /// Requests sent again (`--retries`), warmup included.
+    pub retries: Retries,
+    /// Replies nobody asked for, warmup included.
+    pub extra: ExtraReplies,
     /// Connect times in microseconds (measured requests only).
     pub connect: Histogram<u64>,
     /// Counts of the requests made during the warmup.
@@ -39,7 +46,26 @@ pub struct Stats {
     pub last_start: Option<Instant>,
 }
 
-/// Counts and latencies of one kind of job.
+/// Requests sent again on a new connection, by cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retries {
+    /// Attempts beyond the first, in all.
+    pub total: u64,
+    /// Attempts beyond the first, by what made the previous one fail:
+    /// `connect refused`, `reset`, `closed`, `ERR shutting-down`.
+    pub causes: BTreeMap<String, u64>,
+}
+
+/// Replies that came without a request, seen at connections' ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtraReplies {
+    /// How many.
+    pub count: u64,
+    /// The first one: the server that sent it and the reply.
+    pub first: Option<(SocketAddr, String)>,
+}
+
+/// Counts and latencies of one kind of job (or one target).
 #[derive(Debug, Clone)]
 pub struct KindStats {
     /// How the requests ended.
@@ -113,6 +139,9 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             kinds: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            retries: Retries::default(),
+            extra: ExtraReplies::default(),
             connect: histogram(),
             warmup: Tally::default(),
             first_wrong: None,
@@ -154,21 +183,49 @@ impl Stats {
             return;
         }
         self.last_start = self.last_start.max(Some(request.started));
-        let kind = self.kinds.entry(request.job.kind()).or_default();
-        kind.tally.add(&request.outcome);
-        if matches!(request.outcome, Outcome::Failed(_)) {
-            return;
-        }
         let due = request.slot.due.min(request.started);
-        record(
-            &mut kind.latency,
-            micros(request.done.saturating_duration_since(due)),
-        );
-        if open_loop {
-            record(
-                &mut kind.uncorrected,
-                micros(request.done.saturating_duration_since(request.started)),
-            );
+        let corrected = micros(request.done.saturating_duration_since(due));
+        let uncorrected = micros(request.done.saturating_duration_since(request.started));
+        let answered = !matches!(request.outcome, Outcome::Failed(_));
+        let kind = self.kinds.entry(request.job.kind()).or_default();
+        let target = self.targets.entry(request.addr).or_default();
+        for seen in [kind, target] {
+            seen.tally.add(&request.outcome);
+            if answered {
+                record(&mut seen.latency, corrected);
+                if open_loop {
+                    record(&mut seen.uncorrected, uncorrected);
+                }
+            }
+        }
+    }
+
+    /// Counts a measured request that was never sent because its thread's
+    /// target could not be reached (`failure` says why).
+    pub fn record_unsent(&mut self, job: Job, addr: SocketAddr, failure: &Failure) {
+        self.kinds
+            .entry(job.kind())
+            .or_default()
+            .tally
+            .add_unsent(failure);
+        self.targets
+            .entry(addr)
+            .or_default()
+            .tally
+            .add_unsent(failure);
+    }
+
+    /// Counts an attempt that failed for `cause` and is made again.
+    pub fn record_retry(&mut self, cause: String) {
+        self.retries.total += 1;
+        *self.retries.causes.entry(cause).or_default() += 1;
+    }
+
+    /// Counts replies from `addr` that nobody asked for.
+    pub fn record_extra(&mut self, addr: SocketAddr, extra: crate::wire::Extras) {
+        self.extra.count += extra.count;
+        if self.extra.first.is_none() {
+            self.extra.first = extra.first.map(|reply| (addr, reply));
         }
     }
 
@@ -182,10 +239,18 @@ impl Stats {
     /// Adds another thread's stats to these.
     pub fn merge(&mut self, other: Stats) {
         for (kind, theirs) in other.kinds {
-            let ours = self.kinds.entry(kind).or_default();
-            ours.tally.merge(&theirs.tally);
-            add(&mut ours.latency, &theirs.latency);
-            add(&mut ours.uncorrected, &theirs.uncorrected);
+            self.kinds.entry(kind).or_default().merge(&theirs);
+        }
+        for (addr, theirs) in other.targets {
+            self.targets.entry(addr).or_default().merge(&theirs);
+        }
+        self.retries.total += other.retries.total;
+        for (cause, n) in other.retries.causes {
+            *self.retries.causes.entry(cause).or_default() += n;
+        }
+        self.extra.count += other.extra.count;
+        if self.extra.first.is_none() {
+            self.extra.first = other.extra.first;
         }
         add(&mut self.connect, &other.connect);
         self.warmup.merge(&other.warmup);
@@ -229,6 +294,15 @@ impl Stats {
             add(&mut all, pick(kind));
         }
         all
+    }
+}
+
+impl KindStats {
+    /// Adds another set's counts and latencies to these.
+    fn merge(&mut self, theirs: &KindStats) {
+        self.tally.merge(&theirs.tally);
+        add(&mut self.latency, &theirs.latency);
+        add(&mut self.uncorrected, &theirs.uncorrected);
     }
 }
 
@@ -297,6 +371,10 @@ mod tests {
         let tally = a.tally();
         assert_eq!((tally.counts.sent, tally.counts.ok), (3, 1));
         assert_eq!(a.warmup.counts.sent, 1);
+        assert_eq!(a.targets.len(), 1);
+        let target = a.targets.values().next().expect("one target");
+        assert_eq!(target.tally.counts.sent, 3);
+        assert_eq!(target.latency.len(), 2);
         let wrong = a.first_wrong.expect("kept");
         assert_eq!(
             (wrong.request.as_str(), wrong.reply.as_str()),

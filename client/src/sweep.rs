@@ -10,11 +10,13 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
+use crate::interrupt::Interrupt;
 use crate::report::{Report, Spectrum};
 use crate::run::{run, RunError};
 use crate::text::ms;
 
-/// Runs `config` once for each thread count in `threads`, in order.
+/// Runs `config` once for each thread count in `threads`, in order; an
+/// interrupt ends the sweep after the run it stopped.
 ///
 /// # Errors
 ///
@@ -23,17 +25,20 @@ pub fn sweep(
     config: &Config,
     threads: &[usize],
     show_progress: bool,
+    interrupt: &Interrupt,
 ) -> Result<Vec<Report>, RunError> {
-    threads
-        .iter()
-        .map(|&n| {
-            let config = Config {
-                threads: n,
-                ..config.clone()
-            };
-            run(&config, show_progress)
-        })
-        .collect()
+    let mut reports = Vec::with_capacity(threads.len());
+    for &n in threads {
+        if interrupt.raised() {
+            break;
+        }
+        let config = Config {
+            threads: n,
+            ..config.clone()
+        };
+        reports.push(run(&config, show_progress, interrupt)?);
+    }
+    Ok(reports)
 }
 
 /// The sweep's table: one row per run. `errors` counts wrong answers and
@@ -77,6 +82,7 @@ mod tests {
             stats: Stats::default(),
             elapsed: Duration::from_millis(250),
             send_span: Duration::ZERO,
+            interrupted: false,
         };
         let text = render(&[report(1), report(16)]);
         let lines: Vec<&str> = text.lines().collect();

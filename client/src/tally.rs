@@ -22,6 +22,10 @@ pub struct Counts {
     pub wrong: u64,
     /// Requests that got no answer: refused by the server or failed.
     pub errors: u64,
+    /// Of the errors, requests never sent because their thread's target
+    /// could not be reached: they count in `sent` (as accounted for), not in
+    /// the throughput.
+    pub unsent: u64,
 }
 
 /// Errors by kind: I/O failures by [`IoKind`], server refusals by code.
@@ -67,9 +71,16 @@ impl Tally {
         }
     }
 
+    /// Counts a request never sent, failed as `failure` says.
+    pub fn add_unsent(&mut self, failure: &crate::outcome::Failure) {
+        self.add(&Outcome::Failed(failure.clone()));
+        self.counts.unsent += 1;
+    }
+
     /// Adds another tally to this one.
     pub fn merge(&mut self, other: &Tally) {
         self.counts.sent += other.counts.sent;
+        self.counts.unsent += other.counts.unsent;
         self.counts.ok += other.counts.ok;
         self.counts.wrong += other.counts.wrong;
         self.counts.errors += other.counts.errors;

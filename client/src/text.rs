@@ -16,7 +16,9 @@
 //!
 //! With `--rate`, the table's title says latency runs from each request's
 //! due time, and an `uncorrected` row (from its actual start) follows each
-//! row.
+//! row. With several `--addr`, a table and counts per target follow; with
+//! `--retries`, the retries by cause; extra replies and an interrupted run
+//! are said last.
 
 use std::fmt::Write as _;
 
@@ -102,6 +104,23 @@ pub fn render(report: &Report) -> String {
     }
     out.push_str(&row("connect (ms)", &stats.connect));
     let _ = writeln!(out, "errors: {}", tally.errors);
+    if report.config.retries > 0 || stats.retries.total > 0 {
+        let _ = writeln!(out, "retries: {}", retries(&stats.retries));
+    }
+    if report.config.targets.len() > 1 {
+        out.push_str(&header("by target (ms)"));
+        for (addr, seen) in &stats.targets {
+            out.push_str(&row(&format!("  {addr}"), &seen.latency));
+        }
+        for (addr, seen) in &stats.targets {
+            let k = &seen.tally.counts;
+            let _ = writeln!(
+                out,
+                "  {addr}: {} ok, {} wrong, {} errors ({})",
+                k.ok, k.wrong, k.errors, seen.tally.errors
+            );
+        }
+    }
     if stats.kinds.len() > 1 {
         for (kind, seen) in &stats.kinds {
             let k = &seen.tally.counts;
@@ -133,7 +152,47 @@ pub fn render(report: &Report) -> String {
             wrong.expected
         );
     }
+    if stats.extra.count > 0 {
+        let first = stats
+            .extra
+            .first
+            .as_ref()
+            .map_or(String::new(), |(addr, reply)| {
+                format!(", the first from {addr}: {reply:?}")
+            });
+        let _ = writeln!(
+            out,
+            "extra replies: {} that no request asked for{first}",
+            stats.extra.count
+        );
+    }
+    if report.interrupted {
+        let planned = report
+            .config
+            .planned_requests()
+            .map_or(String::new(), |planned| {
+                format!(" of the {planned} planned")
+            });
+        let _ = writeln!(
+            out,
+            "interrupted by Ctrl-C: the figures cover the {} requests made{planned}",
+            c.sent
+        );
+    }
     out
+}
+
+/// `12 (8 connect refused, 4 closed)`, or `none`.
+pub fn retries(retries: &crate::stats::Retries) -> String {
+    if retries.total == 0 {
+        return "none".to_owned();
+    }
+    let causes: Vec<String> = retries
+        .causes
+        .iter()
+        .map(|(cause, n)| format!("{n} {cause}"))
+        .collect();
+    format!("{} ({})", retries.total, causes.join(", "))
 }
 
 fn dialect_name(dialect: crate::job::Dialect) -> &'static str {
@@ -152,6 +211,17 @@ mod tests {
     fn milliseconds() {
         assert_eq!(ms(1), "0.001");
         assert_eq!(ms(1_234_567), "1234.567");
+    }
+
+    /// Retries read with their causes.
+    #[test]
+    fn retries_with_causes() {
+        let mut seen = crate::stats::Retries::default();
+        assert_eq!(retries(&seen), "none");
+        seen.total = 3;
+        seen.causes.insert("connect refused".into(), 2);
+        seen.causes.insert("ERR shutting-down".into(), 1);
+        assert_eq!(retries(&seen), "3 (1 ERR shutting-down, 2 connect refused)");
     }
 
     /// A row lines up under its header.

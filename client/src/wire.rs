@@ -2,17 +2,30 @@
 //! fresh connection in either dialect ([`fresh_exchange`]), or a persistent
 //! line-dialect connection carrying many requests ([`LineConn`]).
 //!
-//! Every wait is bounded by a deadline; nothing here can block forever.
+//! Every wait is bounded by a deadline and sliced (at most
+//! [`SLICE`] at a time) so that Ctrl-C's grace is
+//! kept: nothing here can block forever.
+//!
+//! Each connection ends with a check that the server sent nothing it was
+//! not asked for: after its reply a fresh line-dialect connection is
+//! half-closed and read to EOF, and a kept-alive one is ended by a request
+//! whose reply no other request can have ([`LineConn::end`]). Any further
+//! reply is an extra reply, which fails the run.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::job::Job;
+use crate::interrupt::{Interrupt, SLICE};
+use crate::job::{Check, Job};
 use crate::outcome::Failure;
 
 /// The longest reply accepted, in bytes; a longer one is a read failure.
 pub const MAX_REPLY: usize = 4096;
+
+/// How long a connection's end is waited for once every reply on it has
+/// arrived: a server that sends more sends it at once.
+pub const END_GRACE: Duration = Duration::from_millis(500);
 
 /// The shortest socket timeout passed to the system (zero would mean
 /// "none").
@@ -25,13 +38,34 @@ pub struct Exchange {
     pub connect: Option<Duration>,
     /// The reply (without its terminator), or why there is none.
     pub reply: Result<String, Failure>,
+    /// Replies the server sent on the connection that nobody asked for.
+    pub extra: Extras,
+}
+
+/// Replies that came on a connection beyond those asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// How many (a trailing fragment without its newline counts as one).
+    pub count: u64,
+    /// The first of them, as received.
+    pub first: Option<String>,
+}
+
+impl Extras {
+    /// Notes one extra reply.
+    fn add(&mut self, reply: &str) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(reply.to_owned());
+        }
+    }
 }
 
 /// Connects to `addr` within `timeout`, with Nagle's algorithm off.
 ///
 /// # Errors
 ///
-/// A [`Failure`] of kind connect.
+/// A [`Failure`] of kind `connect refused` or `connect`.
 pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure> {
     let stream = TcpStream::connect_timeout(&addr, timeout.max(MIN_WAIT))
         .map_err(|err| Failure::connect(&err))?;
@@ -41,9 +75,15 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Failure
 }
 
 /// One request on a new connection, finished by `deadline`: `sumn` in the
-/// seed dialect (send the bare number, read to EOF), any other job in the
-/// line dialect (send one line, read one line, close).
-pub fn fresh_exchange(addr: SocketAddr, job: &Job, deadline: Instant) -> Exchange {
+/// seed dialect when it fits (send the bare number, read to EOF), any other
+/// job in the line dialect (send one line, read one line, half-close, read
+/// to EOF to catch extra replies).
+pub fn fresh_exchange(
+    addr: SocketAddr,
+    job: &Job,
+    deadline: Instant,
+    interrupt: &Interrupt,
+) -> Exchange {
     let began = Instant::now();
     let stream = match connect(addr, deadline.saturating_duration_since(began)) {
         Ok(stream) => stream,
@@ -51,20 +91,32 @@ pub fn fresh_exchange(addr: SocketAddr, job: &Job, deadline: Instant) -> Exchang
             return Exchange {
                 connect: None,
                 reply: Err(failure),
+                extra: Extras::default(),
             }
         }
     };
     let connect = Some(began.elapsed());
+    let mut extra = Extras::default();
     let reply = match job.seed() {
-        Some(request) => seed_exchange(&stream, &request, deadline),
+        Some(request) => seed_exchange(&stream, &request, deadline, interrupt),
         None => {
             let mut conn = LineConn::new(stream);
             conn.queue(&job.line());
-            conn.flush(deadline)
-                .and_then(|()| conn.read_line(deadline)?.ok_or_else(Failure::timeout))
+            let reply = conn.flush(deadline).and_then(|()| {
+                conn.read_line(deadline, interrupt)?
+                    .ok_or_else(Failure::timeout)
+            });
+            if reply.is_ok() {
+                extra = conn.drain_to_end(Instant::now() + END_GRACE, interrupt);
+            }
+            reply
         }
     };
-    Exchange { connect, reply }
+    Exchange {
+        connect,
+        reply,
+        extra,
+    }
 }
 
 /// The original's exchange: send the decimal, read until the server closes.
@@ -72,6 +124,7 @@ fn seed_exchange(
     mut stream: &TcpStream,
     request: &str,
     deadline: Instant,
+    interrupt: &Interrupt,
 ) -> Result<String, Failure> {
     set_write_deadline(stream, deadline).map_err(|err| Failure::write(&err))?;
     stream
@@ -80,7 +133,11 @@ fn seed_exchange(
     let mut reply = Vec::new();
     let mut chunk = [0u8; 256];
     loop {
-        set_read_deadline(stream, deadline).map_err(|err| Failure::read(&err))?;
+        let wait = next_wait(deadline, interrupt)?;
+        let started = !reply.is_empty();
+        stream
+            .set_read_timeout(Some(wait))
+            .map_err(|err| Failure::read(&err).after_reply_started(started))?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
@@ -89,8 +146,8 @@ fn seed_exchange(
                     return Err(too_long());
                 }
             }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(Failure::read(&err)),
+            Err(err) if waits(&err) => {}
+            Err(err) => return Err(Failure::read(&err).after_reply_started(started)),
         }
     }
     if reply.is_empty() {
@@ -132,7 +189,7 @@ impl LineConn {
     ///
     /// # Errors
     ///
-    /// A write [`Failure`] (timeout, closed or write).
+    /// A write [`Failure`] (timeout, reset or write).
     pub fn flush(&mut self, deadline: Instant) -> Result<(), Failure> {
         if self.outgoing.is_empty() {
             return Ok(());
@@ -145,14 +202,25 @@ impl LineConn {
         Ok(())
     }
 
+    /// Whether part of a reply has arrived (bytes without their newline
+    /// yet): the request it answers is not sent again if the connection
+    /// breaks now.
+    pub fn reply_started(&self) -> bool {
+        !self.received.is_empty()
+    }
+
     /// The next reply line (without `\n` or `\r\n`), or `None` if none has
     /// arrived when `until` comes.
     ///
     /// # Errors
     ///
-    /// A [`Failure`]: the server closed the connection, the read failed, or
-    /// the line grew longer than [`MAX_REPLY`].
-    pub fn read_line(&mut self, until: Instant) -> Result<Option<String>, Failure> {
+    /// A [`Failure`]: the server closed the connection, the read failed,
+    /// the line grew longer than [`MAX_REPLY`], or Ctrl-C's grace ran out.
+    pub fn read_line(
+        &mut self,
+        until: Instant,
+        interrupt: &Interrupt,
+    ) -> Result<Option<String>, Failure> {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(end) = self.received.iter().position(|&b| b == b'\n') {
@@ -166,27 +234,101 @@ impl LineConn {
             if self.received.len() > MAX_REPLY {
                 return Err(too_long());
             }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
+            let wait = match next_wait(until, interrupt) {
+                Ok(wait) => wait,
+                Err(failure) if failure.kind == crate::outcome::IoKind::Timeout => return Ok(None),
+                Err(failure) => return Err(failure),
+            };
+            let started = self.reply_started();
             self.stream
-                .set_read_timeout(Some(left.max(MIN_WAIT)))
-                .map_err(|err| Failure::read(&err))?;
+                .set_read_timeout(Some(wait))
+                .map_err(|err| Failure::read(&err).after_reply_started(started))?;
             match (&self.stream).read(&mut chunk) {
-                Ok(0) => return Err(Failure::closed()),
+                Ok(0) => return Err(Failure::closed().after_reply_started(started)),
                 Ok(n) => self.received.extend_from_slice(&chunk[..n]),
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(err) => return Err(Failure::read(&err)),
+                Err(err) if waits(&err) => {}
+                Err(err) => return Err(Failure::read(&err).after_reply_started(started)),
             }
         }
     }
+
+    /// Ends a kept-alive connection whose requests are all answered: sends
+    /// `sentinel`, whose reply no request of the run can have, half-closes,
+    /// and reads to EOF. A reply before the sentinel's (a duplicate of an
+    /// earlier one) and anything after it are extra replies.
+    ///
+    /// Nothing here is a failure of a request: a connection that breaks or
+    /// goes silent just ends the check.
+    pub fn end(mut self, sentinel: &Job, deadline: Instant, interrupt: &Interrupt) -> Extras {
+        let mut extra = Extras::default();
+        self.queue(&sentinel.line());
+        if self.flush(deadline).is_err() {
+            return extra;
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let mut unmatched = Vec::new();
+        loop {
+            match self.read_line(deadline, interrupt) {
+                Ok(Some(line)) if sentinel.check(&line) == Check::Right => break,
+                Ok(Some(line)) => unmatched.push(line),
+                // EOF or silence before the sentinel's reply: whatever came
+                // answered nothing that was asked.
+                Ok(None) | Err(_) => {
+                    for line in &unmatched {
+                        extra.add(line);
+                    }
+                    return extra;
+                }
+            }
+        }
+        for line in &unmatched {
+            extra.add(line);
+        }
+        let rest = self.drain_to_end(Instant::now() + END_GRACE, interrupt);
+        extra.count += rest.count;
+        if extra.first.is_none() {
+            extra.first = rest.first;
+        }
+        extra
+    }
+
+    /// Half-closes and reads until EOF (or `until`): every line that
+    /// arrives, and a trailing fragment, is an extra reply.
+    fn drain_to_end(&mut self, until: Instant, interrupt: &Interrupt) -> Extras {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let mut extra = Extras::default();
+        while let Ok(Some(line)) = self.read_line(until, interrupt) {
+            extra.add(&line);
+        }
+        if !self.received.is_empty() {
+            extra.add(&String::from_utf8_lossy(&self.received));
+            self.received.clear();
+        }
+        extra
+    }
+}
+
+/// Whether a read error only means "nothing yet".
+fn waits(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// The next wait before `deadline`, at most [`SLICE`]: a timeout failure
+/// once the deadline has passed, an interrupted one once Ctrl-C's grace
+/// is over.
+fn next_wait(deadline: Instant, interrupt: &Interrupt) -> Result<Duration, Failure> {
+    let now = Instant::now();
+    if interrupt.past_cutoff(now) {
+        return Err(Failure::interrupted());
+    }
+    let left = deadline.saturating_duration_since(now);
+    if left.is_zero() {
+        return Err(Failure::timeout());
+    }
+    Ok(left.clamp(MIN_WAIT, SLICE))
 }
 
 /// A reply longer than any the protocol sends.
@@ -195,27 +337,16 @@ fn too_long() -> Failure {
         crate::outcome::IoKind::Read,
         format!("reply longer than {MAX_REPLY} bytes"),
     )
-}
-
-/// Sets the socket's read timeout to the time left before `deadline`; a
-/// deadline already passed is a timeout.
-fn set_read_deadline(stream: &TcpStream, deadline: Instant) -> io::Result<()> {
-    stream.set_read_timeout(Some(time_left(deadline)?))
+    .after_reply_started(true)
 }
 
 /// Sets the socket's write timeout to the time left before `deadline`.
 fn set_write_deadline(stream: &TcpStream, deadline: Instant) -> io::Result<()> {
-    stream.set_write_timeout(Some(time_left(deadline)?))
-}
-
-/// The time left before `deadline`, at least [`MIN_WAIT`]; a deadline
-/// already passed is a timeout error.
-fn time_left(deadline: Instant) -> io::Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::Error::from(io::ErrorKind::TimedOut));
     }
-    Ok(left.max(MIN_WAIT))
+    stream.set_write_timeout(Some(left.max(MIN_WAIT)))
 }
 
 #[cfg(test)]
@@ -241,13 +372,41 @@ mod tests {
         let stream = connect(addr, Duration::from_secs(5)).expect("connect");
         let mut conn = LineConn::new(stream);
         let soon = || Instant::now() + Duration::from_secs(5);
-        assert_eq!(conn.read_line(soon()), Ok(Some("312512500".into())));
-        assert_eq!(conn.read_line(soon()), Ok(Some("true".into())));
-        assert_eq!(conn.read_line(soon()), Ok(Some("ok".into())));
+        let go = Interrupt::new();
+        assert_eq!(conn.read_line(soon(), &go), Ok(Some("312512500".into())));
+        assert_eq!(conn.read_line(soon(), &go), Ok(Some("true".into())));
+        assert_eq!(conn.read_line(soon(), &go), Ok(Some("ok".into())));
         let brief = Instant::now() + Duration::from_millis(10);
-        assert_eq!(conn.read_line(brief), Ok(None));
-        let failure = conn.read_line(soon()).expect_err("EOF");
+        assert_eq!(conn.read_line(brief, &go), Ok(None));
+        let failure = conn.read_line(soon(), &go).expect_err("EOF");
         assert_eq!(failure.kind, crate::outcome::IoKind::Closed);
+        peer.join().expect("peer");
+    }
+
+    /// A kept-alive connection's end finds a duplicate sent before the
+    /// sentinel's reply and one sent after it; an honest peer has none.
+    #[test]
+    fn extra_replies_found_at_the_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let peer = thread::spawn(move || {
+            for dup in [true, false] {
+                let (mut stream, _) = listener.accept().expect("accept");
+                let mut request = Vec::new();
+                let _ = stream.read_to_end(&mut request);
+                assert_eq!(request, b"sumn 1\n");
+                let reply: &[u8] = if dup { b"6\n1\n1\n" } else { b"1\n" };
+                stream.write_all(reply).expect("write");
+            }
+        });
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        let go = Interrupt::new();
+        let conn = LineConn::new(connect(addr, Duration::from_secs(5)).expect("connect"));
+        let extra = conn.end(&Job::Sumn(1), deadline(), &go);
+        assert_eq!(extra.count, 2, "{extra:?}");
+        assert_eq!(extra.first.as_deref(), Some("6"));
+        let conn = LineConn::new(connect(addr, Duration::from_secs(5)).expect("connect"));
+        assert_eq!(conn.end(&Job::Sumn(1), deadline(), &go), Extras::default());
         peer.join().expect("peer");
     }
 }

@@ -4,7 +4,11 @@
 
 mod support;
 
-use support::{run_client, Server};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
+use support::{run_client, Client, Server};
 
 /// Runs the check against a server with `apply`: 4 threads, 200
 /// requests, every answer right.
@@ -152,5 +156,54 @@ fn sweep_table() {
         let columns: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(columns.len(), 7, "{line}");
         assert_eq!((columns[0], columns[1], columns[6]), (threads, "40", "0"));
+    }
+}
+
+/// With --retries, clients ride through a restart of the real server on the
+/// same port (SIGTERM, then a new server) with zero failures: requests told
+/// `ERR shutting-down`, cut by the close, or refused while no server listens
+/// are sent again. In both connection modes. (12 retries back off for about
+/// 4 s in all, room for a slow restart on a loaded machine; by hand, with
+/// release binaries, 3 were enough.)
+#[test]
+fn retries_ride_through_a_restart() {
+    for mode in [&["--keep-alive"][..], &[]] {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address").port()
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let server_args = ["--addr", addr.as_str(), "--apply", "threads"];
+        let first = Server::start_with(&server_args);
+        let mut args = vec![
+            "2",
+            "--addr",
+            &addr,
+            "--duration",
+            "4s",
+            "--job",
+            "sleep:5",
+            "--retries",
+            "12",
+            "--json",
+        ];
+        args.extend_from_slice(mode);
+        let client = Client::start(&args);
+        thread::sleep(Duration::from_millis(1000));
+        let status = first.terminate();
+        assert!(status.success(), "{status:?}");
+        let second = Server::start_with(&server_args);
+        let run = client.finish();
+        drop(second);
+        assert_eq!(run.code(), 0, "{mode:?}: {run:?}");
+        let json = run.json();
+        let counts = &json["overall"]["counts"];
+        assert_eq!(counts["errors"], 0, "{mode:?}: {json}");
+        assert_eq!(counts["wrong"], 0, "{mode:?}: {json}");
+        assert!(counts["ok"].as_u64() > Some(100), "{mode:?}: {json}");
+        assert!(
+            json["retries"]["total"].as_u64() > Some(0),
+            "{mode:?}: the restart caused no retry: {json}"
+        );
     }
 }

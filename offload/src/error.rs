@@ -82,7 +82,8 @@ pub enum ApplyError {
     },
     /// The process pool has no fork server (it died and its replacement is
     /// starting), so the job cannot run now. Refused at once, not after the
-    /// queue wait.
+    /// queue wait. Also the answer, should it ever happen, when a worker's
+    /// reply cannot be read (the worker is then retired).
     #[error("{job} cannot run: {reason}")]
     PoolDown {
         /// The job that could not run.

@@ -144,8 +144,7 @@ pub fn parse_seed(bytes: &[u8]) -> Result<Job, Reject> {
         }
     }
     Err(Reject::bad(format!(
-        "expected a decimal number up to {}, got {}",
-        u64::MAX,
+        "expected a decimal number of at most {SEED_READ} digits, got {}",
         quote(bytes)
     )))
 }

@@ -67,15 +67,22 @@ impl Server {
     /// Starts `sumserver --addr 127.0.0.1:0 --apply <apply>` and waits for
     /// its `listening on ADDR` line.
     pub(crate) fn start(apply: &str) -> Server {
+        Server::start_with(&["--apply", apply])
+    }
+
+    /// Starts `sumserver --addr 127.0.0.1:0 --log-level warn <args>` (no
+    /// `--addr` of its own when `args` has one) and waits for its `listening
+    /// on ADDR` line.
+    pub(crate) fn start_with(args: &[&str]) -> Server {
+        let own_addr: &[&str] = if args.contains(&"--addr") {
+            &[]
+        } else {
+            &["--addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(sumserver_path())
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--apply",
-                apply,
-                "--log-level",
-                "warn",
-            ])
+            .args(own_addr)
+            .args(["--log-level", "warn"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -109,6 +116,24 @@ impl Server {
     pub(crate) fn addr(&self) -> String {
         self.addr.to_string()
     }
+
+    /// Sends SIGTERM (a graceful shutdown) and waits for the exit, at most
+    /// [`DEADLINE`].
+    pub(crate) fn terminate(mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.0.id()).expect("a pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait for sumserver") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sumserver still running after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// What a `sumclient` run printed, and how it ended.
@@ -139,31 +164,68 @@ impl Run {
 
 /// Runs `sumclient <args>` to its end, killing it after [`DEADLINE`].
 pub(crate) fn run_client(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sumclient"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sumclient");
-    let stdout = drain(child.stdout.take().expect("piped"));
-    let stderr = drain(child.stderr.take().expect("piped"));
-    let mut child = Reaped(child);
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for sumclient") {
-            break status;
+    Client::start(args).finish()
+}
+
+/// A `sumclient` process still running, its output read on threads; killed
+/// and reaped if dropped before [`Client::finish`].
+#[derive(Debug)]
+pub(crate) struct Client {
+    /// The process.
+    child: Reaped,
+    /// Its arguments, for messages.
+    args: Vec<String>,
+    /// Reading its stdout to the end.
+    stdout: JoinHandle<String>,
+    /// Reading its stderr to the end.
+    stderr: JoinHandle<String>,
+}
+
+impl Client {
+    /// Starts `sumclient <args>`, stdin closed, stdout and stderr piped
+    /// (so stderr is not a terminal).
+    pub(crate) fn start(args: &[&str]) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sumclient"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sumclient");
+        let stdout = drain(child.stdout.take().expect("piped"));
+        let stderr = drain(child.stderr.take().expect("piped"));
+        Client {
+            child: Reaped(child),
+            args: args.iter().map(ToString::to_string).collect(),
+            stdout,
+            stderr,
         }
-        assert!(
-            Instant::now() < deadline,
-            "sumclient {args:?} still running after {DEADLINE:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Waits for its end, at most [`DEADLINE`].
+    pub(crate) fn finish(mut self) -> Run {
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait for sumclient") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sumclient {:?} still running after {DEADLINE:?}",
+                self.args
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        Run {
+            status,
+            stdout: self.stdout.join().expect("stdout reader"),
+            stderr: self.stderr.join().expect("stderr reader"),
+        }
     }
 }
 
@@ -234,6 +296,36 @@ impl Drop for FakeServer {
             let _ = thread.join();
         }
     }
+}
+
+/// Reads `(OK ok, WRONG wrong, ERRORS errors)` and the first line's total
+/// from a text report, and checks they add up.
+pub(crate) fn counts_add_up(stdout: &str) -> (u64, u64, u64) {
+    let total: u64 = stdout
+        .lines()
+        .next()
+        .and_then(|line| line.strip_suffix(" total requests"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no total on the first line: {stdout}"));
+    let inside = stdout
+        .split_once("requests/s (")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(inside, _)| inside)
+        .unwrap_or_else(|| panic!("no counts: {stdout}"));
+    let numbers: Vec<u64> = inside
+        .split(", ")
+        .map(|part| {
+            part.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("bad count {part:?}: {stdout}"))
+        })
+        .collect();
+    let [ok, wrong, errors] = numbers[..] else {
+        panic!("not three counts: {stdout}")
+    };
+    assert_eq!(ok + wrong + errors, total, "counts do not add up: {stdout}");
+    (ok, wrong, errors)
 }
 
 /// The sum 1 + … + n, as a server must answer it.

@@ -137,7 +137,9 @@ pub struct StrategyConfig {
     /// How many jobs may wait for a worker at once; more are refused at once
     /// as busy.
     pub queue: usize,
-    /// How long a job may wait for a worker before it is refused as busy.
+    /// How long a job may wait for a worker before it is refused as busy (at
+    /// that moment; it never runs afterwards). Zero means "only if a worker
+    /// is free right now".
     pub queue_wait: Duration,
     /// How long a job may run; `None` for no limit.
     pub job_timeout: Option<Duration>,

@@ -14,9 +14,14 @@
 //! would cost more than the job. And because every job of a queue gets the
 //! same queue wait, deadlines are in arrival order: the job at the front
 //! always has the earliest one. So the queue *is* the deadline heap, and the
-//! timer only ever sleeps until the front job's deadline, or for one queue
-//! wait when the queue is empty. Arrivals never wake it: a job that arrives
-//! while it sleeps is due no earlier than its wake-up.
+//! timer only ever sleeps until the front job's deadline. Arrivals never wake
+//! it: with an empty queue it sleeps one queue wait, and a job that arrives
+//! meanwhile has a deadline later than that wake-up.
+//!
+//! A worker that finds the queue empty spins briefly before it sleeps on the
+//! condvar, as crossbeam's channels do: under a steady stream of small jobs
+//! the next one usually arrives within microseconds, and a futex wake-up
+//! costs more than the job.
 //!
 //! A queue wait of zero means "only if a worker is free right now": the queue
 //! counts the workers waiting for a job, and a job is admitted only while
@@ -59,7 +64,7 @@ pub(crate) struct Claimed {
 #[derive(Debug, Default)]
 struct State {
     jobs: VecDeque<Waiting>,
-    /// Workers blocked in [`Queue::take`] right now.
+    /// Workers blocked in [`Taker::take`] right now.
     free_workers: usize,
     closed: bool,
 }
@@ -262,12 +267,20 @@ impl Taker {
         if !self.counted_free.replace(false) {
             state.free_workers += 1;
         }
+        let mut spins = 0;
         let claimed = loop {
             if state.closed {
                 break None;
             }
             if let Some(waiting) = state.jobs.pop_front() {
                 break Some(waiting);
+            }
+            if spins < SPINS {
+                drop(state);
+                backoff(spins);
+                spins += 1;
+                state = inner.lock();
+                continue;
             }
             state = inner.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
         };
@@ -279,6 +292,21 @@ impl Taker {
             arrived: waiting.arrived,
             done: waiting.done,
         })
+    }
+}
+
+/// How many times a worker looks again before it sleeps on the condvar.
+const SPINS: u32 = 10;
+
+/// The pause before look number `spin` + 1: a few busy-wait rounds doubling
+/// in length, then giving the core away.
+fn backoff(spin: u32) {
+    if spin < 6 {
+        for _ in 0..1u32 << spin {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
     }
 }
 
@@ -312,10 +340,6 @@ impl Inner {
                 .front()
                 .map(|front| front.deadline.unwrap_or(now));
             state = match due {
-                // Nothing to refuse: sleep a whole queue wait. A job that
-                // arrives meanwhile is due later than this wake-up, so an
-                // arrival never has to wake the timer (it used to, once per
-                // job into an empty queue: a context switch per tiny job).
                 None => {
                     self.timer
                         .wait_timeout(state, self.queue_wait)

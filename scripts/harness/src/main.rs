@@ -48,11 +48,41 @@ fn main() {
     }
 }
 
+/// Writes results.md and the charts of `results` into `out`; returns the
+/// Markdown.
+fn write_report(out: &std::path::Path, results: &Results) -> anyhow::Result<String> {
+    charts::draw_workloads(out, results)?;
+    let markdown = report::markdown(results)?;
+    std::fs::write(out.join("results.md"), &markdown)?;
+    Ok(markdown)
+}
+
+/// `--from`: the report of an earlier run, drawn again.
+fn rerender(from: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let results: Results = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a results.json of scripts/bench", from.display()))?;
+    let out = out.unwrap_or_else(|| from.parent().map_or_else(PathBuf::new, ToOwned::to_owned));
+    write_report(&out, &results)?;
+    eprintln!("wrote {}/results.md and the charts again", out.display());
+    Ok(())
+}
+
 fn run() -> anyhow::Result<()> {
     // Forked before any thread exists.
     let echo = floors::Echo::start()?;
+    let command = std::iter::once("scripts/bench".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     let args = cli::Args::parse();
+    if let Some(from) = &args.from {
+        return rerender(from, args.out);
+    }
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
+    let date = humantime::format_rfc3339_seconds(started_at).to_string();
     let bin_dir = match args.bin_dir {
         Some(dir) => dir,
         None => std::env::current_exe()?
@@ -75,12 +105,7 @@ fn run() -> anyhow::Result<()> {
     };
     let out = match args.out {
         Some(out) => out,
-        None => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            PathBuf::from(format!("results/run-{now}"))
-        }
+        None => PathBuf::from(format!("results/run-{}", date.replace(':', ""))),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let machine = Machine::here();
@@ -162,12 +187,9 @@ fn run() -> anyhow::Result<()> {
         .unwrap_or(heavy_job_ms_at_start);
     let targets = targets::compute(&workloads, machine.cores, tcp_us, socketpair_us)?;
     let results = Results {
-        command: if args.quick {
-            "scripts/bench --quick"
-        } else {
-            "scripts/bench"
-        }
-        .to_owned(),
+        command,
+        commit: results::commit(),
+        date: Some(date),
         quick: args.quick,
         elapsed_s: started.elapsed().as_secs_f64(),
         floors: Floors {
@@ -190,9 +212,7 @@ fn run() -> anyhow::Result<()> {
         out.join("results.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
-    charts::draw_workloads(&out, &results)?;
-    let markdown = report::markdown(&results)?;
-    std::fs::write(out.join("results.md"), &markdown)?;
+    let markdown = write_report(&out, &results)?;
     println!("{markdown}");
     eprintln!("wrote {} in {:.0} s", out.display(), results.elapsed_s);
     Ok(())

@@ -15,8 +15,19 @@ pub(crate) fn markdown(results: &Results) -> Result<String, std::fmt::Error> {
     writeln!(md, "# ysum benchmark results\n")?;
     writeln!(
         md,
-        "`{}` on {} cores ({}), Linux {}; {:.0} s in all.\n",
-        results.command, machine.cores, machine.cpu, machine.kernel, results.elapsed_s
+        "Command: `{}`  \nCommit: {}  \nDate: {}  \nMachine: {} cores, {}, Linux {}  \n\
+         Duration: {:.0} s in all (release build not included).\n",
+        results.command,
+        results.commit.as_deref().unwrap_or("(not recorded)"),
+        results.date.as_deref().unwrap_or("(not recorded)"),
+        machine.cores,
+        if machine.cpu.is_empty() {
+            "CPU model unknown"
+        } else {
+            &machine.cpu
+        },
+        machine.kernel,
+        results.elapsed_s
     )?;
     writeln!(md, "## Floors\n\n| what | value |\n|---|---|")?;
     writeln!(
@@ -54,12 +65,21 @@ pub(crate) fn markdown(results: &Results) -> Result<String, std::fmt::Error> {
     for workload in &results.workloads {
         let heavy = workload.workload == "heavy";
         writeln!(md, "## {}: {}\n", workload.workload, workload.what)?;
+        if heavy {
+            writeln!(
+                md,
+                "The **probe ratio** is throughput ÷ (lanes ÷ the job's wall time), the job \
+                 timed through the server just before and after the point (mean of the two), \
+                 lanes being the cores (1 for exclusive). It swings with the machine's speed; \
+                 the targets below use the **CPU ratio** instead, defined there.\n"
+            )?;
+        }
         write!(
             md,
             "| strategy | clients | requests | seconds | req/s | p50 (µs) | p99 (µs) | cores busy | errors |"
         )?;
         if heavy {
-            write!(md, " job ms before → after | of limit |")?;
+            write!(md, " job ms before → after | probe ratio |")?;
         }
         writeln!(md)?;
         write!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
@@ -174,11 +194,11 @@ fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
     writeln!(md, "## Targets, as measured in this run\n")?;
     writeln!(
         md,
-        "Heavy: throughput ÷ (lanes ÷ the job's CPU time during the point) = (cores busy − \
-         overhead cores) ÷ lanes, lanes being the cores (one for exclusive) and the overhead \
-         the strategy's CPU per request under the tiny workload times the heavy throughput. \
-         The probe ratio uses the job's wall time, timed just before and after the point, \
-         instead; it swings with this machine's speed.\n"
+        "Heavy: the **CPU ratio** is throughput ÷ (lanes ÷ the job's CPU time during the \
+         point) = (cores busy − overhead cores) ÷ lanes, lanes being the cores (one for \
+         exclusive) and the overhead the strategy's CPU per request under the tiny workload \
+         times the heavy throughput. The probe ratio (defined above the heavy table) is \
+         shown beside it as a cross-check.\n"
     )?;
     for h in &t.heavy {
         let each: Vec<String> = h
@@ -186,14 +206,14 @@ fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
             .iter()
             .map(|r| {
                 format!(
-                    "{} clients {:.2} ({:.2} cores busy, {:.3} overhead; probe ratio {:.2})",
+                    "{} clients: CPU ratio {:.2} ({:.2} cores busy, {:.3} overhead; probe ratio {:.2})",
                     r.clients, r.ratio, r.cores_busy, r.overhead_cores, r.probe_ratio
                 )
             })
             .collect();
         writeln!(
             md,
-            "- heavy, clients ≥ cores, {} (limit: {}): {}; target {}: {}",
+            "- heavy, clients ≥ cores, {} (CPU ratio against {}): {}; target {}: {}",
             h.strategy,
             h.limit,
             each.join(", "),

@@ -12,8 +12,15 @@ use crate::targets::Targets;
 /// One run of `scripts/bench`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Results {
-    /// The command that produced it.
+    /// The command that produced it, exactly as given.
     pub(crate) command: String,
+    /// The commit it ran at (`git rev-parse`), `+dirty` when files tracked
+    /// by git had changes; absent from runs made before it was recorded.
+    #[serde(default)]
+    pub(crate) commit: Option<String>,
+    /// When it started, UTC (RFC 3339); absent from older runs.
+    #[serde(default)]
+    pub(crate) date: Option<String>,
     /// Whether it was the `--quick` smoke run.
     pub(crate) quick: bool,
     /// Wall time of the whole run.
@@ -37,7 +44,7 @@ pub(crate) struct Results {
 pub(crate) struct Machine {
     /// Cores this process may use.
     pub(crate) cores: usize,
-    /// From `/proc/cpuinfo`.
+    /// The CPU model, from `/proc/cpuinfo`.
     pub(crate) cpu: String,
     /// From `/proc/sys/kernel/osrelease`.
     pub(crate) kernel: String,
@@ -64,6 +71,23 @@ impl Machine {
                 .to_owned(),
         }
     }
+}
+
+/// The commit of the working tree the bench runs in: `git rev-parse HEAD`,
+/// with `+dirty` when tracked files differ from it; `None` outside git.
+pub(crate) fn commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let head = git(&["rev-parse", "HEAD"])?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|changes| !changes.is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
 /// The floors and the job times, measured before the workloads.

@@ -31,6 +31,7 @@
 //! none, and starts a new one.
 
 mod fork_server;
+mod fork_server_main;
 mod round_trip;
 mod supervisor;
 mod throttle;
@@ -45,8 +46,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 
-pub use fork_server::fork_server_main_if_requested;
 use fork_server::Command;
+pub use fork_server_main::fork_server_main_if_requested;
 use worker::WorkerReply;
 
 use super::done::{Caller, Done};
