@@ -247,8 +247,10 @@ impl Shared {
                 // It died while idle; the supervisor is already replacing it.
                 Ok(worker) if worker.end.has_ended() => {}
                 Ok(worker) => return Ok(worker),
-                Err(_) if give_up_at.is_none_or(|at| Instant::now() < at) => {}
+                // No fork server: the job is refused now, not when a new
+                // pool is up (its idle workers died with the old one).
                 Err(_) if self.down.load(Ordering::Relaxed) => return Err(NoWorker::Down),
+                Err(_) if give_up_at.is_none_or(|at| Instant::now() < at) => {}
                 Err(_) => return Err(NoWorker::InTime),
             }
         }
