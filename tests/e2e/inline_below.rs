@@ -12,9 +12,10 @@ both_io!(tiny_jobs_inline_heavy_jobs_killed_in_a_worker);
 const HUGE_PRIME: &str = "prime 18446744073709551557";
 
 /// `--apply procs --inline-below 100us --job-timeout 200ms`: `sumn 1` is
-/// answered and counted as run inline, `sleep 1` is not (a sleep is never
-/// predicted), and the huge prime ends in `ERR timeout` from a worker that
-/// is killed and replaced, without being counted inline.
+/// answered and counted as run inline, `sleep` is not (a sleep is never
+/// predicted; a `ping` beside one answers at once), and the huge prime ends
+/// in `ERR timeout` from a worker that is killed and replaced, without
+/// being counted inline.
 fn tiny_jobs_inline_heavy_jobs_killed_in_a_worker(io: Io) {
     let server = Server::start(
         io,
@@ -50,6 +51,24 @@ fn tiny_jobs_inline_heavy_jobs_killed_in_a_worker(io: Io) {
     assert_eq!(stats["jobs"]["sumn"]["ok"], tiny, "{stats}");
     assert_eq!(stats["jobs"]["sleep"]["ok"], 1, "{stats}");
 
+    // A sleep is never inline: on the reactor it would stall this ping.
+    let mut sleeper = server.line_conn();
+    sleeper.send("sleep 150\n");
+    assert!(
+        eventually(Duration::from_secs(5), || server.stats()["workers"]["busy"]
+            == 1),
+        "the sleep never reached a worker"
+    );
+    let pinged = Instant::now();
+    assert_eq!(server.line_conn().request("ping"), "pong");
+    assert!(
+        pinged.elapsed() < Duration::from_millis(500),
+        "ping took {:?} beside a sleep",
+        pinged.elapsed()
+    );
+    assert_eq!(sleeper.read_line(), "ok");
+
+    let stats = server.stats();
     let workers_before = stats["workers"]["respawned"].as_u64().unwrap();
     let asked = Instant::now();
     let reply = conn.request(HUGE_PRIME);
