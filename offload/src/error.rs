@@ -91,6 +91,24 @@ pub enum ApplyError {
         /// What is broken.
         reason: String,
     },
+    /// `remote`: the broker cannot be reached, so the job cannot be handed
+    /// out (or it was in flight through an outage that outlasted it).
+    #[error("{job} cannot be handed out: {reason}")]
+    Unavailable {
+        /// The job.
+        job: Job,
+        /// What is unreachable, and since when or why.
+        reason: String,
+    },
+    /// `remote`: the job was delivered to workers the most times allowed and
+    /// none of them finished it (or a worker's own process pool lost it).
+    #[error("{job} lost on the workers: {detail}")]
+    RemoteWorkerLost {
+        /// The job.
+        job: Job,
+        /// What the worker said.
+        detail: String,
+    },
 }
 
 /// Why a job was refused as [`ApplyError::Busy`].
@@ -106,6 +124,12 @@ pub enum BusyReason {
     /// `exclusive`, submitted from an event loop: another thread held the
     /// lock, and an event loop may not wait for it.
     Locked,
+    /// `remote`: the server already had `--queue` jobs handed out and not
+    /// yet answered.
+    InFlightFull {
+        /// How many jobs were in flight.
+        in_flight: usize,
+    },
     /// No worker took the job within the queue wait.
     Waited {
         /// The queue wait it was given.
@@ -118,6 +142,12 @@ impl fmt::Display for BusyReason {
         match *self {
             BusyReason::QueueFull { queued } => {
                 write!(f, "the queue is full ({queued} jobs already waiting)")
+            }
+            BusyReason::InFlightFull { in_flight } => {
+                write!(
+                    f,
+                    "{in_flight} remote jobs are already in flight (the --queue limit)"
+                )
             }
             BusyReason::NoneFree => f.write_str("no worker is free now (queue wait 0)"),
             BusyReason::Locked => {
@@ -142,7 +172,9 @@ impl ApplyError {
             | ApplyError::WorkerLost { job, .. }
             | ApplyError::JobPanicked { job, .. }
             | ApplyError::ShuttingDown { job }
-            | ApplyError::PoolDown { job, .. } => *job,
+            | ApplyError::PoolDown { job, .. }
+            | ApplyError::Unavailable { job, .. }
+            | ApplyError::RemoteWorkerLost { job, .. } => *job,
         }
     }
 }
@@ -151,7 +183,9 @@ impl ApplyError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The name after `--apply` is not a strategy.
-    #[error("unknown strategy {name:?} (expected inline, exclusive, threads, procs or pool)")]
+    #[error(
+        "unknown strategy {name:?} (expected inline, exclusive, threads, procs, pool or remote)"
+    )]
     UnknownStrategy {
         /// The name as given.
         name: String,

@@ -27,11 +27,14 @@
 //! - [`job`]: the jobs (`sumn`, `prime`, `sleep`), their answers, and the
 //!   yield points where a long job can be stopped.
 //! - [`apply`]: [`Strategy`], built from a [`StrategyKind`] (`inline`,
-//!   `exclusive`, `threads`, `procs`), and its configuration.
+//!   `exclusive`, `threads`, `procs`, `remote`), and its configuration.
+//! - [`broker`]: the Redis side of `remote`, shared with `sumworker`: keys,
+//!   the job and reply messages, connecting and reconnecting.
 //! - [`error`]: what can go wrong when a strategy starts or runs a job.
 //! - [`stats`]: counts and latency histograms that every strategy keeps.
 
 pub mod apply;
+pub mod broker;
 pub mod error;
 pub mod job;
 pub mod stats;

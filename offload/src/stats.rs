@@ -16,6 +16,8 @@ use serde::Serialize;
 use crate::error::ApplyError;
 use crate::job::JobKind;
 
+pub use crate::apply::RemoteSnapshot;
+
 /// How one job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -33,10 +35,12 @@ pub(crate) enum Outcome {
     ShuttingDown,
     /// The process pool could not run it.
     PoolDown,
+    /// The broker could not be reached (`remote`).
+    Unavailable,
 }
 
 impl Outcome {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     /// The outcome that an `apply` result stands for.
     pub(crate) fn of<T>(result: &Result<T, ApplyError>) -> Outcome {
@@ -44,10 +48,13 @@ impl Outcome {
             Ok(_) => Outcome::Ok,
             Err(ApplyError::Busy { .. }) => Outcome::Busy,
             Err(ApplyError::Timeout { .. }) => Outcome::Timeout,
-            Err(ApplyError::WorkerLost { .. }) => Outcome::WorkerLost,
+            Err(ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. }) => {
+                Outcome::WorkerLost
+            }
             Err(ApplyError::JobPanicked { .. }) => Outcome::Panicked,
             Err(ApplyError::ShuttingDown { .. }) => Outcome::ShuttingDown,
             Err(ApplyError::PoolDown { .. }) => Outcome::PoolDown,
+            Err(ApplyError::Unavailable { .. }) => Outcome::Unavailable,
         }
     }
 }
@@ -138,6 +145,8 @@ pub struct KindSnapshot {
     pub shutting_down: u64,
     /// Jobs that found the process pool broken.
     pub pool_down: u64,
+    /// Jobs that could not reach the broker (`remote`).
+    pub unavailable: u64,
     /// Time from `apply` until a worker took the job, in µs.
     pub queue_wait_us: Percentiles,
     /// Time the job ran, in µs.
@@ -176,6 +185,9 @@ pub struct StatsSnapshot {
     /// The `--inline-below` rule and the jobs it ran on the calling thread;
     /// `None` when it is off.
     pub inline_below: Option<crate::apply::InlineBelowSnapshot>,
+    /// `remote` only: the broker's side (stream, pending jobs, workers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSnapshot>,
 }
 
 impl Stats {
@@ -237,7 +249,7 @@ impl Stats {
             let stats = self.kinds[slot(kind)]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let [ok, busy, timeout, worker_lost, panicked, shutting_down, pool_down] =
+            let [ok, busy, timeout, worker_lost, panicked, shutting_down, pool_down, unavailable] =
                 stats.outcomes;
             jobs.insert(
                 kind,
@@ -249,6 +261,7 @@ impl Stats {
                     panicked,
                     shutting_down,
                     pool_down,
+                    unavailable,
                     queue_wait_us: percentiles(&stats.queue_wait),
                     run_us: percentiles(&stats.run),
                 },
@@ -267,6 +280,7 @@ impl Stats {
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
             inline_below: None,
+            remote: None,
         }
     }
 }

@@ -10,18 +10,28 @@ use offload::{StrategyConfig, StrategyKind};
 use server::config::IoModel;
 use server::Config;
 
-/// A TCP compute server: one thread per connection, CPU-heavy work handed to
-/// the strategy chosen with --apply.
+/// A TCP compute server: a thread per connection (--io threads) or one event
+/// loop (--io events), CPU-heavy work handed to the strategy chosen with
+/// --apply.
 ///
 /// Speaks two dialects (see docs/protocol.md): the 2009 original's (send a
 /// bare number n, get the sum 1+…+n, connection closed) and a line protocol
 /// (`sumn N`, `prime N`, `sleep MS`, `ping`, `stats`, `quit`).
 #[derive(Debug, Parser)]
-#[command(name = "sumserver", version)]
+#[command(
+    name = "sumserver",
+    version,
+    after_help = "Exit status: 0 stopped cleanly (SIGINT, SIGTERM or SIGHUP, everything \
+                  answered); 1 could not start or serve; 2 bad command line; 3 stopped, \
+                  but the grace period ran out and requests were cut short (told \
+                  `ERR shutting-down`); 128+N a second signal N during the grace period \
+                  stopped it at once (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."
+)]
 pub(crate) struct Args {
-    /// Address to listen on; port 0 picks a free port (printed on the first
-    /// line of stdout).
-    #[arg(long, default_value = "127.0.0.1:10000")]
+    /// Address to listen on, HOST:PORT; a host name is resolved (its first
+    /// IPv4 address, else its first); port 0 picks a free port (printed on
+    /// the first line of stdout).
+    #[arg(long, default_value = "127.0.0.1:10000", value_parser = parse_addr)]
     addr: SocketAddr,
 
     /// Network I/O: `threads` (a blocking thread per connection) or `events`
@@ -30,11 +40,13 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Io::Threads)]
     io: Io,
 
-    /// Where jobs run: inline, exclusive, threads or procs (alias pool).
+    /// Where jobs run: inline, exclusive, threads, procs (alias pool) or
+    /// remote (sumworker processes, through --broker).
     #[arg(long, default_value = "inline", value_parser = parse_strategy)]
     apply: StrategyKind,
 
-    /// Worker threads (threads) or processes (procs).
+    /// Worker threads (threads) or processes (procs); inline and exclusive
+    /// have no workers and take any value, 0 included.
     #[arg(long, default_value_t = default_workers())]
     workers: usize,
 
@@ -75,14 +87,28 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1024)]
     max_line: usize,
 
-    /// On SIGINT/SIGTERM, how long requests in flight may take to finish.
+    /// On SIGINT, SIGTERM or SIGHUP, how long requests in flight may take to
+    /// finish; past it they are told `ERR shutting-down` (exit status 3). A
+    /// second signal stops the server at once.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 
-    /// Log filter (error, warn, info, debug, trace, or per module); RUST_LOG
-    /// overrides it.
-    #[arg(long, default_value = "info")]
+    /// remote only: the Redis broker, redis://HOST:PORT[/DB] (see
+    /// docs/distributed.md).
+    #[arg(long)]
+    broker: Option<String>,
+
+    /// Log filter: a level (off, error, warn, info, debug, trace) or
+    /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
+    /// stderr, coloured only on a terminal and never when NO_COLOR is set.
+    #[arg(long, default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
+
+    /// Every connection must begin with a PROXY protocol header (v1 or v2,
+    /// as HAProxy's send-proxy-v2 sends); its client address is the one
+    /// logged. A connection without one gets `ERR bad-request` and is closed.
+    #[arg(long)]
+    accept_proxy: bool,
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -96,6 +122,29 @@ enum Io {
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Resolves `HOST:PORT`, preferring an IPv4 address (`localhost` is
+/// 127.0.0.1 as well as ::1, and IPv6 may be off).
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve {text:?} (write HOST:PORT): {err}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// Checks a log filter now, so that a bad one is a usage error.
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    server::logging::parse_filter(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| err.to_string())
 }
 
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
@@ -138,14 +187,33 @@ impl Args {
         if self.read_timeout.is_zero() {
             bail!("--read-timeout must be above zero, got {:?}", "0");
         }
+        match (self.apply, &self.broker) {
+            (StrategyKind::Remote, None) => {
+                bail!("--apply remote needs --broker redis://HOST:PORT")
+            }
+            (StrategyKind::Remote, Some(_)) if self.job_timeout.is_zero() => {
+                bail!("--apply remote needs a --job-timeout above zero: the deadline travels with the job")
+            }
+            (kind, Some(_)) if kind != StrategyKind::Remote => {
+                bail!("--broker is for --apply remote only, not {kind}")
+            }
+            _ => {}
+        }
+        // offload checks `workers` for every strategy; inline and exclusive
+        // have none, so the count means nothing there: any value is fine.
+        let workers = match self.apply {
+            StrategyKind::Inline | StrategyKind::Exclusive => self.workers.max(1),
+            StrategyKind::Threads | StrategyKind::Procs | StrategyKind::Remote => self.workers,
+        };
         let strategy = StrategyConfig {
             kind: self.apply,
             inline_below: (!self.inline_below.is_zero()).then_some(self.inline_below),
-            workers: self.workers,
+            workers,
             queue: self.queue,
             queue_wait: self.queue_wait,
             job_timeout: (!self.job_timeout.is_zero()).then_some(self.job_timeout),
             recycle_after: (self.recycle_after != 0).then_some(self.recycle_after),
+            broker: self.broker,
         };
         Ok(Config {
             addr: self.addr,
@@ -159,6 +227,8 @@ impl Args {
             max_line: self.max_line,
             grace: self.grace,
             log_filter: self.log_level,
+            accept_proxy: self.accept_proxy,
+            hidden_jobs: false,
         })
     }
 }
@@ -214,5 +284,50 @@ mod tests {
         assert!(err.to_string().contains("fibers"), "{err}");
         let err = Args::try_parse_from(["sumserver", "--grace", "soon"]).expect_err("bad");
         assert!(err.to_string().contains("\"soon\""), "{err}");
+        for filter in ["garbage", "warn=x"] {
+            let err = Args::try_parse_from(["sumserver", "--log-level", filter]).expect_err(filter);
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.to_string().contains(&format!("{filter:?}")), "{err}");
+        }
+    }
+
+    /// Host names resolve; inline and exclusive take `--workers 0`.
+    #[test]
+    fn host_names_and_workers() {
+        let config = Args::parse_from(["sumserver", "--addr", "localhost:10000"])
+            .into_config()
+            .expect("valid");
+        assert!(config.addr.ip().is_loopback(), "{}", config.addr);
+        assert_eq!(config.addr.port(), 10_000);
+        for apply in ["inline", "exclusive"] {
+            Args::parse_from(["sumserver", "--apply", apply, "--workers", "0"])
+                .into_config()
+                .expect(apply);
+        }
+    }
+
+    /// `remote` needs a broker and a job timeout; a broker needs `remote`.
+    #[test]
+    fn remote_needs_a_broker() {
+        let config = |args: &[&str]| {
+            Args::parse_from(std::iter::once("sumserver").chain(args.iter().copied())).into_config()
+        };
+        let err = config(&["--apply", "remote"]).expect_err("no broker");
+        assert!(err.to_string().contains("--broker"), "{err}");
+        let err = config(&[
+            "--apply",
+            "remote",
+            "--broker",
+            "redis://h:1",
+            "--job-timeout",
+            "0",
+        ])
+        .expect_err("no timeout");
+        assert!(err.to_string().contains("--job-timeout"), "{err}");
+        let err = config(&["--broker", "redis://h:1"]).expect_err("not remote");
+        assert!(err.to_string().contains("inline"), "{err}");
+        let ok = config(&["--apply", "remote", "--broker", "redis://h:1/2"]).expect("valid");
+        assert_eq!(ok.strategy.kind, StrategyKind::Remote);
+        assert_eq!(ok.strategy.broker.as_deref(), Some("redis://h:1/2"));
     }
 }

@@ -54,6 +54,12 @@ pub struct Config {
     pub grace: Duration,
     /// The tracing filter (`info`, `debug`, `server=debug,offload=info`...).
     pub log_filter: String,
+    /// Every connection must start with a PROXY protocol header (v1 or v2),
+    /// whose client address is the one logged (`--accept-proxy`).
+    pub accept_proxy: bool,
+    /// Whether requests may name the fault-injection jobs of a test build
+    /// of offload. Only the test binary `sumserver-faults` sets it.
+    pub hidden_jobs: bool,
 }
 
 impl Default for Config {
@@ -68,6 +74,8 @@ impl Default for Config {
             max_line: 1024,
             grace: Duration::from_secs(5),
             log_filter: "info".to_owned(),
+            accept_proxy: false,
+            hidden_jobs: false,
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! [`run`] takes a bound listener, so that tests and scripts can bind port 0;
 //! the binary (`src/main.rs`) parses the command line, starts the strategy
-//! before any thread exists, binds, and wires SIGINT/SIGTERM to a
+//! before any thread exists, binds, and wires SIGINT, SIGTERM and SIGHUP to a
 //! [`Shutdown`].
 //!
 //! # Layout
@@ -23,11 +23,15 @@
 //! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
 //!   <detail>` and `stats` included.
 //! - [`counts`]: the connection counters `stats` reports.
-//! - `accept`: backing off when out of descriptors; the words for
-//!   connections still queued at a shutdown.
+//! - `accept`: backing off when out of descriptors.
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
-//! - [`shutdown`]: the [`Shutdown`] signal.
+//! - [`proxy_header`]: `--accept-proxy`, the PROXY protocol header a
+//!   balancer puts before a connection's first request.
+//! - [`shutdown`]: the [`Shutdown`] signal, and how a shutdown ended
+//!   ([`Stopped`]).
+//! - [`logging`]: log lines to stderr through a lossy queue, so that no
+//!   thread ever blocks or dies on a log line.
 
 mod accept;
 pub mod config;
@@ -35,12 +39,14 @@ pub mod counts;
 mod drain;
 pub mod events;
 pub mod framing;
+pub mod logging;
 pub mod protocol;
+pub mod proxy_header;
 pub mod shutdown;
 pub mod threads;
 
 pub use config::{Config, IoModel};
-pub use shutdown::Shutdown;
+pub use shutdown::{Shutdown, Stopped};
 
 use std::io;
 use std::net::TcpListener;
@@ -59,12 +65,19 @@ use offload::Strategy;
 ///
 /// Only failures of the poll itself; errors on one connection are logged and
 /// survived.
+///
+/// # Returns
+///
+/// How the shutdown went: whether the grace period ran out and requests
+/// were cut short (each told `ERR shutting-down`).
 pub fn run(
     listener: TcpListener,
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<Stopped> {
+    // The signal stops the listening at once, whatever the I/O thread does.
+    shutdown.stop_listening_on(listener.try_clone()?);
     match config.io {
         IoModel::Threads => threads::run(listener, config, strategy, shutdown),
         IoModel::Events => events::run(listener, config, strategy, shutdown),

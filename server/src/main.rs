@@ -13,31 +13,57 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use nix::sys::signal::{SigSet, Signal};
 use offload::Strategy;
-use server::{Config, Shutdown};
+use server::{Config, Shutdown, Stopped};
+
+/// The exit status when the grace period ran out and requests were cut
+/// short (each told `ERR shutting-down`).
+const EXIT_CUT_SHORT: u8 = 3;
+
+/// The exit status for a second SIGINT/SIGTERM/SIGHUP during the grace
+/// period is 128 + its number, as a shell reports a process the signal
+/// killed.
+const EXIT_SIGNALLED_BASE: i32 = 128;
 
 fn main() -> ExitCode {
+    entry(false)
+}
+
+/// The whole program; `hidden_jobs` lets requests name a test build's
+/// fault-injection jobs, which only the test binary `sumserver-faults`
+/// (`src/bin/sumserver-faults.rs`) asks for.
+pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
     // A fork server for `--apply procs` is this executable started again;
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
-    match args.into_config().and_then(serve) {
-        Ok(()) => ExitCode::SUCCESS,
+    let config = args.into_config().map(|config| Config {
+        hidden_jobs,
+        ..config
+    });
+    let status = match config.and_then(serve) {
+        Ok(Stopped { cut_short: 0 }) => ExitCode::SUCCESS,
+        Ok(Stopped { .. }) => ExitCode::from(EXIT_CUT_SHORT),
         Err(err) => {
-            eprintln!("sumserver: {err:#}");
-            ExitCode::FAILURE
+            server::logging::finish();
+            server::logging::last_words(&format!("sumserver: {err:#}"));
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    server::logging::finish();
+    status
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
-    // Order matters. (1) Block SIGINT and SIGTERM while this is the only
+fn serve(config: Config) -> anyhow::Result<Stopped> {
+    // Order matters. (1) Block the stop signals while this is the only
     // thread, so that every thread started later inherits the mask and only
     // `sigwait` below sees them. (2) Start the strategy (`procs` starts its
-    // fork server from this executable). (3) Everything else.
-    let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
+    // fork server from this executable). (3) Everything else. (4)
+    // Only once the signal thread runs is the server ready to serve *and* to
+    // be stopped: then, and not before, `listening on` is printed.
+    let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]);
     signals
         .thread_block()
-        .context("could not block SIGINT and SIGTERM")?;
+        .context("could not block SIGINT, SIGTERM and SIGHUP")?;
     let strategy = Strategy::start(&config.strategy).context("could not start the strategy")?;
     init_logging(&config.log_filter)?;
     raise_descriptor_limit();
@@ -48,6 +74,16 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("could not read the bound address")?;
+
+    let shutdown = Shutdown::new();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn({
+            let shutdown = shutdown.clone();
+            move || obey_signals(&signals, &shutdown)
+        })
+        .context("could not start the signal thread")?;
+
     let mut stdout = std::io::stdout();
     // Scripts wait for this line; a closed stdout must not stop the server.
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
@@ -60,33 +96,34 @@ fn serve(config: Config) -> anyhow::Result<()> {
         "sumserver started"
     );
 
-    let shutdown = Shutdown::new();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn({
-            let shutdown = shutdown.clone();
-            move || loop {
-                match signals.wait() {
-                    Ok(signal) if shutdown.is_triggered() => {
-                        tracing::info!(%signal, "already shutting down");
-                    }
-                    Ok(signal) => {
-                        tracing::info!(%signal, "signal received; shutting down");
-                        shutdown.trigger();
-                    }
-                    Err(err) => {
-                        tracing::error!(%err, "cannot wait for signals");
-                        return;
-                    }
-                }
-            }
-        })
-        .context("could not start the signal thread")?;
-
-    server::run(listener, &config, &strategy, &shutdown).context("the accept loop failed")?;
+    let stopped =
+        server::run(listener, &config, &strategy, &shutdown).context("the accept loop failed")?;
     drop(strategy);
-    tracing::info!("sumserver stopped");
-    Ok(())
+    tracing::info!(cut_short = stopped.cut_short, "sumserver stopped");
+    Ok(stopped)
+}
+
+/// The signal thread: the first SIGINT, SIGTERM or SIGHUP (a closed
+/// terminal) starts a graceful shutdown; a second one during the grace
+/// period stops the process at once, with status 128 + its number.
+fn obey_signals(signals: &SigSet, shutdown: &Shutdown) {
+    loop {
+        match signals.wait() {
+            Ok(signal) if shutdown.is_triggered() => {
+                tracing::warn!(%signal, "second signal during the grace period; stopping at once");
+                server::logging::finish();
+                std::process::exit(EXIT_SIGNALLED_BASE + signal as i32);
+            }
+            Ok(signal) => {
+                tracing::info!(%signal, "signal received; shutting down gracefully");
+                shutdown.trigger();
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot wait for signals");
+                return;
+            }
+        }
+    }
 }
 
 /// Raises the soft limit on open descriptors to the hard limit, so that
@@ -120,17 +157,12 @@ fn widen_backlog(listener: &TcpListener) {
     }
 }
 
+/// Sets up logging with `--log-level`, or `RUST_LOG` when it is set.
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => from_env,
         _ => filter.to_owned(),
     };
-    let filter =
-        EnvFilter::try_new(&filter).with_context(|| format!("bad log filter {filter:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    Ok(())
+    let filter = server::logging::parse_filter(&filter)?;
+    server::logging::init(filter).context("could not set up logging")
 }

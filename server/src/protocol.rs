@@ -50,6 +50,8 @@ pub enum Code {
     /// The worker pool has no fork server now (it died; a new one is
     /// starting): try again shortly.
     PoolDown,
+    /// `remote`: the broker cannot be reached.
+    Unavailable,
     /// Something broke inside the server (a job panicked).
     Internal,
 }
@@ -65,6 +67,7 @@ impl Code {
             Code::WorkerLost => "worker-lost",
             Code::ShuttingDown => "shutting-down",
             Code::PoolDown => "pool-down",
+            Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
     }
@@ -105,9 +108,10 @@ impl From<&ApplyError> for Reject {
         let code = match err {
             ApplyError::Busy { .. } => Code::Busy,
             ApplyError::Timeout { .. } => Code::Timeout,
-            ApplyError::WorkerLost { .. } => Code::WorkerLost,
+            ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. } => Code::WorkerLost,
             ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
             ApplyError::PoolDown { .. } => Code::PoolDown,
+            ApplyError::Unavailable { .. } => Code::Unavailable,
             ApplyError::JobPanicked { .. } => Code::Internal,
         };
         Reject::new(code, err.to_string())
@@ -156,6 +160,18 @@ pub fn parse_seed(bytes: &[u8]) -> Result<Job, Reject> {
 ///
 /// A `bad-request` [`Reject`] whose detail quotes the input.
 pub fn parse_line(line: &[u8]) -> Result<Request, Reject> {
+    parse_line_as(line, false)
+}
+
+/// [`parse_line`], but with `hidden_jobs` the fault-injection jobs a test
+/// build of offload knows are requests too (the test-only binary
+/// `sumserver-faults` asks for them; `sumserver` never does, whatever
+/// features its build unified).
+///
+/// # Errors
+///
+/// As [`parse_line`].
+pub fn parse_line_as(line: &[u8], hidden_jobs: bool) -> Result<Request, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Ok(text) = std::str::from_utf8(line) else {
         return Err(Reject::bad(format!(
@@ -185,12 +201,15 @@ pub fn parse_line(line: &[u8]) -> Result<Request, Reject> {
         "quit" => return no_argument(Request::Quit),
         _ => {}
     }
-    let kind = JobKind::from_name(command).map_err(|_| {
-        Reject::bad(format!(
-            "unknown command {} (expected sumn, prime, sleep, ping, stats or quit)",
-            quote(command.as_bytes())
-        ))
-    })?;
+    let kind = JobKind::from_name(command)
+        .ok()
+        .filter(|kind| hidden_jobs || JobKind::ALL.contains(kind))
+        .ok_or_else(|| {
+            Reject::bad(format!(
+                "unknown command {} (expected sumn, prime, sleep, ping, stats or quit)",
+                quote(command.as_bytes())
+            ))
+        })?;
     let Some(argument) = argument else {
         return Err(Reject::bad(format!(
             "{kind} needs one number, as in \"{kind} 25000\"; got {}",
@@ -235,15 +254,6 @@ pub fn shutting_down(job: Job) -> Reject {
     )
 }
 
-/// The reply to a connection still waiting to be accepted when a shutdown
-/// begins: it is accepted only to be told, rather than reset unanswered.
-pub fn not_accepted() -> Reject {
-    Reject::new(
-        Code::ShuttingDown,
-        "the server is shutting down; nothing was read from this connection",
-    )
-}
-
 /// The reply line (without its newline) for a job's result.
 pub fn job_reply(result: &Result<Answer, ApplyError>) -> String {
     match result {
@@ -253,12 +263,14 @@ pub fn job_reply(result: &Result<Answer, ApplyError>) -> String {
 }
 
 /// The `stats` reply (without its newline): the strategy's statistics with
-/// the server's own connection counters and uptime.
+/// the server's own connection counters, uptime, and the log lines dropped
+/// because stderr could not keep up.
 pub fn stats_reply(
     strategy: StatsSnapshot,
     connections: ConnectionSnapshot,
     uptime: Duration,
 ) -> String {
+    let log_lines_dropped = crate::logging::dropped_lines();
     let mut value = serde_json::to_value(strategy).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
         object.insert(
@@ -266,6 +278,10 @@ pub fn stats_reply(
             serde_json::to_value(connections).unwrap_or_default(),
         );
         object.insert("uptime_s".into(), serde_json::json!(uptime.as_secs_f64()));
+        object.insert(
+            "log".into(),
+            serde_json::json!({ "dropped": log_lines_dropped }),
+        );
     }
     value.to_string()
 }
@@ -346,6 +362,19 @@ mod tests {
             Reject::from(&panicked).to_string(),
             "ERR internal sumn 1 panicked: boom"
         );
+        let unavailable = ApplyError::Unavailable {
+            job: Job::Sleep(1),
+            reason: "down".into(),
+        };
+        assert_eq!(
+            Reject::from(&unavailable).to_string(),
+            "ERR unavailable sleep 1 cannot be handed out: down"
+        );
+        let remote_lost = ApplyError::RemoteWorkerLost {
+            job: Job::Sleep(1),
+            detail: "delivered 3 times".into(),
+        };
+        assert_eq!(Reject::from(&remote_lost).code.as_str(), "worker-lost");
     }
 
     /// Long inputs are quoted cut short.

@@ -158,12 +158,12 @@ fn overlong_seed_number_is_refused(io: Io) {
     assert_eq!(server.seed(b"25000"), b"312512500");
 }
 
-/// A job that panics (offload's hidden fault-injection job, compiled into the
-/// test build only) gets `ERR internal` for its own caller; the connection,
+/// A job that panics (offload's hidden fault-injection job, served by the
+/// test binary `sumserver-faults` only) gets `ERR internal` for its own caller; the connection,
 /// the other clients and the pool carry on under every strategy.
 fn a_panicking_job_harms_only_its_caller(io: Io) {
     for apply in ["inline", "exclusive", "threads", "procs"] {
-        let server = Server::start(io, apply, &["--workers", "2"]);
+        let server = Server::start_faulty(io, apply, &["--workers", "2"]);
         let mut bystander = server.line_conn();
         let mut victim = server.line_conn();
         let reply = victim.request("panic 1");

@@ -20,19 +20,31 @@
 //!   in `stats`, and still kills a heavy job's worker at its timeout.
 //! - `pool`: the queue wait as a bound, `--queue-wait 0`, a killed fork
 //!   server replaced, timeout kills logged as such and rate-limited.
+//! - `stderr`: a broken or stuck stderr stops nothing.
+//! - `quit`: `quit` after a pipeline loses no reply.
+//! - `signals`: SIGHUP, a second signal, requests cut short by `--grace`.
+//! - `flags`: `--addr` host names, `--log-level`, colours, `--help`,
+//!   `--workers 0`, no test-only job in the shipped binary.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
 //!   and the process tree going away with a SIGKILLed server.
+//! - `proxy`: `--accept-proxy`: PROXY headers v1 and v2, and connections
+//!   without one.
 //!
 //! Every socket read and every wait is bounded, so a broken server fails a
 //! test instead of hanging it.
 
 mod errors;
 mod events;
+mod flags;
 mod inline_below;
 mod lifecycle;
 mod pool;
 #[path = "../common/process.rs"]
 mod process;
 mod procs;
+mod proxy;
+mod quit;
+mod signals;
 mod smoke;
+mod stderr;
 mod support;

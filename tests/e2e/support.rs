@@ -108,18 +108,71 @@ impl Server {
     /// <extra_args…>` and waits (at most [`IO_TIMEOUT`]) for its
     /// `listening on ADDR` line.
     pub(crate) fn start(io: Io, apply: &str, extra_args: &[&str]) -> Server {
+        Server::start_from(env!("CARGO_BIN_EXE_sumserver"), io, apply, extra_args, None)
+    }
+
+    /// [`Server::start`] of the test binary `sumserver-faults`, which also
+    /// serves the fault-injection job `panic 1`.
+    pub(crate) fn start_faulty(io: Io, apply: &str, extra_args: &[&str]) -> Server {
+        Server::start_from(
+            env!("CARGO_BIN_EXE_sumserver-faults"),
+            io,
+            apply,
+            extra_args,
+            None,
+        )
+    }
+
+    /// [`Server::start`] with the server's stderr set to `stderr` (a broken
+    /// pipe, `/dev/full`…) instead of a log file.
+    pub(crate) fn start_with_stderr(
+        io: Io,
+        apply: &str,
+        extra_args: &[&str],
+        stderr: Stdio,
+    ) -> Server {
+        Server::start_from(
+            env!("CARGO_BIN_EXE_sumserver"),
+            io,
+            apply,
+            extra_args,
+            Some(stderr),
+        )
+    }
+
+    /// Starts `binary`; its stderr goes to a log file unless `stderr` says.
+    fn start_from(
+        binary: &str,
+        io: Io,
+        apply: &str,
+        extra_args: &[&str],
+        stderr: Option<Stdio>,
+    ) -> Server {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
             "sumserver-e2e-{}-{}.log",
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
-        let stderr = File::create(&log).expect("create the server's log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sumserver"))
-            .args(["--addr", "127.0.0.1:0", "--io", io.name(), "--apply", apply])
+        let stderr = stderr.unwrap_or_else(|| {
+            File::create(&log)
+                .expect("create the server's log file")
+                .into()
+        });
+        // `--addr` among the extra arguments replaces the default.
+        let addr: &[&str] = if extra_args.contains(&"--addr") {
+            &[]
+        } else {
+            &["--addr", "127.0.0.1:0"]
+        };
+        let mut child = Command::new(binary)
+            .args(addr)
+            .args(["--io", io.name(), "--apply", apply])
             .args(extra_args)
-            // Plain logs: they are read from a file when a test fails.
-            .env("NO_COLOR", "1")
+            // Without NO_COLOR: logs are plain whenever stderr is not a
+            // terminal (the flags test relies on it).
+            .env_remove("NO_COLOR")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -164,7 +217,8 @@ impl Server {
         server
     }
 
-    /// What the server has written to stderr (its logs) so far.
+    /// What the server logged so far (empty when its stderr went
+    /// elsewhere than the log file).
     pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -52,7 +52,7 @@ fn panics(apply: &str) {
     let _serial = one_at_a_time();
     let scale = Scale::get();
     let seed = Rng::seed();
-    let server = Server::start(apply, &["--workers", "2"]);
+    let server = Server::start_faulty(apply, &["--workers", "2"]);
     let tree = (apply == "procs").then(|| {
         server
             .process_tree(WORKERS, IO_TIMEOUT)

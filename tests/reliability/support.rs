@@ -508,9 +508,20 @@ impl Server {
         Server::start_with_fd_limit(apply, args, None)
     }
 
+    /// [`Server::start`] of the test binary `sumserver-faults`, which also
+    /// serves the fault-injection job `panic 1`.
+    pub(crate) fn start_faulty(apply: &str, args: &[&str]) -> Server {
+        Server::start_binary(env!("CARGO_BIN_EXE_sumserver-faults"), apply, args, None)
+    }
+
     /// [`Server::start`] with `RLIMIT_NOFILE` lowered to `fd_limit` in the
     /// server (as `ulimit -n` would).
     pub(crate) fn start_with_fd_limit(apply: &str, args: &[&str], fd_limit: Option<u64>) -> Server {
+        Server::start_binary(env!("CARGO_BIN_EXE_sumserver"), apply, args, fd_limit)
+    }
+
+    /// Starts `binary` as [`Server::start_with_fd_limit`] says.
+    fn start_binary(binary: &str, apply: &str, args: &[&str], fd_limit: Option<u64>) -> Server {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
             "sumserver-reliability-{}-{}.log",
@@ -518,7 +529,7 @@ impl Server {
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
         let stderr = File::create(&log).expect("create the server's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sumserver"));
+        let mut command = Command::new(binary);
         command
             .args(["--addr", "127.0.0.1:0", "--apply", apply])
             .args(args)

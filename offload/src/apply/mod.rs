@@ -12,6 +12,7 @@
 //! | `exclusive` | on the calling thread, under one global lock | the original's `exclusive_apply` |
 //! | `threads` | in a pool of worker threads fed by a bounded queue | Rust's native answer: no GIL |
 //! | `procs` (`pool`) | in a pool of forked worker processes, over ipc-channel | `multiprocessing.Pool.apply`, with isolation and killable jobs |
+//! | `remote` | in `sumworker` processes anywhere, through a Redis stream | "send it out to the cloud": see `docs/distributed.md` |
 //!
 //! Every strategy applies the same limits: a job waits at most
 //! [`StrategyConfig::queue_wait`] for a worker (and at most
@@ -39,6 +40,7 @@ mod inline;
 mod inline_below;
 mod procs;
 mod queue;
+mod remote;
 mod reply;
 mod run;
 mod threads;
@@ -59,6 +61,7 @@ pub use cost::StepCosts;
 pub use inline_below::InlineBelowSnapshot;
 
 pub use procs::fork_server_main_if_requested;
+pub use remote::{RemoteSnapshot, WorkerSeen};
 
 /// Extra time `apply` waits for an answer beyond the job's own limits before
 /// it gives up on it: the flavors enforce the limits themselves and always
@@ -76,15 +79,18 @@ pub enum StrategyKind {
     Threads,
     /// Run in a pool of forked worker processes (alias `pool`).
     Procs,
+    /// Hand to `sumworker` processes through a Redis broker.
+    Remote,
 }
 
 impl StrategyKind {
     /// Every strategy, in the order the documentation lists them.
-    pub const ALL: [StrategyKind; 4] = [
+    pub const ALL: [StrategyKind; 5] = [
         StrategyKind::Inline,
         StrategyKind::Exclusive,
         StrategyKind::Threads,
         StrategyKind::Procs,
+        StrategyKind::Remote,
     ];
 
     /// The name as typed after `--apply`.
@@ -94,6 +100,7 @@ impl StrategyKind {
             StrategyKind::Exclusive => "exclusive",
             StrategyKind::Threads => "threads",
             StrategyKind::Procs => "procs",
+            StrategyKind::Remote => "remote",
         }
     }
 }
@@ -146,6 +153,8 @@ pub struct StrategyConfig {
     /// `procs` only: replace a worker process after it has run this many jobs
     /// (like `maxtasksperchild`); `None` keeps workers for ever.
     pub recycle_after: Option<u64>,
+    /// `remote` only: the broker's URL, `redis://HOST:PORT[/DB]`.
+    pub broker: Option<String>,
 }
 
 impl StrategyConfig {
@@ -160,6 +169,7 @@ impl StrategyConfig {
             queue_wait: Duration::from_secs(5),
             job_timeout: Some(Duration::from_secs(30)),
             recycle_after: None,
+            broker: None,
         }
     }
 
@@ -183,6 +193,9 @@ impl StrategyConfig {
         if self.recycle_after == Some(0) {
             return bad("recycle-after", "at least 1 job (or none)", &0);
         }
+        if self.kind == StrategyKind::Remote && self.broker.is_none() {
+            return bad("broker", "given for remote (redis://HOST:PORT)", &"none");
+        }
         Ok(())
     }
 }
@@ -203,6 +216,7 @@ enum Flavor {
     Exclusive(exclusive::Exclusive),
     Threads(threads::Threads),
     Procs(procs::Procs),
+    Remote(remote::Remote),
 }
 
 /// Runs jobs somewhere, on behalf of many threads at once.
@@ -240,6 +254,10 @@ impl Strategy {
             StrategyKind::Exclusive => Flavor::Exclusive(exclusive::Exclusive::new(config, &stats)),
             StrategyKind::Threads => Flavor::Threads(threads::Threads::start(config, &stats)?),
             StrategyKind::Procs => Flavor::Procs(procs::Procs::start(config, &stats)?),
+            StrategyKind::Remote => {
+                let url = config.broker.as_deref().unwrap_or_default();
+                Flavor::Remote(remote::Remote::start(config, url)?)
+            }
         };
         // Inline and exclusive run every job on the caller already (and
         // exclusive must not run one outside its lock).
@@ -349,6 +367,7 @@ impl Strategy {
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
             Flavor::Threads(threads) => threads.submit(job, done),
             Flavor::Procs(procs) => procs.submit(job, caller, done),
+            Flavor::Remote(remote) => remote.submit(job, caller, done),
         }
     }
 
@@ -366,6 +385,7 @@ impl Strategy {
             Flavor::Exclusive(exclusive) => exclusive.shutdown(),
             Flavor::Threads(threads) => threads.shutdown(),
             Flavor::Procs(procs) => procs.shutdown(),
+            Flavor::Remote(remote) => remote.shutdown(),
         }
     }
 
@@ -385,9 +405,15 @@ impl Strategy {
             StrategyKind::Inline => 0,
             StrategyKind::Exclusive => 1,
             StrategyKind::Threads | StrategyKind::Procs => self.config.workers,
+            // The workers are other processes; `remote.workers` lists them.
+            StrategyKind::Remote => 0,
         };
         let mut snapshot = self.stats.snapshot(self.config.kind.name(), configured);
         snapshot.inline_below = self.inline_below.as_ref().map(InlineBelow::snapshot);
+        if let Flavor::Remote(remote) = &self.flavor {
+            snapshot.queued = remote.in_flight();
+            snapshot.remote = Some(remote.snapshot());
+        }
         snapshot
     }
 

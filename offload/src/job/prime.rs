@@ -46,17 +46,32 @@ pub(crate) fn is_prime_from(n: u64, first_divisor: u64, cancel: &Cancel<'_>) -> 
     let mut divisor = first_divisor;
     while divisor <= root {
         let stretch_end = root.min(divisor.saturating_add(2 * YIELD_EVERY));
-        while divisor <= stretch_end {
-            if n.is_multiple_of(divisor) {
-                return Ok(false);
-            }
-            divisor += 2;
+        match first_odd_divisor(n, divisor, stretch_end) {
+            Ok(()) => return Ok(false),
+            Err(next) => divisor = next,
         }
         if divisor <= root {
             cancel.check()?;
         }
     }
     Ok(true)
+}
+
+/// The hot loop: tries the odd divisors from `divisor` up to `last`; `Ok` as
+/// soon as one divides `n`, else `Err` with the next divisor to try.
+///
+/// Never inlined, for the reason given at `sumn`'s `sum_stretch`: inlined, the
+/// loop was copied once per combination of the caller's deadline and flags, and
+/// the copies ran at different speeds depending on where they fell.
+#[inline(never)]
+fn first_odd_divisor(n: u64, mut divisor: u64, last: u64) -> Result<(), u64> {
+    while divisor <= last {
+        if n.is_multiple_of(divisor) {
+            return Ok(());
+        }
+        divisor += 2;
+    }
+    Err(divisor)
 }
 
 #[cfg(test)]

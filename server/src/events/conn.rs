@@ -15,14 +15,16 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::Token;
-use offload::Job;
+use offload::{ApplyError, Job};
 
 use super::env::{Completion, Env};
 use super::output::{OutBuf, Replies, Seq};
+use super::state::{Dialect, Ending, Got, Phase};
 use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
 use crate::protocol::{self, Request, SEED_READ};
+use crate::proxy_header::{self, Progress};
 
 /// Jobs one connection may have running at once. One, as in the threaded
 /// mode, where a connection's thread waits for each job before it reads the
@@ -39,51 +41,8 @@ const STEP_BUDGET: usize = 4;
 /// Requests answered per step.
 const LINES_PER_STEP: usize = 16;
 
-/// What one read brought.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Got {
-    /// Bytes, now in the buffer (or handled, in the seed dialect).
-    Data,
-    /// Nothing now: wait for the socket to be readable again.
-    Blocked,
-    /// End of input, or an error that ended the connection.
-    Ended,
-}
-
 /// Bytes asked for per read in the line dialect.
 const READ_CHUNK: usize = 4096;
-
-/// Which protocol the connection speaks, known after its first read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    Unknown,
-    Seed,
-    Lines,
-}
-
-/// How a connection that takes no more requests ends once its replies are
-/// written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// Just close (`quit`, end of input).
-    Close,
-    /// Send FIN, then read and discard briefly, so that unread input does not
-    /// turn the close into a reset that loses the reply.
-    Drain,
-}
-
-/// Where the connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reading requests and answering them.
-    Open,
-    /// No more requests: ends as said once every reply is written.
-    Finishing(Ending),
-    /// FIN sent: discarding input until EOF, the byte limit or `until`.
-    Draining { until: Instant, drained: usize },
-    /// Finished: the reactor drops it, which closes the socket.
-    Closed,
-}
 
 /// One connection of the reactor.
 #[derive(Debug)]
@@ -113,7 +72,11 @@ impl Conn {
         Conn {
             socket,
             token,
-            dialect: Dialect::Unknown,
+            dialect: if config.accept_proxy {
+                Dialect::ProxyHeader
+            } else {
+                Dialect::Unknown
+            },
             input: Vec::new(),
             replies: Replies::default(),
             out: OutBuf::default(),
@@ -134,6 +97,11 @@ impl Conn {
         self.phase == Phase::Closed
     }
 
+    /// Jobs submitted and not yet completed.
+    pub(super) fn jobs(&self) -> usize {
+        self.jobs
+    }
+
     /// Whether it has no job running and no reply waiting to be written: a
     /// graceful shutdown waits for every connection to be quiet.
     pub(super) fn is_quiet(&self) -> bool {
@@ -147,32 +115,57 @@ impl Conn {
     /// requests already read, writes, reads more. Returns true if it stopped
     /// only because its [`STEP_BUDGET`] ran out, so that the reactor gives it
     /// another turn soon (mio reports readiness only when it changes).
+    ///
+    /// The replies made ready are not written here, unless they back up or
+    /// the connection ends: the reactor calls [`Conn::flush`] once at the end
+    /// of its turn, so that a burst of replies costs one `sendto`.
     pub(super) fn drive(&mut self, env: &Env<'_>) -> bool {
+        let mut budget_spent = true;
         for _ in 0..STEP_BUDGET {
-            // Flushed first, so that `answer` sees what backpressure is left:
-            // if it still stops for it, this flush met `WouldBlock`, and a
-            // writable event will come.
-            self.flush();
+            if self.out.is_backed_up() {
+                // If this meets `WouldBlock`, `answer` and `may_read` stop
+                // for the backpressure, and a writable event will come.
+                self.flush();
+            }
             let more_lines = self.answer(env);
             self.replies.move_ready(&mut self.out);
-            self.flush();
             match self.phase {
                 Phase::Open if more_lines => {}
+                // Shutting down: nothing more is read; once what was read is
+                // answered, FIN and a brief drain, so that a request sent
+                // meanwhile meets end of input rather than a reset.
+                Phase::Open if env.stopping => {
+                    if self.jobs > 0 || self.has_complete_line() {
+                        budget_spent = false;
+                        break;
+                    }
+                    self.phase = Phase::Finishing(Ending::Drain);
+                }
                 Phase::Open if self.may_read() => match self.read_some(env) {
                     Got::Data | Got::Ended => {}
-                    Got::Blocked => return false,
+                    Got::Blocked => {
+                        budget_spent = false;
+                        break;
+                    }
                 },
-                Phase::Finishing(ending) if self.out.is_empty() && self.replies.is_empty() => {
+                Phase::Finishing(ending) if self.replies.is_empty() => {
+                    self.flush();
+                    if !self.out.is_empty() {
+                        return false;
+                    }
                     self.end(ending);
                 }
                 Phase::Draining { .. } => {
                     self.discard_input();
                     return false;
                 }
-                _ => return false,
+                _ => {
+                    budget_spent = false;
+                    break;
+                }
             }
         }
-        true
+        budget_spent
     }
 
     /// Files a job's reply in its slot.
@@ -226,6 +219,12 @@ impl Conn {
         // connection thread's does; the line dialect then reads in chunks.
         let mut chunk = [0u8; READ_CHUNK];
         let want = match self.dialect {
+            // Never past the header: the first read after it is the
+            // dialect's.
+            Dialect::ProxyHeader => match proxy_header::parse(&self.input) {
+                Progress::Partial { more } => more.min(READ_CHUNK),
+                _ => 1,
+            },
             Dialect::Unknown => SEED_READ,
             _ => READ_CHUNK,
         };
@@ -246,6 +245,10 @@ impl Conn {
         }
         let data = &chunk[..n];
         match self.dialect {
+            Dialect::ProxyHeader => {
+                self.input.extend_from_slice(data);
+                self.proxy_header();
+            }
             Dialect::Unknown if protocol::is_seed_dialect(data[0]) => {
                 self.dialect = Dialect::Seed;
                 let request = data.to_vec();
@@ -257,6 +260,26 @@ impl Conn {
             }
         }
         Got::Data
+    }
+
+    /// `--accept-proxy`: once the header is whole, logs the client it names
+    /// and lets the first request be read; without a valid header, `ERR
+    /// bad-request` and close.
+    fn proxy_header(&mut self) {
+        match proxy_header::parse(&self.input) {
+            Progress::Complete { client } => {
+                proxy_header::log_client(client, self.socket.peer_addr().ok());
+                self.input.clear();
+                self.dialect = Dialect::Unknown;
+            }
+            Progress::Partial { .. } => {}
+            Progress::Invalid(reject) => {
+                tracing::debug!(%reject, "refused a connection without a PROXY header");
+                self.input.clear();
+                self.replies.push_ready(format!("{reject}\n"));
+                self.phase = Phase::Finishing(Ending::Drain);
+            }
+        }
     }
 
     /// The original's request: one number, one bare reply, close.
@@ -306,7 +329,10 @@ impl Conn {
             }
             let (request, used) =
                 match framing::next_line(&self.input[*consumed..], env.config.max_line) {
-                    Frame::Line { line, consumed } => (protocol::parse_line(line), consumed),
+                    Frame::Line { line, consumed } => (
+                        protocol::parse_line_as(line, env.config.hidden_jobs),
+                        consumed,
+                    ),
                     Frame::Partial => return false,
                     Frame::TooLong => {
                         let reject = protocol::too_long(env.config.max_line);
@@ -318,7 +344,9 @@ impl Conn {
             *consumed += used;
             self.deadline = Instant::now() + self.read_timeout;
             match request {
-                Ok(Request::Quit) => self.phase = Phase::Finishing(Ending::Close),
+                // Input may follow `quit`: FIN and drain, so that a reset
+                // does not destroy the replies owed.
+                Ok(Request::Quit) => self.phase = Phase::Finishing(Ending::Drain),
                 Ok(Request::Ping) => self.replies.push_ready("pong\n".into()),
                 Ok(Request::Stats) => {
                     let stats = protocol::stats_reply(
@@ -329,27 +357,18 @@ impl Conn {
                     self.replies.push_ready(stats + "\n");
                 }
                 Ok(Request::Job(job)) => self.start_job(job, env),
-                Err(reject) => self.replies.push_ready(format!("{reject}\n")),
+                Err(reject) => {
+                    tracing::debug!(%reject, "bad request");
+                    self.replies.push_ready(format!("{reject}\n"));
+                }
             }
         }
         true
     }
 
-    /// Submits `job` with a reply slot, or refuses it when shutting down.
+    /// Submits `job` with a reply slot. A request read is run even when
+    /// shutting down: its client cannot know whether it ran.
     fn start_job(&mut self, job: Job, env: &Env<'_>) {
-        let end = if self.dialect == Dialect::Seed {
-            ""
-        } else {
-            "\n"
-        };
-        if env.stopping {
-            let reject = protocol::shutting_down(job);
-            self.replies.push_ready(format!("{reject}{end}"));
-            if self.dialect == Dialect::Seed {
-                self.phase = Phase::Finishing(Ending::Drain);
-            }
-            return;
-        }
         let seq = self.replies.reserve();
         self.jobs += 1;
         let token = self.token;
@@ -359,15 +378,22 @@ impl Conn {
         // and exclusive). A failed send means the reactor is gone, and with
         // it anyone who wanted the reply.
         env.strategy.submit(job, move |result| {
+            let cut = matches!(result, Err(ApplyError::ShuttingDown { .. }));
             let reply = protocol::job_reply(&result);
-            if completions.send(Completion { token, seq, reply }).is_ok() {
+            let completion = Completion {
+                token,
+                seq,
+                reply,
+                cut,
+            };
+            if completions.send(completion).is_ok() {
                 let _ = waker.wake();
             }
         });
     }
 
     /// Writes what is waiting; a failed write closes the connection.
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         if self.out.is_empty() || self.phase == Phase::Closed {
             return;
         }

@@ -21,6 +21,9 @@ pub(super) struct Completion {
     pub(super) seq: Seq,
     /// The reply line, without its terminator.
     pub(super) reply: String,
+    /// Whether the strategy cut the job short (`ShuttingDown`): it was
+    /// still running or queued when the grace period ran out.
+    pub(super) cut: bool,
 }
 
 /// What a connection needs from the reactor while it is driven.
@@ -30,8 +33,8 @@ pub(super) struct Env<'a> {
     pub(super) strategy: &'a Strategy,
     /// The server's settings.
     pub(super) config: &'a Config,
-    /// Whether the reactor has seen the shutdown signal: jobs read from now
-    /// on are refused.
+    /// Whether the reactor has seen the shutdown signal: nothing more is
+    /// read, and each connection closes once it has answered what it read.
     pub(super) stopping: bool,
     /// Where completions go; the reactor drains it every turn.
     pub(super) completions: &'a Sender<Completion>,

@@ -2,8 +2,10 @@
 //!
 //! The reactor owns the listener, a [`Waker`] and a `Conn` per connection,
 //! all with non-blocking sockets, and turns forever: poll; accept; drive each
-//! connection whose socket is ready; file the job results that came back;
-//! close connections past their deadline. A job goes to the strategy with
+//! connection whose socket is ready; file the job results that came back
+//! (and drive their connections again, for up to `CHAIN_TIME`); write each
+//! driven connection's replies in one go; close connections past their
+//! deadline. A job goes to the strategy with
 //! [`Strategy::submit`], whose callback sends the reply down a channel and
 //! wakes the poll, so under `threads` and `procs` the loop never waits for a
 //! job. Under `inline` and `exclusive` the strategy runs the job inside
@@ -14,38 +16,45 @@
 //!
 //! Limits and shutdown mirror the threaded mode (`crate::threads`): over
 //! `--max-connections` a client gets `ERR busy too many connections`; a
-//! shutdown stops accepting, lets the jobs already read finish within
-//! `--grace` (a job counts as read once the reactor has read it, so under
-//! `inline` a request that waited in its socket while the loop was stalled
-//! is refused as shutting down), then stops the strategy and closes every
+//! shutdown stops accepting at once (the signal shuts the listening socket,
+//! even while the loop runs an `inline` job), answers the requests already
+//! read within `--grace` and reads nothing more (a request counts as read
+//! once the reactor has read it, so under `inline` one that waited in its
+//! socket while the loop was stalled is not answered: its connection is
+//! closed, and its client may send it again elsewhere), and closes each
+//! connection once it has answered what it read. When the grace period
+//! ends first, it stops the strategy, keeps turning for up to `CUT_TIME` so
+//! that the jobs cut short are told `ERR shutting-down`, and closes every
 //! connection.
 //!
 //! - `conn`: one connection's state and how it is driven.
 //! - `output`: reply slots kept in request order, and the write buffer.
 //! - `env`: what a connection is driven with, and a job's completion.
 //! - `grace`: the watchdog that ends the grace period.
+//! - `admit`: accepting connections, up to the limit.
+//! - `state`: a connection's dialect, phase and ending.
 
+mod admit;
 mod conn;
 mod env;
 mod grace;
 mod output;
+mod state;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
-use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
 use crate::config::Config;
 use crate::counts::ConnectionSnapshot;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use conn::Conn;
 use env::{Completion, Env};
 use grace::cut_short_after_grace;
@@ -55,6 +64,12 @@ const WAKER: Token = Token(1);
 /// Connection tokens count up from here and are never reused, so that a
 /// late completion cannot reach a newer connection that took an old token.
 const FIRST_CONNECTION: usize = 2;
+
+/// How long a turn keeps filing the jobs completed while it drove the
+/// connections, and driving those again, before it writes and polls: under
+/// inline a pipeline of quick jobs gets its replies written together, and
+/// no other connection waits more than this for the poll.
+const CHAIN_TIME: Duration = Duration::from_millis(1);
 
 /// How often the reactor looks for connections past their deadline while it
 /// has any: the read timeout is kept to within this.
@@ -79,8 +94,15 @@ struct Reactor<'a> {
     backing_off: bool,
     /// Connections whose read budget ran out: driven again next turn.
     again: Vec<Token>,
+    /// Connections driven this turn, whose output is written at its end.
+    driven: Vec<Token>,
     /// Set when the reactor sees the shutdown: the end of the grace period.
     grace_ends: Option<Instant>,
+    /// Set when the grace period is over: by then the requests cut short
+    /// have been told so, and every connection is closed.
+    cut_ends: Option<Instant>,
+    /// Jobs the strategy cut short at the end of the grace period.
+    cut_short: usize,
 }
 
 /// What every connection is handed while it is driven, kept apart from the
@@ -119,7 +141,7 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     let poll = Poll::new()?;
@@ -150,7 +172,10 @@ pub fn run(
         retry_accept_at: None,
         backing_off: false,
         again: Vec::new(),
+        driven: Vec::new(),
         grace_ends: None,
+        cut_ends: None,
+        cut_short: 0,
     };
     let served = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
@@ -173,7 +198,9 @@ pub fn run(
     // close every connection, as the threaded mode shuts its sockets.
     strategy.shutdown();
     reactor.conns.clear();
-    result
+    result.map(|()| Stopped {
+        cut_short: reactor.cut_short,
+    })
 }
 
 impl Reactor<'_> {
@@ -205,34 +232,54 @@ impl Reactor<'_> {
             if accept && self.listener.is_some() {
                 self.accept_all(&mut ready);
             }
-            for Completion { token, seq, reply } in self.finished.try_iter() {
-                // A connection that closed meanwhile no longer wants it.
-                if let Some(conn) = self.conns.get_mut(&token) {
-                    conn.complete(seq, reply);
-                    ready.push(token);
+            self.file_completions(&mut ready);
+            let turn = Instant::now();
+            while !ready.is_empty() {
+                ready.sort_unstable();
+                ready.dedup();
+                for token in ready.drain(..) {
+                    self.drive(token);
                 }
+                // Jobs that completed meanwhile (at once, under inline and
+                // exclusive) are filed and their connections driven again in
+                // this turn, for a short while, so that their replies leave
+                // together rather than one `write` per turn each.
+                if turn.elapsed() >= CHAIN_TIME {
+                    break;
+                }
+                self.file_completions(&mut ready);
             }
-            ready.sort_unstable();
-            ready.dedup();
-            for token in ready {
-                self.drive(token);
-            }
+            self.flush_driven();
             let now = Instant::now();
             if now >= next_sweep {
                 next_sweep = now + TICK;
                 self.sweep(now);
             }
             if let Some(grace_ends) = self.grace_ends {
-                let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
-                if busy == 0 {
+                // Every connection closes by itself once it has answered
+                // what it read (and its FIN's brief drain is over).
+                if self.conns.is_empty() {
                     return Ok(());
                 }
-                if now >= grace_ends {
-                    tracing::warn!(
-                        unfinished = busy,
-                        "grace period over; cutting the remaining requests short"
-                    );
-                    return Ok(());
+                let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
+                match self.cut_ends {
+                    None if now >= grace_ends => {
+                        tracing::warn!(
+                            unfinished = busy,
+                            "grace period over; cutting the remaining requests short"
+                        );
+                        // The jobs still running or queued end with
+                        // `ShuttingDown`; their replies, `ERR
+                        // shutting-down`, are written before the close.
+                        self.link.strategy.shutdown();
+                        self.cut_ends = Some(now + CUT_TIME);
+                    }
+                    Some(cut_ends) if now >= cut_ends => {
+                        // Jobs that did not even answer that in time.
+                        self.cut_short += self.conns.values().map(Conn::jobs).sum::<usize>();
+                        return Ok(());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -260,7 +307,28 @@ impl Reactor<'_> {
         }
     }
 
-    /// Drives one connection, and drops it if it is finished.
+    /// Files the replies of the jobs completed since the last look, and
+    /// adds their connections to `ready`.
+    fn file_completions(&mut self, ready: &mut Vec<Token>) {
+        for Completion {
+            token,
+            seq,
+            reply,
+            cut,
+        } in self.finished.try_iter()
+        {
+            self.cut_short += usize::from(cut);
+            // A connection that closed meanwhile no longer wants it.
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.complete(seq, reply);
+                ready.push(token);
+            }
+        }
+    }
+
+    /// Drives one connection, and drops it if it is finished. What it made
+    /// ready to write waits for [`Reactor::flush_driven`], at the end of the
+    /// turn.
     fn drive(&mut self, token: Token) {
         let counts = self.connection_counts();
         let env = self.link.env(self.grace_ends.is_some(), counts);
@@ -272,7 +340,28 @@ impl Reactor<'_> {
         }
         if conn.is_closed() {
             self.close(token);
+        } else {
+            self.driven.push(token);
         }
+    }
+
+    /// Writes what the connections driven this turn made ready: one write
+    /// each, however many replies.
+    fn flush_driven(&mut self) {
+        let mut driven = std::mem::take(&mut self.driven);
+        driven.sort_unstable();
+        driven.dedup();
+        for token in driven.drain(..) {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            conn.flush();
+            if conn.is_closed() {
+                self.close(token);
+            }
+        }
+        // The allocation is kept for the next turn.
+        self.driven = driven;
     }
 
     /// Closes connections past their deadline.
@@ -295,79 +384,16 @@ impl Reactor<'_> {
         }
     }
 
-    /// Accepts until the queue is empty (mio is edge-triggered); admitted
-    /// connections are driven this turn, in case they spoke first.
-    fn accept_all(&mut self, ready: &mut Vec<Token>) {
-        self.retry_accept_at = None;
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    self.backing_off = false;
-                    if let Some(token) = self.admit(stream) {
-                        ready.push(token);
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
-                Err(err) if is_resource_exhaustion(&err) => {
-                    if !self.backing_off {
-                        tracing::warn!(%err, "cannot accept: out of resources; backing off");
-                        self.backing_off = true;
-                    }
-                    self.retry_accept_at = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => tracing::debug!(%err, "accept failed"),
-            }
-        }
-    }
-
-    /// Registers a connection if there is room, or refuses it.
-    fn admit(&mut self, mut stream: TcpStream) -> Option<Token> {
-        if self.conns.len() >= self.config.max_connections {
-            self.refuse(stream, "too many connections");
-            return None;
-        }
-        let _ = stream.set_nodelay(true);
-        let token = Token(self.next_token);
-        // Readable and writable at once: edge-triggered, so a connection is
-        // told when its input arrives and when a backed-up output drains.
-        if let Err(err) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            tracing::warn!(%err, "could not register a connection");
-            self.refuse(stream, "cannot register the connection");
-            return None;
-        }
-        self.next_token += 1;
-        self.total += 1;
-        self.conns
-            .insert(token, Conn::new(stream, token, self.config));
-        Some(token)
-    }
-
-    /// Tells a client it cannot be served now, and closes. The socket is
-    /// fresh, so its send buffer takes the line at once.
-    fn refuse(&mut self, mut stream: TcpStream, why: &str) {
-        self.refused += 1;
-        let _ = writeln!(stream, "ERR busy {why}");
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-    }
-
-    /// Stops accepting; from now on jobs read are refused, and the loop ends
-    /// once every connection is quiet or the grace period is over.
+    /// Drops the listener (the signal has already shut it); from now on
+    /// nothing more is read, each connection closes once it has answered
+    /// what it read, and the loop ends once none is left or the grace
+    /// period is over.
     fn begin_shutdown(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
-            // Connections the kernel completed but the loop had not accepted
-            // (it may have been running a job itself).
-            refuse_unaccepted(&listener);
         }
+        // Idle connections have no event coming: drive each once, now.
+        self.again.extend(self.conns.keys().copied());
         self.retry_accept_at = None;
         let busy = self.conns.values().filter(|c| !c.is_quiet()).count();
         tracing::info!(

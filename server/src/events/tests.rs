@@ -3,7 +3,7 @@
 
 use super::*;
 use offload::{StrategyConfig, StrategyKind};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 
 /// The library entry point serves a pipelined connection in order under
 /// `threads`, and returns promptly once the shutdown is triggered.
@@ -38,7 +38,8 @@ fn serves_in_order_and_stops_on_shutdown() {
         assert!(next().contains("\"open\":1"), "stats counts the connection");
         let stopping = Instant::now();
         shutdown.trigger();
-        server.join().expect("no panic").expect("served");
+        let stopped = server.join().expect("no panic").expect("served");
+        assert_eq!(stopped.cut_short, 0, "nothing was running");
         assert!(stopping.elapsed() < Duration::from_secs(1));
     });
 }

@@ -13,7 +13,8 @@ use super::Connections;
 use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
-use crate::protocol::{self, Reject, Request, SEED_READ};
+use crate::protocol::{self, Request, SEED_READ};
+use crate::proxy_header::{self, Progress};
 use crate::shutdown::Shutdown;
 
 /// What every connection thread shares.
@@ -61,6 +62,9 @@ fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(ctx.config.read_timeout))?;
     let deadline = Instant::now() + ctx.config.read_timeout;
+    if ctx.config.accept_proxy && !read_proxy_header(stream, deadline)? {
+        return Ok(());
+    }
     // The seed dialect is one read of at most 16 bytes, so the first read
     // takes no more than that in either dialect.
     let mut first = [0u8; SEED_READ];
@@ -72,6 +76,36 @@ fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
         return serve_seed(stream, &first[..n], ctx);
     }
     serve_lines(stream, first[..n].to_vec(), deadline, ctx)
+}
+
+/// `--accept-proxy`: reads the PROXY header, never a byte past it, and logs
+/// the client it names. Returns false when the connection is over: it
+/// ended first, or sent no valid header and was told `ERR bad-request`.
+fn read_proxy_header(mut stream: &TcpStream, deadline: Instant) -> io::Result<bool> {
+    let mut header = Vec::new();
+    loop {
+        match proxy_header::parse(&header) {
+            Progress::Complete { client } => {
+                proxy_header::log_client(client, stream.peer_addr().ok());
+                return Ok(true);
+            }
+            Progress::Partial { more } => {
+                let start = header.len();
+                header.resize(start + more, 0);
+                let n = read_by(stream, &mut header[start..], deadline)?;
+                header.truncate(start + n);
+                if n == 0 {
+                    return Ok(false);
+                }
+            }
+            Progress::Invalid(reject) => {
+                tracing::debug!(%reject, "refused a connection without a PROXY header");
+                writeln!(stream, "{reject}")?;
+                close_after_reply(stream);
+                return Ok(false);
+            }
+        }
+    }
 }
 
 /// The original server: the reply is the bare sum, then close.
@@ -87,10 +121,7 @@ fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::
     let reply = match parsed {
         Ok(job) => {
             let _in_flight = InFlight::begin(ctx.in_flight);
-            match run_job(job, ctx) {
-                Ok(answer) => answer,
-                Err(reject) => reject.to_string(),
-            }
+            run_job(job, ctx)
         }
         Err(reject) => reject.to_string(),
     };
@@ -130,12 +161,11 @@ fn more_digits_waiting(stream: &TcpStream) -> bool {
     matches!(peeked, Ok(1) if next[0].is_ascii_digit())
 }
 
-/// Runs a job unless the server is shutting down.
-fn run_job(job: Job, ctx: &Context<'_>) -> Result<String, Reject> {
-    if ctx.shutdown.is_triggered() {
-        return Err(protocol::shutting_down(job));
-    }
-    Ok(protocol::job_reply(&ctx.strategy.apply(job)))
+/// Runs a job that was read: even after the shutdown signal, a request read
+/// is answered (by `ERR shutting-down` only when the grace period is over
+/// and the strategy stops), since its client cannot know whether it ran.
+fn run_job(job: Job, ctx: &Context<'_>) -> String {
+    protocol::job_reply(&ctx.strategy.apply(job))
 }
 
 /// The line dialect: requests are answered in order; replies to requests
@@ -162,8 +192,15 @@ fn serve_lines(
                 Frame::TooLong => return too_long(&mut out, max_line),
             };
             consumed += used;
-            match protocol::parse_line(line) {
-                Ok(Request::Quit) => return out.flush(),
+            match protocol::parse_line_as(line, ctx.config.hidden_jobs) {
+                Ok(Request::Quit) => {
+                    // Whatever the client sent after `quit` is unread:
+                    // closing now would reset the connection and lose the
+                    // replies above, so FIN and drain as after `too-long`.
+                    out.flush()?;
+                    close_after_reply(out.get_ref());
+                    return Ok(());
+                }
                 Ok(Request::Ping) => out.write_all(b"pong\n")?,
                 Ok(Request::Stats) => {
                     out.write_all(stats_json(ctx).as_bytes())?;
@@ -171,17 +208,29 @@ fn serve_lines(
                 }
                 Ok(Request::Job(job)) => {
                     answered.push(InFlight::begin(ctx.in_flight));
-                    let reply = run_job(job, ctx).unwrap_or_else(|reject| reject.to_string());
+                    let reply = run_job(job, ctx);
                     out.write_all(reply.as_bytes())?;
                     out.write_all(b"\n")?;
                 }
-                Err(reject) => writeln!(out, "{reject}")?,
+                Err(reject) => {
+                    tracing::debug!(%reject, "bad request");
+                    writeln!(out, "{reject}")?;
+                }
             }
             deadline = Instant::now() + ctx.config.read_timeout;
         }
         pending.drain(..consumed);
         out.flush()?;
         drop(answered);
+        if ctx.shutdown.is_triggered() {
+            // Between requests: what was read is answered, nothing more is
+            // read. FIN, then a brief drain, so that a request the client
+            // sent meanwhile ends in end of input, not a reset that could
+            // destroy the replies above; the client sends it again
+            // elsewhere.
+            close_after_reply(stream);
+            return Ok(());
+        }
         let n = read_by(stream, &mut chunk, deadline)?;
         if n == 0 {
             return Ok(());

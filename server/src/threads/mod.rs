@@ -1,7 +1,10 @@
 //! `--io threads`: mio polls the listener and a waker; every accepted
 //! connection gets its own blocking thread. Over the connection limit a
-//! client is told `ERR busy` and closed. A shutdown stops accepting, lets the
-//! requests in flight finish within the grace period, then cuts the rest.
+//! client is told `ERR busy` and closed. A shutdown stops accepting at once
+//! (the signal shuts the listening socket), lets the requests in flight
+//! finish within the grace period, closes each connection once it has
+//! answered what it read, then cuts the rest short: their threads tell them
+//! `ERR shutting-down` before the sockets are shut.
 //!
 //! - `connection`: one connection's thread.
 
@@ -18,10 +21,10 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
-use crate::accept::{is_resource_exhaustion, refuse_unaccepted, ACCEPT_BACKOFF};
+use crate::accept::{is_resource_exhaustion, ACCEPT_BACKOFF};
 use crate::config::Config;
 use crate::counts::ConnectionSnapshot;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use connection::Context;
 
 const LISTENER: Token = Token(0);
@@ -93,6 +96,15 @@ impl Connections {
         self.lock().remove(&id);
     }
 
+    /// Ends reading on every open socket: a thread waiting for its next
+    /// request gets end of input at once and closes its connection, while
+    /// one busy with a request still answers it (writing stays open).
+    fn stop_reading(&self) {
+        for stream in self.lock().values() {
+            let _ = stream.shutdown(SocketShutdown::Read);
+        }
+    }
+
     /// Shuts every open socket, so that threads blocked on them return.
     fn shut_all(&self) {
         for stream in self.lock().values() {
@@ -116,7 +128,7 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
-) -> io::Result<()> {
+) -> io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     let mut poll = Poll::new()?;
@@ -133,7 +145,7 @@ pub fn run(
         in_flight: &in_flight,
     };
 
-    std::thread::scope(|scope| -> io::Result<()> {
+    std::thread::scope(|scope| -> io::Result<Stopped> {
         let mut events = Events::with_capacity(64);
         let mut retry_at: Option<Instant> = None;
         // When the process last ran out of resources: a burst of refusals is
@@ -176,16 +188,19 @@ pub fn run(
                         break;
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    // The signal shut the listening socket (`EINVAL`).
+                    Err(_) if shutdown.is_triggered() => break,
                     Err(err) => tracing::debug!(%err, "accept failed"),
                 }
             }
         }
 
-        // Graceful shutdown: no new connections; requests already read get
-        // `grace` to finish; newer requests get `ERR shutting-down`.
+        // Graceful shutdown: the signal has shut the listening socket; the
+        // requests already read get `grace` to finish; nothing more is read,
+        // and each connection closes once it has answered what it read.
         let _ = poll.registry().deregister(&mut listener);
-        refuse_unaccepted(&listener);
         drop(listener);
+        connections.stop_reading();
         let open = connections.snapshot().open;
         let busy = in_flight.load(Ordering::SeqCst);
         tracing::info!(open, in_flight = busy, grace = ?config.grace, "shutting down");
@@ -201,8 +216,17 @@ pub fn run(
             );
         }
         strategy.shutdown();
+        // The jobs cut short end at their next yield point with
+        // `ShuttingDown`, and their threads write `ERR shutting-down`: let
+        // them, within a bound, before the sockets are shut.
+        let cut_deadline = Instant::now() + CUT_TIME;
+        while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < cut_deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         connections.shut_all();
-        Ok(())
+        Ok(Stopped {
+            cut_short: unfinished,
+        })
     })
 }
 

@@ -1,0 +1,115 @@
+//! The dispatcher thread: pops this server's reply list, completes each job
+//! the first time its answer arrives, and keeps the broker's health.
+//!
+//! It is the only thread that marks the broker up: after a failure (its
+//! own, or the outbox's) it reconnects with capped [`Backoff`], recreates
+//! the group if the broker lost it, and compares the broker's run id with
+//! the one it knew. A different run id means the broker restarted and the
+//! jobs in flight may be gone with it, so they are all `XADD`ed again under
+//! the same numbers: whichever answer comes first completes the job.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::{Connection, RedisResult};
+
+use super::{outbox, Shared};
+use crate::broker::wire::{JobMessage, Reply};
+use crate::broker::{run_id, Backoff, COMMAND_TIMEOUT};
+
+/// How long one `BLMPOP` blocks: the longest the thread takes to see a stop.
+const BLOCK: Duration = Duration::from_millis(250);
+
+/// Most replies taken in one round trip.
+const DRAIN: usize = 256;
+
+pub(super) fn run(shared: &Shared) {
+    let mut conn: Option<Connection> = None;
+    let mut backoff = Backoff::default();
+    let mut known_run_id: Option<String> = None;
+    while !shared.stopping.load(Ordering::Acquire) {
+        if conn.is_none() || !shared.up.load(Ordering::Acquire) {
+            match reconnect(shared, &mut known_run_id) {
+                Ok(fresh) => {
+                    conn = Some(fresh);
+                    backoff.reset();
+                    shared.up.store(true, Ordering::Release);
+                }
+                Err(err) => {
+                    conn = None;
+                    if shared.up.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(%err, "the broker is unreachable");
+                    }
+                    std::thread::sleep(backoff.next_wait());
+                    continue;
+                }
+            }
+        }
+        let Some(live) = conn.as_mut() else { continue };
+        match pop(live, &shared.reply_list) {
+            Ok(replies) => replies.iter().for_each(|text| deliver(shared, text)),
+            Err(err) => {
+                tracing::warn!(%err, "lost the broker while waiting for replies");
+                conn = None;
+                shared.up.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Opens a connection, makes sure the group exists, and hands every job in
+/// flight out again if the broker is not the one it was.
+fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<Connection> {
+    let mut conn = shared.broker.connect_with_group(BLOCK + COMMAND_TIMEOUT)?;
+    let now = run_id(&mut conn)?;
+    if known_run_id.as_ref().is_some_and(|known| *known != now) {
+        let messages: Vec<JobMessage> = shared
+            .in_flight()
+            .values()
+            .map(|job| job.message.clone())
+            .collect();
+        if !messages.is_empty() {
+            outbox::add(&mut conn, &messages)?;
+            shared
+                .resubmitted
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            tracing::info!(
+                jobs = messages.len(),
+                "the broker restarted; handed the jobs in flight out again"
+            );
+        }
+    }
+    if known_run_id.as_deref() != Some(now.as_str()) {
+        tracing::info!(broker = shared.broker.url(), run_id = %now, "connected to the broker");
+    }
+    *known_run_id = Some(now);
+    Ok(conn)
+}
+
+/// Waits up to [`BLOCK`] for replies and takes every one waiting (up to
+/// [`DRAIN`]) in the same round trip (`BLMPOP`, Redis 7).
+fn pop(conn: &mut Connection, list: &str) -> RedisResult<Vec<String>> {
+    let popped: Option<(String, Vec<String>)> = redis::cmd("BLMPOP")
+        .arg(BLOCK.as_secs_f64())
+        .arg(1)
+        .arg(list)
+        .arg("LEFT")
+        .arg("COUNT")
+        .arg(DRAIN)
+        .query(conn)?;
+    Ok(popped.map(|(_, replies)| replies).unwrap_or_default())
+}
+
+/// Completes the job a reply names, unless it was completed already.
+fn deliver(shared: &Shared, text: &str) {
+    match Reply::parse(text) {
+        Ok(reply) => {
+            let id = reply.id;
+            if !shared.complete(id, |job, elapsed| reply.into_result(job, elapsed)) {
+                shared.late_replies.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(id, "dropped a reply for a job already answered");
+            }
+        }
+        Err(err) => tracing::warn!(%err, "dropped a reply that cannot be read"),
+    }
+}

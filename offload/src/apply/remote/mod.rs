@@ -1,0 +1,366 @@
+//! `remote`: jobs handed to `sumworker` processes, on this machine or
+//! others, through a Redis stream and its consumer group.
+//!
+//! [`Remote::submit`] registers the job's [`Done`] under a number in the
+//! in-flight table and queues the number for the outbox thread, which
+//! `XADD`s it to the jobs stream. Three more threads finish the story:
+//!
+//! - [`dispatcher`]: pops this server's reply list and completes each job
+//!   the first time an answer for it arrives (later ones are counted as
+//!   late and dropped); it also owns the broker's health: it reconnects
+//!   with capped backoff and, when the broker came back without its data,
+//!   hands every job in flight out again.
+//! - [`deadlines`]: completes each job at its deadline if nothing else did,
+//!   as `timeout` (or `unavailable` when the broker is down then).
+//! - [`monitor`]: reads the stream, the pending list and the consumers
+//!   every half second, for `stats`.
+//!
+//! Whoever removes a job from the in-flight table ([`shared`]) completes it, so each job
+//! is completed exactly once. The semantics are in `docs/distributed.md`.
+
+mod deadlines;
+mod dispatcher;
+mod monitor;
+mod outbox;
+mod shared;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use redis::Connection;
+
+use super::done::{Caller, Done};
+use super::{StrategyConfig, Timing};
+use crate::broker::wire::JobMessage;
+use crate::broker::{keys, unix_ms_now, Broker, COMMAND_TIMEOUT};
+use crate::error::{ApplyError, BusyReason, StartError};
+use crate::job::Job;
+use shared::{InFlight, Shared};
+
+pub use monitor::{RemoteSnapshot, WorkerSeen};
+
+/// How long `start` waits for the first connection to the broker, so that
+/// the first requests do not find it "unavailable" only because the server
+/// has just started.
+const FIRST_CONNECTION: Duration = Duration::from_secs(2);
+
+/// Most idle connections kept for blocking callers.
+const POOLED: usize = 64;
+
+/// The strategy's handle: the channels into its threads.
+pub(crate) struct Remote {
+    shared: Arc<Shared>,
+    /// Job numbers for the outbox thread to `XADD`.
+    outbox: Option<Sender<u64>>,
+    /// Deadlines for the deadline thread.
+    deadlines: Option<Sender<(Instant, u64)>>,
+    /// Dropped to stop the monitor.
+    stop_monitor: Option<Sender<()>>,
+    /// Connections for blocking callers' `XADD`s, reused.
+    connections: Mutex<Vec<Connection>>,
+    threads: Vec<JoinHandle<()>>,
+    /// Most jobs in flight at once; more are `busy`.
+    capacity: usize,
+    /// From submission to deadline: the queue wait plus the job timeout.
+    lifetime: Duration,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("broker", &self.shared.broker.url())
+            .field("reply_list", &self.shared.reply_list)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// Starts the four threads and waits up to [`FIRST_CONNECTION`] for the
+    /// broker (a broker that is down is not an error: jobs get
+    /// `unavailable` until it is back).
+    pub(crate) fn start(config: &StrategyConfig, url: &str) -> Result<Remote, StartError> {
+        let broker = Broker::new(url)?;
+        let job_timeout = config.job_timeout.ok_or(StartError::BadSetting {
+            setting: "job timeout",
+            expected: "set for remote (the deadline travels with the job)",
+            value: "none".into(),
+        })?;
+        let shared = Arc::new(Shared {
+            broker,
+            reply_list: keys::reply_list(&server_name()),
+            in_flight: Mutex::new(HashMap::new()),
+            up: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            late_replies: AtomicU64::new(0),
+            resubmitted: AtomicU64::new(0),
+            seen: Mutex::new(RemoteSnapshot::default()),
+        });
+        let (outbox, outbox_rx) = crossbeam_channel::unbounded();
+        let (deadlines, deadlines_rx) = crossbeam_channel::unbounded();
+        let (stop_monitor, stop_monitor_rx) = crossbeam_channel::bounded(0);
+        let mut remote = Remote {
+            shared: Arc::clone(&shared),
+            outbox: Some(outbox),
+            deadlines: Some(deadlines),
+            stop_monitor: Some(stop_monitor),
+            connections: Mutex::new(Vec::new()),
+            threads: Vec::new(),
+            capacity: config.queue,
+            lifetime: config.queue_wait + job_timeout,
+            next_id: AtomicU64::new(1),
+        };
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|e| StartError::os("could not start a remote thread", e))
+        };
+        let s = Arc::clone(&shared);
+        remote.threads.push(spawn(
+            "remote-outbox",
+            Box::new(move || outbox::run(&s, &outbox_rx)),
+        )?);
+        let s = Arc::clone(&shared);
+        remote.threads.push(spawn(
+            "remote-dispatch",
+            Box::new(move || dispatcher::run(&s)),
+        )?);
+        let s = Arc::clone(&shared);
+        remote.threads.push(spawn(
+            "remote-deadlines",
+            Box::new(move || deadlines::run(&s, &deadlines_rx)),
+        )?);
+        let s = Arc::clone(&shared);
+        remote.threads.push(spawn(
+            "remote-monitor",
+            Box::new(move || monitor::run(&s, &stop_monitor_rx)),
+        )?);
+        let started = Instant::now();
+        while !shared.up.load(Ordering::Acquire) && started.elapsed() < FIRST_CONNECTION {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if !shared.up.load(Ordering::Acquire) {
+            tracing::warn!(
+                broker = url,
+                "the broker is not reachable yet; jobs get ERR unavailable until it is"
+            );
+        }
+        Ok(remote)
+    }
+
+    /// Hands `job` out; see the module documentation. A blocking caller
+    /// (a connection thread, which waits for the answer anyway) `XADD`s it
+    /// itself, saving the hand-off to the outbox thread; an event loop never
+    /// waits for the broker.
+    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
+        let shared = &self.shared;
+        let (Some(outbox), Some(deadlines)) = (&self.outbox, &self.deadlines) else {
+            return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
+        };
+        if shared.stopping.load(Ordering::Acquire) {
+            return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
+        }
+        if !shared.up.load(Ordering::Acquire) {
+            let reason = shared.unreachable("it did not answer the last attempt");
+            return done.complete(
+                Err(ApplyError::Unavailable { job, reason }),
+                Timing::default(),
+            );
+        }
+        let submitted = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = JobMessage {
+            id,
+            job,
+            reply_to: shared.reply_list.clone(),
+            deadline_ms: unix_ms_now()
+                .saturating_add(u64::try_from(self.lifetime.as_millis()).unwrap_or(u64::MAX)),
+        };
+        {
+            let mut in_flight = shared.in_flight();
+            if in_flight.len() >= self.capacity {
+                let queued = in_flight.len();
+                drop(in_flight);
+                let busy = ApplyError::Busy {
+                    job,
+                    reason: BusyReason::InFlightFull { in_flight: queued },
+                };
+                return done.complete(Err(busy), Timing::default());
+            }
+            in_flight.insert(
+                id,
+                InFlight {
+                    message,
+                    done,
+                    submitted,
+                },
+            );
+        }
+        // Both threads outlive the senders, so these cannot fail.
+        let _ = deadlines.send((submitted + self.lifetime, id));
+        match caller {
+            Caller::Blocking => self.add_here(id),
+            Caller::NonBlocking => {
+                let _ = outbox.send(id);
+            }
+        }
+    }
+
+    /// `XADD`s job `id` on a connection from the pool (opening one if none
+    /// is free); on failure the job is new, so it is `unavailable` at once.
+    fn add_here(&self, id: u64) {
+        let shared = &self.shared;
+        let Some(message) = shared.in_flight().get(&id).map(|job| job.message.clone()) else {
+            return;
+        };
+        let pooled = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(conn) => Ok(conn),
+            None => shared.broker.connect(COMMAND_TIMEOUT),
+        };
+        let added = conn.and_then(|mut conn| {
+            outbox::add(&mut conn, std::slice::from_ref(&message)).map(|()| conn)
+        });
+        match added {
+            Ok(conn) => {
+                let mut pool = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+                if pool.len() < POOLED {
+                    pool.push(conn);
+                }
+            }
+            Err(err) => {
+                shared.up.store(false, Ordering::Release);
+                tracing::warn!(%err, "could not hand a job to the broker");
+                let reason = shared.unreachable(&err.to_string());
+                shared.complete(id, |job, _| Err(ApplyError::Unavailable { job, reason }));
+            }
+        }
+    }
+
+    /// New jobs are refused, and every job in flight is answered
+    /// `shutting-down` now (a worker's later answer is dropped).
+    pub(crate) fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let all: Vec<InFlight> = self
+            .shared
+            .in_flight()
+            .drain()
+            .map(|(_, job)| job)
+            .collect();
+        for job in all {
+            let job_id = job.message.job;
+            job.done.complete(
+                Err(ApplyError::ShuttingDown { job: job_id }),
+                Timing::default(),
+            );
+        }
+    }
+
+    /// Jobs handed out and not yet answered.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight().len()
+    }
+
+    /// The broker's side as last read, with this server's own counters.
+    pub(crate) fn snapshot(&self) -> RemoteSnapshot {
+        let mut seen = self
+            .shared
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        seen.broker = self.shared.broker.url().to_owned();
+        seen.connected = self.shared.up.load(Ordering::Acquire);
+        seen.in_flight = self.in_flight();
+        seen.late_replies = self.shared.late_replies.load(Ordering::Relaxed);
+        seen.resubmitted = self.shared.resubmitted.load(Ordering::Relaxed);
+        seen
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.outbox = None;
+        self.deadlines = None;
+        self.stop_monitor = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // Jobs still in flight are dropped with the table: each `Done`
+        // reports `shutting-down` as it goes.
+    }
+}
+
+/// A name for this server's reply list, unique among servers sharing a
+/// broker: the host, the pid and the start time.
+fn server_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}-{}-{nanos:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ApplyError, Job, Strategy, StrategyConfig, StrategyKind};
+    use std::time::{Duration, Instant};
+
+    fn config(broker: Option<&str>) -> StrategyConfig {
+        StrategyConfig {
+            broker: broker.map(str::to_owned),
+            ..StrategyConfig::new(StrategyKind::Remote)
+        }
+    }
+
+    /// With no broker listening, the strategy still starts, and every job is
+    /// refused `Unavailable` at once, naming the broker.
+    #[test]
+    fn unreachable_broker_is_unavailable_at_once() {
+        // Port 1 on loopback: nothing listens there, connections are refused.
+        let strategy = Strategy::start(&config(Some("redis://127.0.0.1:1"))).expect("starts");
+        for _ in 0..3 {
+            let started = Instant::now();
+            let result = strategy.apply(Job::Sumn(10));
+            assert!(started.elapsed() < Duration::from_millis(100));
+            match result {
+                Err(ApplyError::Unavailable { reason, .. }) => {
+                    assert!(reason.contains("redis://127.0.0.1:1"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let remote = strategy.stats().remote.expect("remote stats");
+        assert!(!remote.connected);
+    }
+
+    /// `remote` without a broker, or without a job timeout, does not start.
+    #[test]
+    fn needs_a_broker_and_a_deadline() {
+        let err = Strategy::start(&config(None)).unwrap_err().to_string();
+        assert!(err.contains("broker"), "{err}");
+        let no_timeout = StrategyConfig {
+            job_timeout: None,
+            ..config(Some("redis://127.0.0.1:1"))
+        };
+        let err = Strategy::start(&no_timeout).unwrap_err().to_string();
+        assert!(err.contains("job timeout"), "{err}");
+        let err = Strategy::start(&config(Some("mysql://x")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"mysql://x\""), "{err}");
+    }
+}

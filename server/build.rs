@@ -1,0 +1,59 @@
+//! Looks for the engines the engine tests start (`tests/haproxy`: HAProxy;
+//! `tests/remote`: Redis),
+//! so that a test whose engine is missing is marked ignored with the reason
+//! instead of passing without having run.
+//!
+//! For each engine found, `YSUM_<ENGINE>` is set to its path at compile
+//! time; for each one missing, the cfg `no_<engine>` is set, on which the
+//! tests hang `#[cfg_attr(no_haproxy, ignore = "…")]`. With
+//! `YSUM_REQUIRE_ENGINES=1` (what `.ci/run` sets) the cfg is never set, so
+//! the tests run and fail, saying which engine is missing.
+//!
+//! The probe runs again when `PATH` or `YSUM_REQUIRE_ENGINES` changes, or
+//! the engine's binary does; after installing a missing engine, `touch
+//! server/build.rs` (or set `PATH` anew) to take it up.
+
+use std::env;
+use std::path::PathBuf;
+
+/// (binary name, cfg set when it is missing, variable holding its path).
+const ENGINES: &[(&str, &str, &str)] = &[
+    ("haproxy", "no_haproxy", "YSUM_HAPROXY"),
+    ("redis-server", "no_redis", "YSUM_REDIS"),
+];
+
+/// Debian puts daemons in sbin, which an ordinary user's PATH often lacks.
+const SBIN: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=YSUM_REQUIRE_ENGINES");
+    let required = env::var("YSUM_REQUIRE_ENGINES").is_ok_and(|v| v == "1");
+    for (binary, missing_cfg, path_var) in ENGINES {
+        println!("cargo:rustc-check-cfg=cfg({missing_cfg})");
+        match find(binary) {
+            Some(path) => {
+                println!("cargo:rerun-if-changed={}", path.display());
+                println!("cargo:rustc-env={path_var}={}", path.display());
+            }
+            None if required => {}
+            None => println!("cargo:rustc-cfg={missing_cfg}"),
+        }
+    }
+}
+
+/// The first executable file named `binary` in `PATH` or an sbin folder.
+fn find(binary: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(SBIN.iter().map(PathBuf::from))
+        .map(|dir| dir.join(binary))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}

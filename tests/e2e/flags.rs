@@ -1,0 +1,174 @@
+//! Flags and output: host names in `--addr`, bad log filters refused once
+//! and clearly, plain logs off a terminal, the `--help` summary,
+//! `--workers 0` where there are no workers, and no test-only job in the
+//! shipped binary.
+
+use std::process::{Command, Stdio};
+
+use crate::support::{both_io, Io, Server};
+
+both_io!(a_host_name_is_resolved, exclusive_takes_zero_workers);
+
+/// The shipped binary, as `cargo test --workspace` left it in `target/`.
+fn sumserver() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sumserver"));
+    command.stdin(Stdio::null());
+    command
+}
+
+/// `--addr localhost:0` listens on the loopback address it resolves to.
+fn a_host_name_is_resolved(io: Io) {
+    let server = Server::start(io, "threads", &["--addr", "localhost:0", "--workers", "1"]);
+    assert!(server.addr().ip().is_loopback(), "{}", server.addr());
+    assert_eq!(server.line_conn().request("sumn 4"), "10");
+}
+
+/// `--apply exclusive --workers 0` starts and serves: exclusive has no
+/// workers to count.
+fn exclusive_takes_zero_workers(io: Io) {
+    let server = Server::start(io, "exclusive", &["--workers", "0"]);
+    assert_eq!(server.line_conn().request("sumn 4"), "10");
+}
+
+/// A bad `--log-level` is refused with exit status 2 and one message that
+/// quotes it (`garbage` used to turn every log line off silently; `warn=x`
+/// printed its error twice).
+#[test]
+fn bad_log_filters_are_refused() {
+    for filter in ["garbage", "warn=x"] {
+        let output = sumserver()
+            .args(["--addr", "127.0.0.1:0", "--log-level", filter])
+            .output()
+            .expect("run sumserver");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{filter}: {stderr}");
+        assert!(output.stdout.is_empty(), "{filter}: it never listened");
+        let quoted = format!("{filter:?}");
+        assert_eq!(stderr.matches(&quoted).count(), 1, "{filter}: {stderr}");
+        assert_eq!(stderr.matches("error:").count(), 1, "{filter}: {stderr}");
+    }
+}
+
+/// The first line of `--help` names both I/O models.
+#[test]
+fn help_names_both_io_models() {
+    let output = sumserver().arg("--help").output().expect("run sumserver");
+    let help = String::from_utf8_lossy(&output.stdout);
+    let first = help.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("--io threads") && first.contains("--io events"),
+        "{first:?}"
+    );
+    assert!(help.contains("Exit status"), "{help}");
+}
+
+/// Logs written to a file carry no ANSI colour codes, NO_COLOR unset.
+#[test]
+fn logs_off_a_terminal_are_plain() {
+    let mut server = Server::start(Io::Threads, "threads", &["--workers", "1"]);
+    assert_eq!(server.line_conn().request("ping"), "pong");
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait_exit(std::time::Duration::from_secs(5));
+    let log = server.log_text();
+    assert!(log.contains("sumserver started"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in a file: {log:?}");
+}
+
+/// The shipped `sumserver`, built by the same `cargo test` that compiled
+/// offload's fault-injection job in for the tests, refuses `panic 1` as an
+/// unknown command; only the test binary `sumserver-faults` serves it.
+#[test]
+fn the_shipped_binary_has_no_test_only_job() {
+    let server = Server::start(Io::Threads, "threads", &["--workers", "1"]);
+    let reply = server.line_conn().request("panic 1");
+    assert!(
+        reply.starts_with("ERR bad-request unknown command \"panic\""),
+        "got {reply:?}"
+    );
+    let faulty = Server::start_faulty(Io::Threads, "threads", &["--workers", "1"]);
+    let reply = faulty.line_conn().request("panic 1");
+    assert!(
+        reply.starts_with("ERR internal "),
+        "sumserver-faults: {reply:?}"
+    );
+}
+
+/// On a terminal the logs are coloured, unless `NO_COLOR` is set (to
+/// anything but the empty string).
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    assert!(
+        terminal_log(None).contains("\u{1b}["),
+        "no colour on a terminal"
+    );
+    assert!(
+        !terminal_log(Some("1")).contains('\u{1b}'),
+        "colour despite NO_COLOR"
+    );
+}
+
+/// Starts the server with its stderr on a pseudo-terminal (and `NO_COLOR`
+/// as given), stops it, and returns what it wrote there.
+fn terminal_log(no_color: Option<&str>) -> String {
+    use std::io::{BufRead, BufReader, ErrorKind, Read};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    for fd in [pty.master.as_raw_fd(), pty.slave.as_raw_fd()] {
+        // SAFETY: fcntl on descriptors this function owns. Close-on-exec, so
+        // that no other test's child keeps the terminal open; the master
+        // non-blocking, so that reading it is bounded below.
+        unsafe {
+            nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+        }
+    }
+    // SAFETY: as above, on the master only.
+    unsafe {
+        let fd = pty.master.as_raw_fd();
+        let flags = nix::libc::fcntl(fd, nix::libc::F_GETFL);
+        nix::libc::fcntl(fd, nix::libc::F_SETFL, flags | nix::libc::O_NONBLOCK);
+    }
+    let mut command = sumserver();
+    command
+        .args(["--addr", "127.0.0.1:0", "--apply", "inline"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(pty.slave));
+    match no_color {
+        Some(value) => command.env("NO_COLOR", value),
+        None => command.env_remove("NO_COLOR"),
+    };
+    let mut server = crate::support::Reaped(command.spawn().expect("spawn sumserver"));
+    // Our copy of the terminal's slave end went into `command`: dropped with
+    // it, so that reading the master ends once the server is gone.
+    drop(command);
+    let mut first = String::new();
+    BufReader::new(server.0.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .expect("read the listening line");
+    assert!(first.starts_with("listening on "), "{first:?}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = server.wait(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+    // The server is gone: the master yields what it wrote, then EIO (or
+    // would block, if some other process still holds the slave end).
+    let mut log = Vec::new();
+    let mut master = std::fs::File::from(pty.master);
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !String::from_utf8_lossy(&log).contains("sumserver stopped")
+    {
+        match master.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => log.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => break,
+        }
+    }
+    let log = String::from_utf8_lossy(&log).into_owned();
+    assert!(log.contains("sumserver started"), "{log:?}");
+    log
+}

@@ -1,0 +1,295 @@
+//! The processes around a remote server: a throwaway [`Redis`] on a free
+//! loopback port and [`Worker`]s (`sumworker`), each killed and reaped by
+//! pid when dropped, and [`Queue`], a view of the jobs stream and its
+//! pending list for assertions.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use redis::streams::StreamPendingCountReply;
+
+use crate::support::{bury, eventually, Proc, IO_TIMEOUT};
+
+/// The redis-server binary found by `server/build.rs`.
+fn redis_server() -> PathBuf {
+    match option_env!("YSUM_REDIS") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "redis-server is not installed (apt-get install -y redis-server), and \
+             YSUM_REQUIRE_ENGINES=1 makes these tests mandatory"
+        ),
+    }
+}
+
+/// `sumworker`, which `cargo test --workspace` builds beside `sumserver`.
+fn sumworker() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_sumserver")).with_file_name("sumworker");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p worker` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (never 6379): bound, read and released.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A throwaway `redis-server` (no persistence) on its own port.
+#[derive(Debug)]
+pub(crate) struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    /// Starts one and waits until it answers `PING`.
+    pub(crate) fn start() -> Redis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("ysum-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("make redis' directory");
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(redis_server())
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let up = eventually(IO_TIMEOUT, || {
+            self.try_conn()
+                .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+        });
+        assert!(up, "redis-server on port {} did not answer", self.port);
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn try_conn(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let conn = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        conn.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+        Some(conn)
+    }
+
+    /// A connection for the test's own queries.
+    pub(crate) fn conn(&self) -> redis::Connection {
+        self.try_conn().expect("connect to the test's redis-server")
+    }
+
+    /// SIGKILLs it (it keeps nothing: no persistence).
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, empty, on the same port.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A view of the jobs stream.
+    pub(crate) fn queue(&self) -> Queue {
+        Queue(self.conn())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One pending entry of the jobs stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingEntry {
+    /// The stream entry id.
+    pub(crate) id: String,
+    /// The worker it is delivered to.
+    pub(crate) worker: String,
+    /// How many times it was delivered.
+    pub(crate) deliveries: usize,
+}
+
+/// Queries on the jobs stream and its group.
+pub(crate) struct Queue(redis::Connection);
+
+impl Queue {
+    /// Every pending entry (at most 100).
+    pub(crate) fn pending(&mut self) -> Vec<PendingEntry> {
+        let reply: redis::RedisResult<StreamPendingCountReply> = redis::cmd("XPENDING")
+            .arg("ysum:jobs")
+            .arg("ysum:workers")
+            .arg("-")
+            .arg("+")
+            .arg(100)
+            .query(&mut self.0);
+        match reply {
+            Ok(reply) => reply
+                .ids
+                .into_iter()
+                .map(|p| PendingEntry {
+                    id: p.id,
+                    worker: p.consumer,
+                    deliveries: p.times_delivered,
+                })
+                .collect(),
+            Err(err) if err.code() == Some("NOGROUP") => Vec::new(),
+            Err(err) => panic!("XPENDING: {err}"),
+        }
+    }
+
+    /// Entries in the jobs stream.
+    pub(crate) fn length(&mut self) -> u64 {
+        redis::cmd("XLEN")
+            .arg("ysum:jobs")
+            .query(&mut self.0)
+            .expect("XLEN")
+    }
+
+    /// Waits until exactly one entry is pending, with `worker`; returns it.
+    pub(crate) fn wait_pending_with(&mut self, worker: &str, within: Duration) -> PendingEntry {
+        let mut found = None;
+        let ok = eventually(within, || {
+            let pending = self.pending();
+            found = pending.first().cloned();
+            pending.len() == 1 && pending[0].worker == worker
+        });
+        assert!(
+            ok,
+            "no single entry pending with {worker} within {within:?}: {found:?}"
+        );
+        found.expect("found")
+    }
+
+    /// The reply lists' remaining lives, in seconds (-1: no expiry).
+    pub(crate) fn reply_list_ttls(&mut self) -> Vec<i64> {
+        let lists: Vec<String> = redis::cmd("KEYS")
+            .arg("ysum:reply:*")
+            .query(&mut self.0)
+            .expect("KEYS");
+        lists
+            .iter()
+            .map(|list| redis::cmd("TTL").arg(list).query(&mut self.0).expect("TTL"))
+            .collect()
+    }
+}
+
+/// A running `sumworker`, SIGKILLed and reaped (with any process it forked)
+/// when dropped.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    child: Child,
+    /// Its consumer name.
+    pub(crate) name: String,
+    descendants: Vec<Proc>,
+}
+
+impl Worker {
+    /// Starts `sumworker --broker URL --name NAME <extra…>` and waits for
+    /// its `reading` line.
+    pub(crate) fn start(redis: &Redis, name: &str, extra: &[&str]) -> Worker {
+        let mut child = Command::new(sumworker())
+            .args(["--broker", &redis.url(), "--name", name])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sumworker");
+        let stdout = child.stdout.take().expect("piped");
+        let (line_tx, line_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = line_tx.send(reader.read_line(&mut line).map(|_| line));
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut worker = Worker {
+            child,
+            name: name.to_owned(),
+            descendants: Vec::new(),
+        };
+        match line_rx.recv_timeout(IO_TIMEOUT) {
+            Ok(Ok(line)) if line.starts_with(&format!("sumworker {name} reading")) => {}
+            other => panic!("sumworker {name} did not start reading: {other:?}"),
+        }
+        let pid = worker.pid();
+        worker.descendants = Proc::children_of(pid);
+        worker
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pids fit in i32")
+    }
+
+    /// Sends `signal` to it.
+    pub(crate) fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid()), signal).expect("signal the worker");
+    }
+
+    /// SIGKILLs it and reaps it.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits at most `within` for it to exit.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "sumworker {} still running after {within:?}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGCONT);
+        self.kill9();
+        bury(&self.descendants);
+    }
+}

@@ -1,0 +1,49 @@
+//! `sumserver --apply remote` with real `sumworker`s and a real
+//! `redis-server`, each test on its own free loopback port (never 6379),
+//! everything killed by pid when the test ends.
+//!
+//! Marked ignored, with the reason, where `redis-server` is not installed;
+//! with `YSUM_REQUIRE_ENGINES=1` (CI) they run and fail instead.
+//!
+//! # Layout
+//!
+//! - `engines`: the [`engines::Redis`] and [`engines::Worker`] guards and
+//!   [`engines::Queue`], queries on the stream and its pending list.
+//! - `answers`: every job kind answers as the local strategies do, under
+//!   both `--io` models and with `threads` and `procs` workers.
+//! - `faults`: a worker SIGKILLed or SIGSTOPped mid-job, a job that kills
+//!   every worker, no worker at all.
+//! - `outage`: the broker killed and restarted.
+//! - `shutdown`: the server and a worker stopped under load.
+
+// Shared with the e2e tests; not every helper is used here.
+#![allow(dead_code, unused_imports, unused_macros)]
+
+mod answers;
+mod engines;
+mod faults;
+mod outage;
+#[path = "../common/process.rs"]
+mod process;
+mod shutdown;
+#[path = "../e2e/support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Conn, Io, Server};
+
+/// Sends `line` and returns the reply with how long it took.
+pub(crate) fn timed(conn: &mut Conn, line: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let reply = conn.request(line);
+    (reply, started.elapsed())
+}
+
+/// Starts a remote server on `redis` with `extra` flags.
+pub(crate) fn remote_server(io: Io, redis: &engines::Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--broker", url.as_str()];
+    args.extend_from_slice(extra);
+    Server::start(io, "remote", &args)
+}

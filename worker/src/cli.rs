@@ -1,0 +1,191 @@
+//! The command line, and the only place that knows clap: [`Args`] is turned
+//! at once into a plain [`Config`].
+
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, ValueEnum};
+use offload::{StrategyConfig, StrategyKind};
+
+/// Runs the jobs of `sumserver --apply remote`: reads them from the Redis
+/// stream `ysum:jobs` as consumer NAME of the group `ysum:workers`, runs
+/// them with a local strategy, and pushes each answer to the list its
+/// server named. See docs/distributed.md.
+#[derive(Debug, Parser)]
+#[command(name = "sumworker", version)]
+pub(crate) struct Args {
+    /// The Redis broker, redis://HOST:PORT[/DB].
+    #[arg(long)]
+    broker: String,
+
+    /// Where jobs run on this machine: inline (one at a time on the reading
+    /// thread), threads, or procs (forked processes: isolation, killable).
+    #[arg(long, value_enum, default_value_t = Apply::Threads)]
+    apply: Apply,
+
+    /// Jobs run at once; exactly this many are taken from the stream, never
+    /// more (inline runs one).
+    #[arg(long, default_value_t = default_workers())]
+    workers: usize,
+
+    /// A job whose worker stops renewing its lease for this long is handed
+    /// to another worker.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    lease: Duration,
+
+    /// This worker's consumer name in the group; must be unique among live
+    /// workers. Defaults to HOST-PID.
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Longest a job may run here before it is answered `timeout`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    job_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long running jobs may take to finish; the
+    /// ones still running then are handed back (another worker takes them
+    /// after the lease).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+
+    /// Log filter (error, warn, info, debug, trace, or per module); RUST_LOG
+    /// overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+/// The local strategies a worker may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Apply {
+    /// On the reading thread, one job at a time.
+    Inline,
+    /// In a pool of threads.
+    Threads,
+    /// In a pool of forked processes.
+    Procs,
+}
+
+/// What `sumworker` runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The broker's URL.
+    pub(crate) broker: String,
+    /// The local strategy; its `workers` is the number of slots.
+    pub(crate) strategy: StrategyConfig,
+    /// How long a job's lease lasts without renewal.
+    pub(crate) lease: Duration,
+    /// The consumer name.
+    pub(crate) name: String,
+    /// How long running jobs may take to finish at shutdown.
+    pub(crate) grace: Duration,
+    /// The log filter.
+    pub(crate) log_filter: String,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl Args {
+    /// Checks the values clap cannot, and builds the [`Config`].
+    pub(crate) fn into_config(self) -> anyhow::Result<Config> {
+        if self.workers == 0 || self.workers > 1024 {
+            bail!("--workers must be from 1 to 1024, got {}", self.workers);
+        }
+        if self.lease < Duration::from_millis(100) {
+            bail!("--lease must be at least 100ms, got {:?}", self.lease);
+        }
+        if self.job_timeout.is_zero() {
+            bail!("--job-timeout must be above zero");
+        }
+        let kind = match self.apply {
+            Apply::Inline => StrategyKind::Inline,
+            Apply::Threads => StrategyKind::Threads,
+            Apply::Procs => StrategyKind::Procs,
+        };
+        let workers = if kind == StrategyKind::Inline {
+            1
+        } else {
+            self.workers
+        };
+        let name = match self.name {
+            Some(name) if name.is_empty() || name.contains(char::is_whitespace) => {
+                bail!("--name must be a non-empty word, got {name:?}")
+            }
+            Some(name) => name,
+            None => format!("{}-{}", hostname(), std::process::id()),
+        };
+        Ok(Config {
+            broker: self.broker,
+            strategy: StrategyConfig {
+                kind,
+                workers,
+                // The worker takes only as many jobs as it has slots, so
+                // the local queue never holds more than that.
+                queue: workers,
+                queue_wait: Duration::from_secs(1),
+                job_timeout: Some(self.job_timeout),
+                recycle_after: None,
+                broker: None,
+                // The server decides what runs inline; a worker runs what
+                // it is handed where its strategy says.
+                inline_below: None,
+            },
+            lease: self.lease,
+            name,
+            grace: self.grace,
+            log_filter: self.log_level,
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> anyhow::Result<Config> {
+        Args::try_parse_from(
+            ["sumworker", "--broker", "redis://127.0.0.1:6380"]
+                .iter()
+                .chain(args),
+        )?
+        .into_config()
+    }
+
+    /// The defaults are the issue's; inline has one slot.
+    #[test]
+    fn defaults() {
+        let c = config(&[]).expect("valid");
+        assert_eq!(c.lease, Duration::from_secs(2));
+        assert_eq!(c.strategy.kind, StrategyKind::Threads);
+        assert!(c.name.contains('-'), "{}", c.name);
+        let c = config(&["--apply", "inline", "--workers", "4"]).expect("valid");
+        assert_eq!(c.strategy.workers, 1);
+        let c = config(&["--apply", "procs", "--lease", "500ms", "--name", "w1"]).expect("valid");
+        assert_eq!(
+            (c.lease, c.name.as_str()),
+            (Duration::from_millis(500), "w1")
+        );
+    }
+
+    /// Bad values are refused with the value quoted.
+    #[test]
+    fn bad_values() {
+        for (args, quoted) in [
+            (&["--workers", "0"][..], "0"),
+            (&["--lease", "10ms"], "10ms"),
+            (&["--name", "a b"], "\"a b\""),
+            (&["--apply", "exclusive"], "exclusive"),
+            (&["--lease", "soon"], "soon"),
+        ] {
+            let err = config(args).expect_err("bad");
+            assert!(format!("{err:#}").contains(quoted), "{args:?}: {err:#}");
+        }
+    }
+}
