@@ -488,6 +488,29 @@ mod tests {
         assert_eq!(err.to_string(), "workers must be from 1 to 1024, got 0");
     }
 
+    /// `inline_below` wraps a strategy that hands work away: a tiny job is
+    /// counted as run inline, a sleep is not; `inline` ignores the setting.
+    #[test]
+    fn inline_below_wraps_threads_and_not_inline() {
+        let config = StrategyConfig {
+            workers: 1,
+            inline_below: Some(Duration::from_micros(100)),
+            ..StrategyConfig::new(StrategyKind::Threads)
+        };
+        let strategy = Strategy::start(&config).unwrap();
+        assert_eq!(strategy.apply(Job::Sumn(3)), Ok(Answer::Sum(6)));
+        assert_eq!(strategy.apply(Job::Sleep(1)), Ok(Answer::Slept));
+        let rule = strategy.stats().inline_below.expect("the rule is on");
+        assert_eq!(rule.ran_inline, 1);
+        assert_eq!(rule.threshold_us, 100.0);
+        let inline = Strategy::start(&StrategyConfig {
+            kind: StrategyKind::Inline,
+            ..config
+        })
+        .unwrap();
+        assert_eq!(inline.stats().inline_below, None);
+    }
+
     /// The strategy is shareable between threads.
     #[test]
     fn strategy_is_send_and_sync() {
