@@ -182,6 +182,9 @@ pub struct StatsSnapshot {
     pub queued: usize,
     /// Per job kind, by name.
     pub jobs: std::collections::BTreeMap<JobKind, KindSnapshot>,
+    /// The `--inline-below` rule and the jobs it ran on the calling thread;
+    /// `None` when it is off.
+    pub inline_below: Option<crate::apply::InlineBelowSnapshot>,
     /// `remote` only: the broker's side (stream, pending jobs, workers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteSnapshot>,
@@ -276,6 +279,7 @@ impl Stats {
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
+            inline_below: None,
             remote: None,
         }
     }

@@ -62,6 +62,13 @@ pub(crate) struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     job_timeout: Duration,
 
+    /// threads, procs (any strategy that hands work away): run a job on the
+    /// connection's own thread, as inline would, when its predicted run time
+    /// (from its argument and step costs measured at start-up) is below
+    /// this; heavier jobs and sleeps still go to the workers. 0 is off.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    inline_below: Duration,
+
     /// procs only: replace a worker process after this many jobs; 0 never.
     #[arg(long, default_value_t = 0)]
     recycle_after: u64,
@@ -145,8 +152,8 @@ fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
         .map_err(|err: offload::StartError| err.to_string())
 }
 
-/// Parses a duration as people write it: `200ms`, `30s`, `2m`, `1h`, `1.5s`;
-/// a bare `0` is zero.
+/// Parses a duration as people write it: `100us` (or `100µs`), `200ms`,
+/// `30s`, `2m`, `1h`, `1.5s`; a bare `0` is zero.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration (write it like 200ms, 30s, 2m or 1h)");
     if text == "0" {
@@ -158,6 +165,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad())?;
     let seconds_per_unit = match unit {
+        "us" | "µs" => 0.000_001,
         "ms" => 0.001,
         "s" => 1.0,
         "m" | "min" => 60.0,
@@ -199,6 +207,7 @@ impl Args {
         };
         let strategy = StrategyConfig {
             kind: self.apply,
+            inline_below: (!self.inline_below.is_zero()).then_some(self.inline_below),
             workers,
             queue: self.queue,
             queue_wait: self.queue_wait,
@@ -232,6 +241,8 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("2.5µs"), Ok(Duration::from_nanos(2500)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
