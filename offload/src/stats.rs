@@ -198,6 +198,9 @@ pub struct StatsSnapshot {
     pub queued: usize,
     /// Per job kind, by name.
     pub jobs: std::collections::BTreeMap<JobKind, KindSnapshot>,
+    /// The `--inline-below` rule and the jobs it ran on the calling thread;
+    /// `None` when it is off.
+    pub inline_below: Option<crate::apply::InlineBelowSnapshot>,
     /// `remote` only: the broker's side (stream, pending jobs, workers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteSnapshot>,
@@ -298,6 +301,7 @@ impl Stats {
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
+            inline_below: None,
             remote: None,
         }
     }
@@ -314,6 +318,25 @@ pub struct StatsReader {
     configured: usize,
     /// `remote` only: the broker's side.
     remote: Option<crate::apply::RemoteView>,
+    /// With `--inline-below`: the rule and what it ran.
+    inline_below: Option<View<crate::apply::InlineBelowSnapshot>>,
+}
+
+/// Reads some part of a strategy's statistics from any thread.
+#[derive(Clone)]
+pub(crate) struct View<T>(Arc<dyn Fn() -> T + Send + Sync>);
+
+impl<T> View<T> {
+    /// A view that `read` computes.
+    pub(crate) fn new(read: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        View(Arc::new(read))
+    }
+}
+
+impl<T> std::fmt::Debug for View<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("View")
+    }
 }
 
 impl StatsReader {
@@ -322,12 +345,14 @@ impl StatsReader {
         strategy: &'static str,
         configured: usize,
         remote: Option<crate::apply::RemoteView>,
+        inline_below: Option<View<crate::apply::InlineBelowSnapshot>>,
     ) -> Self {
         StatsReader {
             stats,
             strategy,
             configured,
             remote,
+            inline_below,
         }
     }
 
@@ -335,6 +360,7 @@ impl StatsReader {
     /// and the jobs in flight as the ones queued.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut snapshot = self.stats.snapshot(self.strategy, self.configured);
+        snapshot.inline_below = self.inline_below.as_ref().map(|view| (view.0)());
         if let Some(remote) = &self.remote {
             let view = remote.snapshot();
             snapshot.queued = view.in_flight;

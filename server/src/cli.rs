@@ -63,6 +63,13 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_JOB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     job_timeout: Duration,
 
+    /// threads, procs (any strategy that hands work away): run a job on the
+    /// connection's own thread, as inline would, when its predicted run time
+    /// (from its argument and step costs measured at start-up) is below
+    /// this; heavier jobs and sleeps still go to the workers. 0 is off.
+    #[arg(long, env = "YSUM_INLINE_BELOW", default_value = "0", value_parser = parse_duration)]
+    inline_below: Duration,
+
     /// procs only: replace a worker process after this many jobs; 0 never.
     #[arg(long, env = "YSUM_RECYCLE_AFTER", default_value_t = 0)]
     recycle_after: u64,
@@ -216,8 +223,8 @@ fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
         .map_err(|err: offload::StartError| err.to_string())
 }
 
-/// Parses a duration as people write it, with humantime: `200ms`, `30s`,
-/// `2m`, `1.5s`, `1m 30s`; a bare `0` is zero.
+/// Parses a duration as people write it, with humantime: `100us` (or
+/// `100µs`), `200ms`, `30s`, `2m`, `1.5s`, `1m 30s`; a bare `0` is zero.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -265,6 +272,7 @@ impl Args {
         };
         let strategy = StrategyConfig {
             kind: self.apply,
+            inline_below: (!self.inline_below.is_zero()).then_some(self.inline_below),
             workers,
             queue: self.queue,
             queue_wait: self.queue_wait,
@@ -300,6 +308,8 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("2.5µs"), Ok(Duration::from_nanos(2500)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));

@@ -19,6 +19,8 @@
 //! - `events`: what only `--io events` can show: the reactor never waits for
 //!   a job under `threads` and `procs`, stalls under `inline`, keeps replies
 //!   in order, and stops reading a client that does not read.
+//! - `inline_below`: `--inline-below` runs tiny jobs on the caller, counted
+//!   in `stats`, and still kills a heavy job's worker at its timeout.
 //! - `pool`: the queue wait as a bound, `--queue-wait 0`, a killed fork
 //!   server replaced, timeout kills logged as such and rate-limited.
 //! - `stderr`: a broken or stuck stderr stops nothing.
@@ -40,6 +42,7 @@ mod conn;
 mod errors;
 mod events;
 mod flags;
+mod inline_below;
 mod lifecycle;
 mod logs;
 mod pool;

@@ -173,6 +173,9 @@ impl Args {
                 job_timeout: Some(self.job_timeout),
                 recycle_after: None,
                 broker: None,
+                // The server decides what runs inline; a worker runs what
+                // it is handed where its strategy says.
+                inline_below: None,
             },
             lease: self.lease,
             name,

@@ -2,8 +2,8 @@
 //! once, whatever happens to the job on the way.
 //!
 //! Both ways into a strategy end here: [`Strategy::submit`] wraps the
-//! caller's callback, and [`Strategy::apply`] wraps a one-slot channel that
-//! its thread then waits on. A flavor completes the `Done` wherever the
+//! caller's callback, and [`Strategy::apply`] wraps a one-slot reply
+//! (`reply.rs`) that its thread then waits on. A flavor completes the `Done` wherever the
 //! result becomes known (the caller's thread, a worker thread, a `procs`
 //! runner). If a `Done` is dropped instead — a queued task thrown away while
 //! the strategy stops — its `Drop` completes it with

@@ -21,19 +21,27 @@
 //! before [`ApplyError::Timeout`]; a panic becomes [`ApplyError::JobPanicked`]
 //! for its caller alone.
 //!
+//! In front of the strategies that hand work away, an optional rule
+//! ([`StrategyConfig::inline_below`], `inline_below.rs`) runs the jobs
+//! predicted to be tiny on the caller's thread instead, since handing them
+//! over costs more than running them.
+//!
 //! Two ways in, one implementation per strategy: [`Strategy::submit`] hands a
 //! job over with a callback that is called exactly once with its result, and
-//! [`Strategy::apply`] is `submit` with a one-slot channel that the calling
-//! thread waits on. Each flavor sees a private `Done` (the promise to report
+//! [`Strategy::apply`] is `submit` with a one-slot reply (`reply.rs`) that
+//! the calling thread waits on. Each flavor sees a private `Done` (the promise to report
 //! the result, which reports `ShuttingDown` if it is ever dropped unkept) and
 //! whether the caller may block.
 
+mod cost;
 mod done;
 mod exclusive;
 mod inline;
+mod inline_below;
 mod procs;
 mod queue;
 mod remote;
+mod reply;
 mod run;
 mod threads;
 
@@ -47,6 +55,10 @@ use crate::job::{Answer, Job};
 use crate::stats::{Stats, StatsReader, StatsSnapshot};
 
 use done::{Caller, Done};
+use inline_below::InlineBelow;
+
+pub use cost::StepCosts;
+pub use inline_below::InlineBelowSnapshot;
 
 pub use procs::fork_server_main_if_requested;
 pub(crate) use remote::RemoteView;
@@ -124,6 +136,10 @@ impl FromStr for StrategyKind {
 pub struct StrategyConfig {
     /// Which strategy.
     pub kind: StrategyKind,
+    /// Run a job on the calling thread, as `inline` would, when its
+    /// predicted run time is below this; `None` hands every job over. Only
+    /// for strategies that hand work away (not `inline`, `exclusive`).
+    pub inline_below: Option<Duration>,
     /// Worker threads or processes for `threads` and `procs`.
     pub workers: usize,
     /// How many jobs may wait for a worker at once; more are refused at once
@@ -144,10 +160,11 @@ pub struct StrategyConfig {
 
 impl StrategyConfig {
     /// The defaults: one worker per core, a queue of 256 jobs waiting at most
-    /// 5 s, jobs limited to 30 s, no recycling.
+    /// 5 s, jobs limited to 30 s, no recycling, no job run inline.
     pub fn new(kind: StrategyKind) -> Self {
         StrategyConfig {
             kind,
+            inline_below: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue: 256,
             queue_wait: Duration::from_secs(5),
@@ -211,6 +228,9 @@ enum Flavor {
 #[derive(Debug)]
 pub struct Strategy {
     flavor: Flavor,
+    /// `--inline-below`: tiny jobs run on the calling thread, before the
+    /// flavor sees them.
+    inline_below: Option<Arc<InlineBelow>>,
     stats: Arc<Stats>,
     config: StrategyConfig,
 }
@@ -240,8 +260,17 @@ impl Strategy {
                 Flavor::Remote(remote::Remote::start(config, url)?)
             }
         };
+        // Inline and exclusive run every job on the caller already (and
+        // exclusive must not run one outside its lock).
+        let hands_work_away =
+            !matches!(config.kind, StrategyKind::Inline | StrategyKind::Exclusive);
+        let inline_below = config
+            .inline_below
+            .filter(|threshold| hands_work_away && !threshold.is_zero())
+            .map(|threshold| Arc::new(InlineBelow::start(threshold, config.job_timeout, &stats)));
         Ok(Strategy {
             flavor,
+            inline_below,
             stats,
             config: config.clone(),
         })
@@ -259,33 +288,26 @@ impl Strategy {
     /// [`ApplyError`] says why there is no answer: busy, timeout, worker lost,
     /// panic, shutdown.
     pub fn apply(&self, job: Job) -> Result<Answer, ApplyError> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        // Unreachable in practice, the fallback: a dropped promise still
+        // reports.
+        let (reply, answer) = reply::slot(Err(ApplyError::ShuttingDown { job }));
         let started = Instant::now();
         self.dispatch(
             job,
             Caller::Blocking,
-            Box::new(move |result| {
-                // The caller may have given up waiting; then nobody needs it.
-                let _ = reply.send(result);
-            }),
+            // The caller may have given up waiting; then nobody reads it.
+            Box::new(move |result| reply.put(result)),
         );
         let bound = self
             .config
             .job_timeout
             .map(|limit| self.config.queue_wait + limit + REPLY_SLACK);
-        let finished = match bound {
-            Some(bound) => answer.recv_timeout(bound).map_err(|e| e.is_timeout()),
-            None => answer.recv().map_err(|_| false),
-        };
-        match finished {
-            Ok(result) => result,
-            Err(true) => Err(ApplyError::Timeout {
+        answer.wait(bound).unwrap_or_else(|| {
+            Err(ApplyError::Timeout {
                 job,
                 elapsed: started.elapsed(),
-            }),
-            // Unreachable in practice: a dropped promise still reports.
-            Err(false) => Err(ApplyError::ShuttingDown { job }),
-        }
+            })
+        })
     }
 
     /// Hands `job` over without waiting for it, and calls `done` exactly once
@@ -302,6 +324,9 @@ impl Strategy {
     /// - `threads`: on the worker thread that ran the job.
     /// - `procs`: on the pool's runner thread that did the round trip to the
     ///   worker process, including when the job timed out or the worker died.
+    /// - with [`StrategyConfig::inline_below`], a job predicted to run below
+    ///   the threshold runs on this thread, as under `inline`, whatever the
+    ///   strategy; an event loop stalls at most that long for it.
     /// - `threads`, `procs`: a job that no worker took within the queue wait
     ///   is refused as [`ApplyError::Busy`] at that moment, on the queue's
     ///   timer thread, and never runs.
@@ -335,11 +360,14 @@ impl Strategy {
     /// The one place that matches on the flavor to hand a job in.
     fn dispatch(&self, job: Job, caller: Caller, callback: done::Callback) {
         let done = Done::new(job, &self.stats, callback);
+        if let Some(rule) = self.inline_below.as_ref().filter(|r| r.admits(job)) {
+            return rule.run(job, done);
+        }
         match &self.flavor {
             Flavor::Inline(inline) => inline.submit(job, done),
             Flavor::Exclusive(exclusive) => exclusive.submit(job, caller, done),
             Flavor::Threads(threads) => threads.submit(job, done),
-            Flavor::Procs(procs) => procs.submit(job, done),
+            Flavor::Procs(procs) => procs.submit(job, caller, done),
             Flavor::Remote(remote) => remote.submit(job, caller, done),
         }
     }
@@ -350,6 +378,9 @@ impl Strategy {
     /// end of a graceful shutdown, once in-flight jobs had their grace period.
     /// Workers are reaped when the strategy is dropped.
     pub fn shutdown(&self) {
+        if let Some(rule) = &self.inline_below {
+            rule.shutdown();
+        }
         match &self.flavor {
             Flavor::Inline(inline) => inline.shutdown(),
             Flavor::Exclusive(exclusive) => exclusive.shutdown(),
@@ -388,11 +419,16 @@ impl Strategy {
             Flavor::Remote(remote) => Some(remote.view()),
             _ => None,
         };
+        let inline_below = self
+            .inline_below
+            .clone()
+            .map(|rule| crate::stats::View::new(move || rule.snapshot()));
         StatsReader::new(
             Arc::clone(&self.stats),
             self.config.kind.name(),
             configured,
             remote,
+            inline_below,
         )
     }
 
@@ -465,6 +501,29 @@ mod tests {
         };
         let err = Strategy::start(&config).unwrap_err();
         assert_eq!(err.to_string(), "workers must be from 1 to 1024, got 0");
+    }
+
+    /// `inline_below` wraps a strategy that hands work away: a tiny job is
+    /// counted as run inline, a sleep is not; `inline` ignores the setting.
+    #[test]
+    fn inline_below_wraps_threads_and_not_inline() {
+        let config = StrategyConfig {
+            workers: 1,
+            inline_below: Some(Duration::from_micros(100)),
+            ..StrategyConfig::new(StrategyKind::Threads)
+        };
+        let strategy = Strategy::start(&config).unwrap();
+        assert_eq!(strategy.apply(Job::Sumn(3)), Ok(Answer::Sum(6)));
+        assert_eq!(strategy.apply(Job::Sleep(1)), Ok(Answer::Slept));
+        let rule = strategy.stats().inline_below.expect("the rule is on");
+        assert_eq!(rule.ran_inline, 1);
+        assert_eq!(rule.threshold_us, 100.0);
+        let inline = Strategy::start(&StrategyConfig {
+            kind: StrategyKind::Inline,
+            ..config
+        })
+        .unwrap();
+        assert_eq!(inline.stats().inline_below, None);
     }
 
     /// The strategy is shareable between threads.

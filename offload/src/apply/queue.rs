@@ -157,7 +157,18 @@ impl Queue {
         });
         inner.count(&state);
         drop(state);
+        // The timer is not told: it wakes by itself no later than this job's
+        // deadline (see `Inner::expire`).
         inner.arrived.notify_one();
+    }
+
+    /// Whether no job waits now: a hint, stale as soon as it is read.
+    pub(crate) fn looks_empty(&self) -> bool {
+        self.inner
+            .stats
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
     }
 
     /// Workers waiting for a job now.
@@ -231,6 +242,21 @@ impl Taker {
         if !self.counted_free.replace(true) {
             self.inner.lock().free_workers += 1;
         }
+    }
+
+    /// Claims the front job if there is one, without waiting: for a worker
+    /// that has just finished a job and can start the next one at once.
+    pub(crate) fn try_take(&self) -> Option<Claimed> {
+        let inner = &*self.inner;
+        let mut state = inner.lock();
+        let waiting = state.jobs.pop_front()?;
+        inner.count(&state);
+        drop(state);
+        Some(Claimed {
+            job: waiting.job,
+            arrived: waiting.arrived,
+            done: waiting.done,
+        })
     }
 
     /// Waits for the next job and claims it; `None` once the queue is closed.

@@ -2,7 +2,7 @@
 //!
 //! Rust threads run Rust code on every core at once, so this is the native
 //! answer to the original's problem. The worker completes the job's [`Done`]:
-//! `apply` blocks on a one-slot reply channel behind it (two hand-offs per
+//! `apply` blocks on a one-slot reply behind it (two hand-offs per
 //! job, which the benchmark prices at a few microseconds), `submit` returns at
 //! once and the worker calls the submitter's callback. A job no worker takes
 //! within the queue wait is refused by the queue's timer at that moment.

@@ -10,7 +10,9 @@
 //! wakes the poll, so under `threads` and `procs` the loop never waits for a
 //! job. Under `inline` and `exclusive` the strategy runs the job inside
 //! `submit`, on this thread: every other connection waits meanwhile. That
-//! stall is what the experiment is about (`shared/seeds/000`–`003`).
+//! stall is what the experiment is about (`shared/seeds/000`–`003`). With
+//! `--inline-below`, a job predicted to run below the threshold runs inside
+//! `submit` on this thread too (the rule's promise: never a longer one).
 //!
 //! Limits and shutdown mirror the threaded mode (`crate::threads`): over
 //! `--max-connections` a client gets `ERR busy too many connections`; a

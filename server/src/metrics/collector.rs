@@ -176,6 +176,21 @@ impl Collector for ServerCollector {
         if let Some(remote) = &stats.remote {
             encode_remote(&mut encoder, remote)?;
         }
+        if let Some(rule) = &stats.inline_below {
+            counter(
+                &mut encoder,
+                "inline_below_jobs",
+                "Jobs run on the calling thread by --inline-below (each also in ysum_jobs_total).",
+                rule.ran_inline,
+            )?;
+            let threshold = encoder.encode_descriptor(
+                "inline_below_threshold",
+                "--inline-below: jobs predicted to run less than this run on the calling thread.",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(rule.threshold_us / 1e6).encode(threshold)?;
+        }
         let uptime = encoder.encode_descriptor(
             "uptime",
             "Time since the server started.",

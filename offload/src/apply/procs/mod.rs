@@ -1,16 +1,26 @@
 //! `procs` (alias `pool`): a pool of K worker processes over ipc-channel,
 //! the counterpart of the original's `multiprocessing.Pool`.
 //!
-//! Jobs wait in the same [`Queue`] as `threads` (so a job no worker takes
-//! within the queue wait is refused at that moment, by the queue's timer).
-//! K *runner* threads stand in for the K worker processes: each holds one
-//! worker, takes a job from the queue, and does the round trip
-//! (`round_trip.rs`): send the job on the worker's channel, block on the
-//! reply, complete the job's [`Done`] with the answer or with what went wrong
-//! (timeout, worker lost, shutdown). `apply` and `submit` both go through
-//! the queue; `apply` then waits for the result. What the processes buy is
-//! isolation: a job that runs too long is killed with its process, a worker
-//! that dies fails only its own job, and the pool replaces it.
+//! A job reaches a worker one of two ways. An `apply` caller that finds a
+//! worker idle, with no job waiting and no runner waiting for a worker, takes
+//! it and does the round trip on its own thread (`round_trip.rs`): send the
+//! job on the worker's channel, block on the reply, complete the job's
+//! [`Done`]. Every other job (all of `submit`'s, and `apply`'s when workers
+//! are busy) waits in the same [`Queue`] as `threads`, so a job no worker
+//! takes within the queue wait is refused at that moment by the queue's
+//! timer; K *runner* threads take jobs from it, get an idle worker within the
+//! job's queue wait, and do the round trip, then send the next waiting job
+//! to the same worker before completing the one that just answered. Both
+//! paths complete the job with its answer or with what went wrong (timeout,
+//! worker lost, shutdown). What the processes buy is isolation: a job that
+//! runs too long is killed with its process, a worker that dies fails only
+//! its own job, and the pool replaces it.
+//!
+//! Why two paths: a hand-off to a runner and back is two thread wake-ups,
+//! which cost more than a tiny job's whole round trip to the worker; but
+//! when callers outnumber workers, a fair queue matters more, and a runner
+//! that sends the next job as soon as a worker answers keeps the workers
+//! busy while the callers it wakes are scheduled.
 //!
 //! A supervisor thread (`supervisor.rs`) owns the fork server: it starts it
 //! (from this program's own executable, see `fork_server.rs`), adds new
@@ -28,7 +38,7 @@ mod throttle;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,8 +50,8 @@ use fork_server::Command;
 pub use fork_server_main::fork_server_main_if_requested;
 use worker::WorkerReply;
 
-use super::done::Done;
-use super::queue::Queue;
+use super::done::{Caller, Done};
+use super::queue::{Claimed, Queue};
 use super::{StrategyConfig, Timing};
 use crate::error::{ApplyError, Exit, StartError};
 use crate::job::Job;
@@ -121,6 +131,8 @@ struct Shared {
     /// Pids of the workers alive, with their end records.
     alive: Mutex<HashMap<u32, Arc<WorkerEnd>>>,
     stopping: AtomicBool,
+    /// Runners waiting for an idle worker for a job they claimed.
+    wanting: AtomicUsize,
     /// Raised while there is no fork server (it died; a new one is
     /// starting): jobs are refused at once as pool-down.
     down: AtomicBool,
@@ -178,6 +190,7 @@ impl Procs {
             give_back,
             alive: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            wanting: AtomicUsize::new(0),
             down: AtomicBool::new(true),
             commands: Mutex::new(None),
             fork_server_pid: AtomicU32::new(0),
@@ -203,9 +216,11 @@ impl Procs {
                 .map_err(|e| StartError::os("could not start a runner thread", e))?;
             procs.runners.push(runner);
         }
-        // Ready when every runner holds a live worker and waits for a job.
+        // Ready when every worker is idle and every runner waits for a job.
         let deadline = Instant::now() + START_WAIT;
-        while procs.queue.free_workers() < config.workers {
+        while procs.shared.idle.len() < config.workers
+            || procs.queue.free_workers() < config.workers
+        {
             if Instant::now() >= deadline {
                 return Err(StartError::WorkersMissing {
                     started: procs.shared.stats.alive.load(Ordering::Relaxed),
@@ -218,10 +233,12 @@ impl Procs {
         Ok(procs)
     }
 
-    /// Queues `job` for a runner, which completes `done`; refused at once
-    /// while the pool has no fork server, and by the queue when it is full or
-    /// no worker takes the job within the queue wait.
-    pub(crate) fn submit(&self, job: Job, done: Done) {
+    /// Runs `job`'s round trip on this thread if the caller blocks anyway
+    /// and a worker is idle with nobody ahead; otherwise queues it for a
+    /// runner. Either completes `done`. Refused at once while the pool has no
+    /// fork server, and by the queue when it is full or no worker takes the
+    /// job within the queue wait.
+    pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
         let shared = &*self.shared;
         let refuse = |done: Done, err| done.complete(Err(err), Timing::default());
         if shared.stopping.load(Ordering::Relaxed) {
@@ -229,6 +246,21 @@ impl Procs {
         }
         if shared.down.load(Ordering::Relaxed) {
             return refuse(done, Shared::pool_down(job));
+        }
+        // The fast path skips two thread hand-offs (to a runner and back),
+        // which cost more than a tiny job's whole round trip. Only when no
+        // job waits and no runner waits for a worker: an idle worker is
+        // theirs first, or a caller that came later would overtake them.
+        let nobody_ahead = shared.wanting.load(Ordering::Relaxed) == 0 && self.queue.looks_empty();
+        if caller == Caller::Blocking && nobody_ahead {
+            if let Some(worker) = shared.idle.try_iter().find(|w| !w.end.has_ended()) {
+                let claimed = Claimed {
+                    job,
+                    arrived: Instant::now(),
+                    done,
+                };
+                return shared.serve_here(worker, claimed);
+            }
         }
         self.queue.push(job, done);
     }

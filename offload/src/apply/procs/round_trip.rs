@@ -1,125 +1,193 @@
 //! A runner's life, and one job's round trip to a worker process: the whole
 //! of `procs`' work for a job. Whatever happens — answer, timeout, worker
 //! lost, no worker, shutdown — the job's `Done` is completed once, here.
+//!
+//! A round trip is two halves, [`Shared::send`] and [`Shared::await_reply`],
+//! so that a runner can send the next waiting job to its worker *before* it
+//! completes the previous one: completing wakes the caller, and the
+//! scheduler may then run the caller in the runner's place; with the next
+//! job already sent, the worker is busy meanwhile instead of idle.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipc_channel::{IpcError, TryRecvError};
 
 use super::fork_server::Command;
 use super::{Shared, WorkerHandle, EXIT_REPORT_WAIT, STOP_CHECK};
+use crate::apply::done::Done;
 use crate::apply::queue::{Claimed, Taker};
 use crate::apply::Timing;
 use crate::error::{ApplyError, BusyReason};
 use crate::job::{Answer, Job};
 use crate::stats::Gauge;
 
+/// A job sent to a worker, whose reply is awaited.
+struct InFlight {
+    job: Job,
+    done: Done,
+    timing: Timing,
+    sent_at: Instant,
+    /// How the send went: a failed send is reported as the reply would be.
+    sent: Result<(), IpcError>,
+}
+
 impl Shared {
-    /// One runner: hold a live worker, take a job from the queue, do its
-    /// round trip; until the pool stops. A runner counts as a free worker
-    /// (for a queue wait of zero) only while it holds a worker.
+    /// One runner: take a job from the queue, get a worker for it within its
+    /// queue wait, do its round trip and those of the jobs waiting behind it
+    /// on the same worker; until the queue closes. Runners hold no worker
+    /// between jobs, so that an `apply` caller can take an idle worker
+    /// itself (see [`Shared::serve_here`]).
     pub(super) fn run_runner(&self, queue: &Taker) {
-        let mut worker: Option<WorkerHandle> = None;
-        loop {
-            if worker.is_none() {
-                match self.next_worker(None) {
-                    Ok(next) => worker = Some(next),
-                    Err(_) => return,
-                }
+        while let Some(claimed) = queue.take() {
+            match self.next_worker(Some(claimed.arrived + self.queue_wait)) {
+                Ok(worker) => self.serve_queue(worker, claimed, queue),
+                Err(why) => self.refuse(claimed, why),
             }
-            let Some(claimed) = queue.take() else { return };
-            // The worker in hand may have died while this runner waited for
-            // a job: then the job gets the next worker within its queue wait.
-            let in_hand = worker.take().filter(|w| !w.end.has_ended());
-            let worker_for_job = match in_hand {
-                Some(worker) => Ok(worker),
-                None => self.next_worker(Some(claimed.arrived + self.queue_wait)),
-            };
-            worker = match worker_for_job {
-                Ok(chosen) => self.serve(chosen, claimed, queue),
-                Err(why) => {
-                    let job = claimed.job;
-                    let err = match why {
-                        NoWorker::Stopping => ApplyError::ShuttingDown { job },
-                        NoWorker::Down => Shared::pool_down(job),
-                        NoWorker::InTime if self.queue_wait.is_zero() => ApplyError::Busy {
-                            job,
-                            reason: BusyReason::NoneFree,
-                        },
-                        NoWorker::InTime => ApplyError::Busy {
-                            job,
-                            reason: BusyReason::Waited {
-                                queue_wait: self.queue_wait,
-                            },
-                        },
-                    };
-                    let timing = Timing {
-                        queue_wait: Some(claimed.arrived.elapsed()),
-                        run: None,
-                    };
-                    claimed.done.complete(Err(err), timing);
-                    None
-                }
-            };
         }
     }
 
-    /// Does `claimed`'s round trip on `worker` and completes it; gives the
-    /// worker back if it can serve again.
-    fn serve(
-        &self,
-        mut worker: WorkerHandle,
-        claimed: Claimed,
-        queue: &Taker,
-    ) -> Option<WorkerHandle> {
+    /// Serves `claimed` on `worker`, then every job that is waiting when the
+    /// previous one answers, sending each before completing the one before
+    /// it; gives the worker back once no job waits.
+    fn serve_queue(&self, mut worker: WorkerHandle, claimed: Claimed, queue: &Taker) {
+        let Some(mut flight) = self.send(&mut worker, claimed) else {
+            return self.give_back(worker, Some(queue));
+        };
+        loop {
+            let result = self.await_reply(&mut worker, &mut flight);
+            let usable = self.usable(&worker, &result);
+            let next = if usable { queue.try_take() } else { None };
+            let next_flight = next.and_then(|claimed| self.send(&mut worker, claimed));
+            if next_flight.is_none() && usable {
+                // Back among the idle before the caller hears, so that its
+                // next job finds the worker free.
+                self.give_back(worker, Some(queue));
+                flight.done.complete(result, flight.timing);
+                return;
+            }
+            flight.done.complete(result, flight.timing);
+            match next_flight {
+                Some(next) => flight = next,
+                // Dropping a handle closes the worker's channels: it exits
+                // and the supervisor replaces it (recycling, or a worker that
+                // failed).
+                None => return,
+            }
+        }
+    }
+
+    /// An `apply` caller's round trip on its own thread, with a worker it
+    /// took from the idle ones: no hand-off to a runner and back.
+    pub(super) fn serve_here(&self, mut worker: WorkerHandle, claimed: Claimed) {
+        let Some(mut flight) = self.send(&mut worker, claimed) else {
+            return self.give_back(worker, None);
+        };
+        let result = self.await_reply(&mut worker, &mut flight);
+        if self.usable(&worker, &result) {
+            self.give_back(worker, None);
+        }
+        flight.done.complete(result, flight.timing);
+    }
+
+    /// Whether `worker` may serve again after `result`: only a worker that
+    /// answered, is alive, and is not due for recycling.
+    fn usable(&self, worker: &WorkerHandle, result: &Result<Answer, ApplyError>) -> bool {
+        let answered = matches!(result, Ok(_) | Err(ApplyError::JobPanicked { .. }));
+        let worn_out = self
+            .recycle_after
+            .is_some_and(|limit| worker.served >= limit);
+        if answered && worn_out {
+            self.stats.recycled.fetch_add(1, Ordering::Relaxed);
+        }
+        answered && !worker.end.has_ended() && !worn_out
+    }
+
+    /// Puts a worker back among the idle ones; from a runner (`queue`), also
+    /// counts the runner as free, since it is about to wait for a job again
+    /// and with a queue wait of zero the next job may count on it.
+    fn give_back(&self, worker: WorkerHandle, queue: Option<&Taker>) {
+        if let Some(queue) = queue {
+            queue.free_before_reply();
+        }
+        let _ = self.give_back.send(worker);
+    }
+
+    /// Completes a job that got no worker with the reason.
+    fn refuse(&self, claimed: Claimed, why: NoWorker) {
+        let job = claimed.job;
+        let err = match why {
+            NoWorker::Stopping => ApplyError::ShuttingDown { job },
+            NoWorker::Down => Shared::pool_down(job),
+            NoWorker::InTime if self.queue_wait.is_zero() => ApplyError::Busy {
+                job,
+                reason: BusyReason::NoneFree,
+            },
+            NoWorker::InTime => ApplyError::Busy {
+                job,
+                reason: BusyReason::Waited {
+                    queue_wait: self.queue_wait,
+                },
+            },
+        };
+        let timing = Timing {
+            queue_wait: Some(claimed.arrived.elapsed()),
+            run: None,
+        };
+        claimed.done.complete(Err(err), timing);
+    }
+
+    /// Sends `claimed` to `worker`; `None` if it was completed instead (the
+    /// pool is stopping), the worker still usable.
+    fn send(&self, worker: &mut WorkerHandle, claimed: Claimed) -> Option<InFlight> {
         let Claimed { job, arrived, done } = claimed;
-        let mut timing = Timing {
+        let timing = Timing {
             queue_wait: Some(arrived.elapsed()),
             run: None,
         };
         if self.stopping.load(Ordering::Relaxed) {
             done.complete(Err(ApplyError::ShuttingDown { job }), timing);
-            return Some(worker);
+            return None;
         }
-        let result = self.round_trip(job, &mut worker, &mut timing);
-        // Only a worker that answered may serve again.
-        let answered = matches!(result, Ok(_) | Err(ApplyError::JobPanicked { .. }));
-        let worn_out = self
-            .recycle_after
-            .is_some_and(|limit| worker.served >= limit);
-        let usable = answered && !worker.end.has_ended() && !worn_out;
-        if answered && worn_out {
-            self.stats.recycled.fetch_add(1, Ordering::Relaxed);
-        }
-        if usable {
-            queue.free_before_reply();
-        }
-        done.complete(result, timing);
-        // Dropping a handle closes the worker's channels: it exits and the
-        // supervisor replaces it (recycling, or a worker that failed).
-        usable.then_some(worker)
+        worker.end.busy.store(true, Ordering::Relaxed);
+        self.stats.running.fetch_add(1, Ordering::Relaxed);
+        let sent_at = Instant::now();
+        let sent = worker.jobs.send(job);
+        Some(InFlight {
+            job,
+            done,
+            timing,
+            sent_at,
+            sent,
+        })
     }
 
-    fn round_trip(
+    /// Waits for the reply to `flight` at most the job timeout, and says
+    /// what it means; kills the worker if the job ran over.
+    fn await_reply(
         &self,
-        job: Job,
         worker: &mut WorkerHandle,
-        timing: &mut Timing,
+        flight: &mut InFlight,
     ) -> Result<Answer, ApplyError> {
-        worker.end.busy.store(true, Ordering::Relaxed);
-        let _running = Gauge::raise(&self.stats.running);
-        let started = Instant::now();
-        let reply = match worker.jobs.send(job) {
+        let job = flight.job;
+        let reply = match std::mem::replace(&mut flight.sent, Ok(())) {
             Ok(()) => match self.job_timeout {
-                Some(limit) => worker.replies.try_recv_timeout(limit),
+                // The rest of the limit since the send, rounded up to whole
+                // milliseconds: ipc-channel's wait drops the fraction, and a
+                // timeout must never be reported early.
+                Some(limit) => {
+                    let left = limit.saturating_sub(flight.sent_at.elapsed());
+                    let left = Duration::from_millis(left.as_micros().div_ceil(1000) as u64);
+                    worker.replies.try_recv_timeout(left)
+                }
                 None => worker.replies.recv().map_err(TryRecvError::IpcError),
             },
             Err(err) => Err(TryRecvError::IpcError(err)),
         };
-        let elapsed = started.elapsed();
-        timing.run = Some(elapsed);
+        let elapsed = flight.sent_at.elapsed();
+        flight.timing.run = Some(elapsed);
         worker.end.busy.store(false, Ordering::Relaxed);
+        self.stats.running.fetch_sub(1, Ordering::Relaxed);
         match reply {
             Ok(reply) => {
                 worker.served += 1;
@@ -170,6 +238,9 @@ impl Shared {
     /// ever if `None`); in short slices, so that a shutdown stops the wait
     /// at once.
     fn next_worker(&self, give_up_at: Option<Instant>) -> Result<WorkerHandle, NoWorker> {
+        // While a runner waits here, `apply` callers leave the idle workers
+        // to it (see `Procs::submit`).
+        let _wanting = Gauge::raise(&self.wanting);
         loop {
             if self.stopping.load(Ordering::Relaxed) {
                 return Err(NoWorker::Stopping);
@@ -180,8 +251,10 @@ impl Shared {
                 // It died while idle; the supervisor is already replacing it.
                 Ok(worker) if worker.end.has_ended() => {}
                 Ok(worker) => return Ok(worker),
-                Err(_) if give_up_at.is_none_or(|at| Instant::now() < at) => {}
+                // No fork server: the job is refused now, not when a new
+                // pool is up (its idle workers died with the old one).
                 Err(_) if self.down.load(Ordering::Relaxed) => return Err(NoWorker::Down),
+                Err(_) if give_up_at.is_none_or(|at| Instant::now() < at) => {}
                 Err(_) => return Err(NoWorker::InTime),
             }
         }
