@@ -50,13 +50,14 @@ pub(crate) struct Args {
 
     /// Server address; repeat it to spread the threads over several servers,
     /// round-robin.
-    #[arg(long = "addr", value_name = "HOST:PORT", default_value = "127.0.0.1:10000", value_parser = parse_addr)]
+    #[arg(long = "addr", env = "YSUM_ADDR", value_name = "HOST:PORT", default_value = "127.0.0.1:10000", value_parser = parse_addr)]
     addrs: Vec<SocketAddr>,
 
     /// Requests in all, split evenly over the threads (TOTAL / N each, the
     /// remainder dropped, as the original).
     #[arg(
         long,
+        env = "YSUM_REQUESTS",
         value_name = "TOTAL",
         default_value_t = 1000,
         conflicts_with = "duration"
@@ -65,39 +66,44 @@ pub(crate) struct Args {
 
     /// Send requests for this long instead of a number of them: 200ms, 10s,
     /// 2m.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_DURATION", value_parser = parse_duration)]
     duration: Option<Duration>,
 
     /// Leave the requests of this first stretch out of the figures (they are
     /// still checked); --requests or --duration count from its end.
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_WARMUP", default_value = "0", value_parser = parse_duration)]
     warmup: Duration,
 
     /// The job of every request: sumn:N, prime:N, sleep:MS or ping.
-    #[arg(long, default_value = "sumn:25000", conflicts_with = "mix")]
+    #[arg(
+        long,
+        env = "YSUM_JOB",
+        default_value = "sumn:25000",
+        conflicts_with = "mix"
+    )]
     job: Job,
 
     /// A weighted mix of jobs instead of one, such as
     /// 'sumn:1=90,prime:1000003=10'; latency is reported per kind too.
-    #[arg(long)]
+    #[arg(long, env = "YSUM_MIX")]
     mix: Option<Mix>,
 
     /// One persistent line-dialect connection per thread instead of one
     /// connection per request.
-    #[arg(long)]
+    #[arg(long, env = "YSUM_KEEP_ALIVE")]
     keep_alive: bool,
 
     /// Requests in flight per connection; implies --keep-alive.
-    #[arg(long, value_name = "D")]
+    #[arg(long, env = "YSUM_PIPELINE", value_name = "D")]
     pipeline: Option<usize>,
 
     /// Open loop: R requests per second in total on a fixed schedule (R / N
     /// per thread); latency is measured from when each request was due.
-    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
+    #[arg(long, env = "YSUM_RATE", value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
     rate: Option<f64>,
 
     /// How long one attempt of a request may take.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
 
     /// Send a request again on a new connection, up to this many times,
@@ -105,21 +111,62 @@ pub(crate) struct Args {
     /// (connect refused, reset, closed) or the server answered `ERR
     /// shutting-down`. Every job is idempotent, so this is safe; the report
     /// counts the retries by cause.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, env = "YSUM_RETRIES", value_name = "N", default_value_t = 0)]
     retries: u32,
 
     /// Run once for each of these thread counts and print one table.
-    #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+    #[arg(long, env = "YSUM_SWEEP", value_name = "N,N,…", value_delimiter = ',')]
     sweep: Option<Vec<usize>>,
 
     /// Print one JSON result on stdout instead of the text.
-    #[arg(long)]
+    #[arg(long, env = "YSUM_JSON")]
     json: bool,
 
     /// Write the overall latency distribution to FILE in HdrHistogram's
     /// .hgrm text layout, in milliseconds.
-    #[arg(long, value_name = "FILE", conflicts_with = "sweep")]
+    #[arg(long, env = "YSUM_HGRM", value_name = "FILE", conflicts_with = "sweep")]
     hgrm: Option<PathBuf>,
+
+    /// Write shell completions (bash, zsh, fish) or the man page (man) to
+    /// stdout, and exit: see the README's "Install".
+    #[arg(long, value_enum, value_name = "WHAT", hide = true, exclusive = true)]
+    pub(crate) generate: Option<Generate>,
+}
+
+/// What `--generate` writes: a shell's completion script or the man page,
+/// both from the definitions in this file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Generate {
+    /// Completions for bash.
+    Bash,
+    /// Completions for zsh.
+    Zsh,
+    /// Completions for fish.
+    Fish,
+    /// The man page (roff), for `man -l` or a man1 folder.
+    Man,
+}
+
+/// Writes what `what` names to `out`.
+///
+/// # Errors
+///
+/// When `out` cannot be written.
+pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    let mut command = Args::command();
+    let name = command.get_name().to_owned();
+    let shell = match what {
+        Generate::Bash => clap_complete::Shell::Bash,
+        Generate::Zsh => clap_complete::Shell::Zsh,
+        Generate::Fish => clap_complete::Shell::Fish,
+        Generate::Man => return clap_mangen::Man::new(command).render(out),
+    };
+    // clap_complete panics when it cannot write (`| head` closing the
+    // pipe): it writes to memory, which cannot fail, and this to `out`.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    out.write_all(&script)
 }
 
 /// What the binary will do: the run's settings and where its report goes.

@@ -26,7 +26,18 @@ const COULD_NOT_RUN: u8 = 2;
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let plan = match cli::Args::parse().into_plan() {
+    let args = cli::Args::parse();
+    if let Some(what) = args.generate {
+        return match cli::write_generated(what, &mut io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("sumclient: {err}");
+                ExitCode::from(COULD_NOT_RUN)
+            }
+        };
+    }
+    let plan = match args.into_plan() {
         Ok(plan) => plan,
         Err(err) => {
             eprintln!("sumclient: {err:#}");

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
-use support::{run_client, Client, Server};
+use support::{run_client, run_client_with_env, Client, Server};
 
 /// Runs the check against a server with `apply`: 4 threads, 200
 /// requests, every answer right.
@@ -206,4 +206,24 @@ fn retries_ride_through_a_restart() {
             "{mode:?}: the restart caused no retry: {json}"
         );
     }
+}
+
+/// Every flag can come from the environment as `YSUM_<FLAG>`; the command
+/// line wins over it.
+#[test]
+fn flags_from_the_environment() {
+    let server = Server::start("threads");
+    let run = run_client_with_env(
+        &["2", "--requests", "30"],
+        &[
+            ("YSUM_ADDR", &server.addr()),
+            ("YSUM_REQUESTS", "10"),
+            ("YSUM_JOB", "prime:7"),
+            ("YSUM_JSON", "true"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["total_requests"], 30, "--requests wins: {report}");
+    assert_eq!(report["kinds"]["prime"]["counts"]["ok"], 30, "{report}");
 }

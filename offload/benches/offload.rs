@@ -13,6 +13,18 @@
 //!
 //! Each figure is the median of 9 samples of about 0.2 s; `--quick` takes 3
 //! shorter samples.
+//!
+//! The socketpair floor and Python's `Pool.apply` are also measured by
+//! `scripts/bench` (`scripts/harness/src/floors.rs`), for its results file.
+//! Each keeps its own 30 lines of fork-and-echo on purpose: this bench must
+//! set the floor beside the strategies in the same process, moments apart,
+//! for the "procs adds ×floor" line to mean anything, and sharing the code
+//! would take a library crate that both offload's benches and the bench
+//! binary depend on (the harness is a binary, and offload must not depend on
+//! it) — a workspace member and a dependency edge for less than the code it
+//! would hold. Nor does a benchmark crate such as criterion fit: the echo
+//! process must be forked while this process has one thread, before any
+//! harness starts its own.
 
 use std::hint::black_box;
 use std::os::fd::{AsRawFd, OwnedFd};

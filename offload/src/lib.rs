@@ -32,9 +32,11 @@
 //!   the job and reply messages, connecting and reconnecting.
 //! - [`error`]: what can go wrong when a strategy starts or runs a job.
 //! - [`stats`]: counts and latency histograms that every strategy keeps.
+//! - [`buckets`]: those latencies counted in fixed buckets, for Prometheus.
 
 pub mod apply;
 pub mod broker;
+pub mod buckets;
 pub mod error;
 pub mod job;
 pub mod stats;
@@ -43,4 +45,4 @@ pub use apply::fork_server_main_if_requested;
 pub use apply::{Strategy, StrategyConfig, StrategyKind};
 pub use error::{ApplyError, BusyReason, Exit, StartError};
 pub use job::{Answer, Job, JobKind};
-pub use stats::StatsSnapshot;
+pub use stats::{StatsReader, StatsSnapshot};

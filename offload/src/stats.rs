@@ -7,12 +7,13 @@
 //! as its `stats` reply.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::buckets::LatencyBuckets;
 use crate::error::ApplyError;
 use crate::job::JobKind;
 
@@ -110,6 +111,10 @@ pub(crate) struct Stats {
     pub(crate) respawned: AtomicU64,
     /// Fork servers started to replace one that died (`procs`).
     pub(crate) fork_server_restarts: AtomicU64,
+    /// Worker processes retired after `--recycle-after` jobs (`procs`).
+    pub(crate) recycled: AtomicU64,
+    /// Worker processes killed because a job ran past the job timeout.
+    pub(crate) killed_timeout: AtomicU64,
     /// Workers alive right now (threads, or processes reported by the fork
     /// server).
     pub(crate) alive: AtomicUsize,
@@ -151,6 +156,12 @@ pub struct KindSnapshot {
     pub queue_wait_us: Percentiles,
     /// Time the job ran, in µs.
     pub run_us: Percentiles,
+    /// The queue wait per bucket, for `/metrics` (not in `stats`).
+    #[serde(skip)]
+    pub queue_wait_buckets: LatencyBuckets,
+    /// The run time per bucket, for `/metrics` (not in `stats`).
+    #[serde(skip)]
+    pub run_buckets: LatencyBuckets,
 }
 
 /// Worker gauges.
@@ -167,6 +178,11 @@ pub struct WorkerSnapshot {
     pub respawned: u64,
     /// Fork servers started to replace one that died (`procs` only).
     pub fork_server_restarts: u64,
+    /// Worker processes retired after `--recycle-after` jobs (`procs` only).
+    pub recycled: u64,
+    /// Worker processes killed because their job ran past the job timeout
+    /// (`procs` only; a thread cannot be killed).
+    pub killed_timeout: u64,
 }
 
 /// A copy of a strategy's statistics at one moment, ready to serialize.
@@ -199,6 +215,8 @@ impl Stats {
             running: AtomicUsize::new(0),
             respawned: AtomicU64::new(0),
             fork_server_restarts: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
+            killed_timeout: AtomicU64::new(0),
             alive: AtomicUsize::new(0),
             started: Instant::now(),
         }
@@ -264,6 +282,8 @@ impl Stats {
                     unavailable,
                     queue_wait_us: percentiles(&stats.queue_wait),
                     run_us: percentiles(&stats.run),
+                    queue_wait_buckets: LatencyBuckets::of(&stats.queue_wait),
+                    run_buckets: LatencyBuckets::of(&stats.run),
                 },
             );
         }
@@ -276,12 +296,77 @@ impl Stats {
                 busy: self.running.load(Ordering::Relaxed),
                 respawned: self.respawned.load(Ordering::Relaxed),
                 fork_server_restarts: self.fork_server_restarts.load(Ordering::Relaxed),
+                recycled: self.recycled.load(Ordering::Relaxed),
+                killed_timeout: self.killed_timeout.load(Ordering::Relaxed),
             },
             queued: self.queued.load(Ordering::Relaxed),
             jobs,
             inline_below: None,
             remote: None,
         }
+    }
+}
+
+/// A handle that reads a strategy's statistics from any thread, for as
+/// long as it is kept, even after the strategy is gone (the counters then
+/// stay as they ended): what a metrics endpoint on a thread of its own
+/// holds. [`crate::Strategy::stats`] reads through the same counters.
+#[derive(Debug, Clone)]
+pub struct StatsReader {
+    stats: Arc<Stats>,
+    strategy: &'static str,
+    configured: usize,
+    /// `remote` only: the broker's side.
+    remote: Option<crate::apply::RemoteView>,
+    /// With `--inline-below`: the rule and what it ran.
+    inline_below: Option<View<crate::apply::InlineBelowSnapshot>>,
+}
+
+/// Reads some part of a strategy's statistics from any thread.
+#[derive(Clone)]
+pub(crate) struct View<T>(Arc<dyn Fn() -> T + Send + Sync>);
+
+impl<T> View<T> {
+    /// A view that `read` computes.
+    pub(crate) fn new(read: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        View(Arc::new(read))
+    }
+}
+
+impl<T> std::fmt::Debug for View<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("View")
+    }
+}
+
+impl StatsReader {
+    pub(crate) fn new(
+        stats: Arc<Stats>,
+        strategy: &'static str,
+        configured: usize,
+        remote: Option<crate::apply::RemoteView>,
+        inline_below: Option<View<crate::apply::InlineBelowSnapshot>>,
+    ) -> Self {
+        StatsReader {
+            stats,
+            strategy,
+            configured,
+            remote,
+            inline_below,
+        }
+    }
+
+    /// A copy of the statistics now; for `remote`, with the broker's side,
+    /// and the jobs in flight as the ones queued.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut snapshot = self.stats.snapshot(self.strategy, self.configured);
+        snapshot.inline_below = self.inline_below.as_ref().map(|view| (view.0)());
+        if let Some(remote) = &self.remote {
+            let view = remote.snapshot();
+            snapshot.queued = view.in_flight;
+            snapshot.remote = Some(view);
+        }
+        snapshot
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use offload::{StrategyConfig, StrategyKind};
 use server::config::IoModel;
+use server::logging::LogFormat;
 use server::Config;
 
 /// A TCP compute server: a thread per connection (--io threads) or one event
@@ -31,84 +32,154 @@ pub(crate) struct Args {
     /// Address to listen on, HOST:PORT; a host name is resolved (its first
     /// IPv4 address, else its first); port 0 picks a free port (printed on
     /// the first line of stdout).
-    #[arg(long, default_value = "127.0.0.1:10000", value_parser = parse_addr)]
+    #[arg(long, env = "YSUM_ADDR", default_value = "127.0.0.1:10000", value_parser = parse_addr)]
     addr: SocketAddr,
 
     /// Network I/O: `threads` (a blocking thread per connection) or `events`
     /// (one mio reactor thread for every connection, jobs submitted without
     /// waiting; under inline and exclusive the reactor runs them itself).
-    #[arg(long, value_enum, default_value_t = Io::Threads)]
+    #[arg(long, env = "YSUM_IO", value_enum, default_value_t = Io::Threads)]
     io: Io,
 
     /// Where jobs run: inline, exclusive, threads, procs (alias pool) or
     /// remote (sumworker processes, through --broker).
-    #[arg(long, default_value = "inline", value_parser = parse_strategy)]
+    #[arg(long, env = "YSUM_APPLY", default_value = "inline", value_parser = parse_strategy)]
     apply: StrategyKind,
 
     /// Worker threads (threads) or processes (procs); inline and exclusive
     /// have no workers and take any value, 0 included.
-    #[arg(long, default_value_t = default_workers())]
+    #[arg(long, env = "YSUM_WORKERS", default_value_t = default_workers())]
     workers: usize,
 
     /// Jobs that may wait for a worker at once; beyond that, `ERR busy`.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "YSUM_QUEUE", default_value_t = 256)]
     queue: usize,
 
     /// How long a job may wait for a free worker before `ERR busy`.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_QUEUE_WAIT", default_value = "5s", value_parser = parse_duration)]
     queue_wait: Duration,
 
     /// How long a job may run before `ERR timeout`; 0 means no limit.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_JOB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     job_timeout: Duration,
 
     /// threads, procs (any strategy that hands work away): run a job on the
     /// connection's own thread, as inline would, when its predicted run time
     /// (from its argument and step costs measured at start-up) is below
     /// this; heavier jobs and sleeps still go to the workers. 0 is off.
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_INLINE_BELOW", default_value = "0", value_parser = parse_duration)]
     inline_below: Duration,
 
     /// procs only: replace a worker process after this many jobs; 0 never.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "YSUM_RECYCLE_AFTER", default_value_t = 0)]
     recycle_after: u64,
 
     /// Connections served at once; more are answered `ERR busy` and closed.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "YSUM_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
 
     /// A request line must arrive within this; idle connections are closed
     /// after it.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     read_timeout: Duration,
 
     /// Longest request line in bytes; longer ones get `ERR too-long` and the
     /// connection is closed.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "YSUM_MAX_LINE", default_value_t = 1024)]
     max_line: usize,
 
     /// On SIGINT, SIGTERM or SIGHUP, how long requests in flight may take to
     /// finish; past it they are told `ERR shutting-down` (exit status 3). A
     /// second signal stops the server at once.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "YSUM_GRACE", default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 
     /// remote only: the Redis broker, redis://HOST:PORT[/DB] (see
     /// docs/distributed.md).
-    #[arg(long)]
+    #[arg(long, env = "YSUM_BROKER")]
     broker: Option<String>,
 
     /// Log filter: a level (off, error, warn, info, debug, trace) or
     /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
     /// stderr, coloured only on a terminal and never when NO_COLOR is set.
-    #[arg(long, default_value = "info", value_parser = parse_log_filter)]
+    #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
 
     /// Every connection must begin with a PROXY protocol header (v1 or v2,
     /// as HAProxy's send-proxy-v2 sends); its client address is the one
     /// logged. A connection without one gets `ERR bad-request` and is closed.
-    #[arg(long)]
+    #[arg(long, env = "YSUM_ACCEPT_PROXY")]
     accept_proxy: bool,
+
+    /// How log lines are written: `text` (for people; coloured only on a
+    /// terminal) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, env = "YSUM_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+
+    /// Serve `GET /metrics` (Prometheus text format) on this HOST:PORT, on a
+    /// listener of its own; off unless given. Port 0 picks a free port
+    /// (printed as `metrics on ADDR` after the `listening on` line).
+    #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = parse_addr)]
+    metrics: Option<SocketAddr>,
+
+    /// Write shell completions (bash, zsh, fish) or the man page (man) to
+    /// stdout, and exit: see the README's "Install".
+    #[arg(long, value_enum, value_name = "WHAT", hide = true, exclusive = true)]
+    pub(crate) generate: Option<Generate>,
+}
+
+/// What `--generate` writes: a shell's completion script or the man page,
+/// both from the definitions in this file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Generate {
+    /// Completions for bash.
+    Bash,
+    /// Completions for zsh.
+    Zsh,
+    /// Completions for fish.
+    Fish,
+    /// The man page (roff), for `man -l` or a man1 folder.
+    Man,
+}
+
+/// Writes what `what` names to `out`.
+///
+/// # Errors
+///
+/// When `out` cannot be written.
+pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    let mut command = Args::command();
+    let name = command.get_name().to_owned();
+    let shell = match what {
+        Generate::Bash => clap_complete::Shell::Bash,
+        Generate::Zsh => clap_complete::Shell::Zsh,
+        Generate::Fish => clap_complete::Shell::Fish,
+        Generate::Man => return clap_mangen::Man::new(command).render(out),
+    };
+    // clap_complete panics when it cannot write (`| head` closing the
+    // pipe): it writes to memory, which cannot fail, and this to `out`.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    out.write_all(&script)
+}
+
+/// The values of `--log-format`; mapped at once onto [`LogFormat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -152,30 +223,24 @@ fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
         .map_err(|err: offload::StartError| err.to_string())
 }
 
-/// Parses a duration as people write it: `100us` (or `100µs`), `200ms`,
-/// `30s`, `2m`, `1h`, `1.5s`; a bare `0` is zero.
+/// Parses a duration as people write it, with humantime: `100us` (or
+/// `100µs`), `200ms`, `30s`, `2m`, `1.5s`, `1m 30s`; a bare `0` is zero.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration (write it like 200ms, 30s, 2m or 1h)");
-    if text == "0" {
+    if text.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds_per_unit = match unit {
-        "us" | "µs" => 0.000_001,
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| bad())
+    humantime::parse_duration(text).map_err(|err| {
+        format!("{text:?} is not a duration ({err}); write it like 200ms, 30s, 2m or 1h")
+    })
 }
 
 impl Args {
+    /// `--log-format`, known even when [`Args::into_config`] fails, so that
+    /// its error is written in that format.
+    pub(crate) fn log_format(&self) -> LogFormat {
+        self.log_format.into()
+    }
+
     /// Checks the values clap cannot, and builds the server's [`Config`].
     pub(crate) fn into_config(self) -> anyhow::Result<Config> {
         if self.max_connections == 0 {
@@ -227,6 +292,8 @@ impl Args {
             max_line: self.max_line,
             grace: self.grace,
             log_filter: self.log_level,
+            log_format: self.log_format.into(),
+            metrics: self.metrics,
             accept_proxy: self.accept_proxy,
             hidden_jobs: false,
         })
@@ -246,8 +313,9 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "5", "ms", "3 s", "-1s", "1x", "1e99h"] {
+        for bad in ["", "5", "ms", "-1s", "1x", "1e99h", "99999999999999999999h"] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

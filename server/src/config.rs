@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use offload::{StrategyConfig, StrategyKind};
 
+use crate::logging::LogFormat;
+
 /// How the server does its network I/O (`--io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoModel {
@@ -57,6 +59,10 @@ pub struct Config {
     /// Every connection must start with a PROXY protocol header (v1 or v2),
     /// whose client address is the one logged (`--accept-proxy`).
     pub accept_proxy: bool,
+    /// How log lines are written: text, or JSON lines.
+    pub log_format: LogFormat,
+    /// Where to serve `GET /metrics` for Prometheus; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
     /// Whether requests may name the fault-injection jobs of a test build
     /// of offload. Only the test binary `sumserver-faults` sets it.
     pub hidden_jobs: bool,
@@ -75,6 +81,8 @@ impl Default for Config {
             grace: Duration::from_secs(5),
             log_filter: "info".to_owned(),
             accept_proxy: false,
+            log_format: LogFormat::Text,
+            metrics: None,
             hidden_jobs: false,
         }
     }

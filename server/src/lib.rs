@@ -22,8 +22,11 @@
 //! - [`framing`]: cutting the byte stream into request lines under the limit.
 //! - [`protocol`]: parsing requests and formatting replies, `ERR <code>
 //!   <detail>` and `stats` included.
-//! - [`counts`]: the connection counters `stats` reports.
+//! - [`counts`]: the connection counters, one set for both models, that
+//!   `stats` and `/metrics` report.
 //! - `accept`: backing off when out of descriptors.
+//! - `access`: the access log, one `debug` line per request (target
+//!   `access`).
 //! - `drain`: the bounded drain before closing a connection with unread
 //!   input.
 //! - [`proxy_header`]: `--accept-proxy`, the PROXY protocol header a
@@ -32,14 +35,19 @@
 //!   ([`Stopped`]).
 //! - [`logging`]: log lines to stderr through a lossy queue, so that no
 //!   thread ever blocks or dies on a log line.
+//!
+//! Beside them: [`metrics`], `--metrics ADDR`: `GET /metrics` for
+//! Prometheus on a listener and thread of its own, from the same counters.
 
 mod accept;
+mod access;
 pub mod config;
 pub mod counts;
 mod drain;
 pub mod events;
 pub mod framing;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod proxy_header;
 pub mod shutdown;
@@ -51,12 +59,14 @@ pub use shutdown::{Shutdown, Stopped};
 use std::io;
 use std::net::TcpListener;
 
+use counts::ConnectionCounts;
 use offload::Strategy;
 
 /// Serves `listener` with the I/O model `config.io` names until `shutdown`
 /// is triggered, then shuts down gracefully: the one place that chooses
 /// between a thread per connection ([`threads::run`]) and the event loop
-/// ([`events::run`]).
+/// ([`events::run`]). Either model keeps `counts` up to date, so that
+/// another thread (the metrics endpoint) can read them.
 ///
 /// The strategy is borrowed: the caller drops it afterwards, which stops its
 /// workers.
@@ -75,11 +85,12 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
+    counts: &ConnectionCounts,
 ) -> io::Result<Stopped> {
     // The signal stops the listening at once, whatever the I/O thread does.
     shutdown.stop_listening_on(listener.try_clone()?);
     match config.io {
-        IoModel::Threads => threads::run(listener, config, strategy, shutdown),
-        IoModel::Events => events::run(listener, config, strategy, shutdown),
+        IoModel::Threads => threads::run(listener, config, strategy, shutdown, counts),
+        IoModel::Events => events::run(listener, config, strategy, shutdown, counts),
     }
 }

@@ -33,6 +33,17 @@ const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 /// The counter of the lines the queue dropped, once logging is set up.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON formatter, the
+    /// event's fields at the top level), for log collectors.
+    Json,
+}
+
 /// A log filter that is not one this server understands.
 #[derive(Debug, Error)]
 pub enum FilterError {
@@ -117,14 +128,15 @@ pub fn dropped_lines() -> u64 {
 static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 
 /// Sends every log line at or above `filter` to stderr through the lossy
-/// queue, and routes panic messages through it too. Call once, early in
-/// `main`, and [`finish`] before the process exits.
+/// queue, written as `format` says, and routes panic messages through it
+/// too. Call once, early in `main`, and [`finish`] before the process
+/// exits.
 ///
 /// # Errors
 ///
 /// [`InitError`]: the writer thread could not start, or a subscriber is
 /// already installed (a second call).
-pub fn init(filter: EnvFilter) -> Result<(), InitError> {
+pub fn init(filter: EnvFilter, format: LogFormat) -> Result<(), InitError> {
     use tracing_subscriber::util::SubscriberInitExt as _;
     // tracing-appender panics when it cannot start its thread (a tight
     // RLIMIT_NPROC): turned into an error here, without the default hook's
@@ -141,13 +153,19 @@ pub fn init(filter: EnvFilter) -> Result<(), InitError> {
     std::panic::set_hook(default_hook);
     let (writer, guard) = started.map_err(|_| InitError::NoThread)?;
     let _ = DROPPED.set(writer.error_counter());
-    tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour_wanted())
-        .with_writer(writer)
-        .finish()
-        .try_init()
-        .map_err(|_| InitError::AlreadySet)?;
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Text => lines.with_ansi(colour_wanted()).finish().try_init(),
+        LogFormat::Json => lines
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .finish()
+            .try_init(),
+    };
+    installed.map_err(|_| InitError::AlreadySet)?;
     *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
@@ -170,11 +188,24 @@ pub fn finish() {
 }
 
 /// Writes `line` straight to stderr, for the one message a failing process
-/// leaves (logging may not be set up). A stderr nobody reads holds the
-/// exit at most 2 s; a broken one loses the line.
-pub fn last_words(line: &str) {
+/// leaves (logging may not be set up): as it is, or as a JSON object with
+/// the fields of a logged error under [`LogFormat::Json`]. A stderr nobody
+/// reads holds the exit at most 2 s; a broken one loses the line.
+pub fn last_words(line: &str, format: LogFormat) {
     use std::io::Write as _;
-    let line = format!("{line}\n");
+    let line = match format {
+        LogFormat::Text => format!("{line}\n"),
+        LogFormat::Json => format!(
+            "{}\n",
+            serde_json::json!({
+                "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                    .to_string(),
+                "level": "ERROR",
+                "message": line,
+                "target": "sumserver",
+            })
+        ),
+    };
     wait_at_most(FLUSH_AT_EXIT, move || {
         let _ = std::io::stderr().write_all(line.as_bytes());
     });

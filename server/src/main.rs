@@ -8,11 +8,14 @@ mod cli;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use nix::sys::signal::{SigSet, Signal};
 use offload::Strategy;
+use server::counts::ConnectionCounts;
+use server::metrics::{MetricsEndpoint, ServerCollector};
 use server::{Config, Shutdown, Stopped};
 
 /// The exit status when the grace period ran out and requests were cut
@@ -36,6 +39,17 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
+    if let Some(what) = args.generate {
+        return match cli::write_generated(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(err) => {
+                server::logging::last_words(&format!("sumserver: {err}"), args.log_format());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let log_format = args.log_format();
     let config = args.into_config().map(|config| Config {
         hidden_jobs,
         ..config
@@ -45,7 +59,7 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
         Ok(Stopped { .. }) => ExitCode::from(EXIT_CUT_SHORT),
         Err(err) => {
             server::logging::finish();
-            server::logging::last_words(&format!("sumserver: {err:#}"));
+            server::logging::last_words(&format!("sumserver: {err:#}"), log_format);
             return ExitCode::FAILURE;
         }
     };
@@ -65,7 +79,7 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
         .thread_block()
         .context("could not block SIGINT, SIGTERM and SIGHUP")?;
     let strategy = Strategy::start(&config.strategy).context("could not start the strategy")?;
-    init_logging(&config.log_filter)?;
+    init_logging(&config.log_filter, config.log_format)?;
     raise_descriptor_limit();
 
     let listener = TcpListener::bind(config.addr)
@@ -74,6 +88,18 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     let local = listener
         .local_addr()
         .context("could not read the bound address")?;
+    let counts = Arc::new(ConnectionCounts::new());
+    let metrics = config
+        .metrics
+        .map(|addr| {
+            let collector = ServerCollector {
+                stats: strategy.stats_reader(),
+                connections: Arc::clone(&counts),
+                io: config.io.name(),
+            };
+            MetricsEndpoint::start(addr, collector)
+        })
+        .transpose()?;
 
     let shutdown = Shutdown::new();
     std::thread::Builder::new()
@@ -87,6 +113,9 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     let mut stdout = std::io::stdout();
     // Scripts wait for this line; a closed stdout must not stop the server.
     let _ = writeln!(stdout, "listening on {local}").and_then(|()| stdout.flush());
+    if let Some(metrics) = &metrics {
+        let _ = writeln!(stdout, "metrics on {}", metrics.addr()).and_then(|()| stdout.flush());
+    }
     tracing::info!(
         addr = %local,
         io = %config.io,
@@ -96,8 +125,9 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
         "sumserver started"
     );
 
-    let stopped =
-        server::run(listener, &config, &strategy, &shutdown).context("the accept loop failed")?;
+    let stopped = server::run(listener, &config, &strategy, &shutdown, &counts)
+        .context("the accept loop failed")?;
+    drop(metrics);
     drop(strategy);
     tracing::info!(cut_short = stopped.cut_short, "sumserver stopped");
     Ok(stopped)
@@ -157,12 +187,13 @@ fn widen_backlog(listener: &TcpListener) {
     }
 }
 
-/// Sets up logging with `--log-level`, or `RUST_LOG` when it is set.
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+/// Sets up logging with `--log-level`, or `RUST_LOG` when it is set, in
+/// the `--log-format` given.
+fn init_logging(filter: &str, format: server::logging::LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => from_env,
         _ => filter.to_owned(),
     };
     let filter = server::logging::parse_filter(&filter)?;
-    server::logging::init(filter).context("could not set up logging")
+    server::logging::init(filter, format).context("could not set up logging")
 }

@@ -128,7 +128,7 @@ fn a_client_that_does_not_read_backs_up_alone() {
 /// elsewhere) and new connects are refused, long before the job ends.
 #[test]
 fn shutdown_stops_accepting_while_the_reactor_is_stalled() {
-    let mut server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
+    let server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
     let mut sleeper = server.line_conn();
     assert_eq!(sleeper.request("ping"), "pong", "connected");
     sleeper.send("sleep 1500\n");
@@ -157,7 +157,7 @@ fn shutdown_stops_accepting_while_the_reactor_is_stalled() {
 /// client told so, and the exit status (3) says a request was cut.
 #[test]
 fn grace_bounds_a_job_run_by_the_reactor() {
-    let mut server = Server::start(Io::Events, "inline", &["--grace", "1s"]);
+    let server = Server::start(Io::Events, "inline", &["--grace", "1s"]);
     let mut sleeper = server.line_conn();
     assert_eq!(sleeper.request("ping"), "pong", "connected");
     sleeper.send("sleep 10000\n");
@@ -180,7 +180,7 @@ fn grace_bounds_a_job_run_by_the_reactor() {
 #[test]
 fn pipelined_requests_read_before_shutdown_are_answered() {
     const PINGS: usize = 800;
-    let mut server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
+    let server = Server::start(Io::Events, "inline", &["--grace", "5s"]);
     let mut sleeper = server.line_conn();
     let mut pinger = server.line_conn();
     assert_eq!(pinger.request("ping"), "pong", "connected");

@@ -7,7 +7,11 @@ use std::process::{Command, Stdio};
 
 use crate::support::{both_io, Io, Server};
 
-both_io!(a_host_name_is_resolved, exclusive_takes_zero_workers);
+both_io!(
+    a_host_name_is_resolved,
+    exclusive_takes_zero_workers,
+    flags_from_the_environment
+);
 
 /// The shipped binary, as `cargo test --workspace` left it in `target/`.
 fn sumserver() -> Command {
@@ -21,6 +25,45 @@ fn a_host_name_is_resolved(io: Io) {
     let server = Server::start(io, "threads", &["--addr", "localhost:0", "--workers", "1"]);
     assert!(server.addr().ip().is_loopback(), "{}", server.addr());
     assert_eq!(server.line_conn().request("sumn 4"), "10");
+}
+
+/// `YSUM_APPLY=procs` runs procs (a fork server and its workers appear),
+/// `YSUM_<FLAG>` sets the other flags too, and the command line wins over
+/// the environment.
+fn flags_from_the_environment(io: Io) {
+    let server = Server::start_with_env(
+        io,
+        &[
+            ("YSUM_APPLY", "procs"),
+            ("YSUM_WORKERS", "2"),
+            ("YSUM_MAX_LINE", "4"),
+        ],
+        &["--max-line", "8"],
+    );
+    let stats = server.stats();
+    assert_eq!(stats["strategy"], "procs", "{stats}");
+    assert_eq!(stats["workers"]["configured"], 2, "{stats}");
+    server.process_tree(2);
+    let mut conn = server.line_conn();
+    assert_eq!(
+        conn.request("sumn 12"),
+        "78",
+        "--max-line 8, not YSUM_MAX_LINE=4"
+    );
+    assert!(
+        conn.request("sumn 123456789").starts_with("ERR too-long"),
+        "--max-line 8 limits a line to 8 bytes"
+    );
+    let bad = sumserver()
+        .env("YSUM_APPLY", "gil")
+        .output()
+        .expect("run sumserver");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a bad YSUM_APPLY is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("\"gil\""));
 }
 
 /// `--apply exclusive --workers 0` starts and serves: exclusive has no
@@ -60,16 +103,23 @@ fn help_names_both_io_models() {
         "{first:?}"
     );
     assert!(help.contains("Exit status"), "{help}");
+    for variable in [
+        "[env: YSUM_ADDR=]",
+        "[env: YSUM_APPLY=]",
+        "[env: YSUM_METRICS=]",
+    ] {
+        assert!(help.contains(variable), "--help names {variable}: {help}");
+    }
 }
 
 /// Logs written to a file carry no ANSI colour codes, NO_COLOR unset.
 #[test]
 fn logs_off_a_terminal_are_plain() {
-    let mut server = Server::start(Io::Threads, "threads", &["--workers", "1"]);
+    let server = Server::start(Io::Threads, "threads", &["--workers", "1"]);
     assert_eq!(server.line_conn().request("ping"), "pong");
     server.signal(nix::sys::signal::Signal::SIGTERM);
     server.wait_exit(std::time::Duration::from_secs(5));
-    let log = server.log_text();
+    let log = server.log();
     assert!(log.contains("sumserver started"), "{log}");
     assert!(!log.contains('\u{1b}'), "ANSI escapes in a file: {log:?}");
 }
@@ -171,4 +221,37 @@ fn terminal_log(no_color: Option<&str>) -> String {
     let log = String::from_utf8_lossy(&log).into_owned();
     assert!(log.contains("sumserver started"), "{log:?}");
     log
+}
+
+/// `--generate` writes completions for bash (valid to `bash -n`), zsh and
+/// fish, and a man page naming every option, from the clap definitions.
+#[test]
+fn generates_completions_and_a_man_page() {
+    let generate = |what: &str| {
+        let output = sumserver()
+            .args(["--generate", what])
+            .output()
+            .expect("run sumserver");
+        assert!(output.status.success(), "--generate {what}: {output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let bash = generate("bash");
+    assert!(bash.contains("complete -F _sumserver"), "{bash}");
+    let checked = Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .status()
+        .expect("run bash -n");
+    assert!(checked.success(), "bash -n refuses the script");
+    assert!(generate("zsh").starts_with("#compdef sumserver"));
+    assert!(generate("fish").contains("complete -c sumserver -l apply"));
+    let man = generate("man");
+    assert!(man.contains(".TH sumserver 1"), "{man}");
+    for option in ["apply", "metrics", "log\\-format", "YSUM_APPLY"] {
+        assert!(man.contains(option), "the man page names {option}");
+    }
+    let refused = sumserver()
+        .args(["--generate", "man", "--apply", "procs"])
+        .output()
+        .expect("run sumserver");
+    assert_eq!(refused.status.code(), Some(2), "--generate stands alone");
 }

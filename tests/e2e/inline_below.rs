@@ -6,7 +6,42 @@ use std::time::{Duration, Instant};
 
 use crate::support::{both_io, eventually, Io, Server};
 
-both_io!(tiny_jobs_inline_heavy_jobs_killed_in_a_worker);
+both_io!(
+    tiny_jobs_inline_heavy_jobs_killed_in_a_worker,
+    inline_jobs_in_the_metrics
+);
+
+/// `/metrics` counts the jobs `--inline-below` ran, as `stats` does, and
+/// shows the threshold; `YSUM_INLINE_BELOW` sets it.
+fn inline_jobs_in_the_metrics(io: Io) {
+    let server = Server::start_with_env(
+        io,
+        &[("YSUM_INLINE_BELOW", "100us")],
+        &[
+            "--apply",
+            "threads",
+            "--workers",
+            "1",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut conn = server.line_conn();
+    for _ in 0..7 {
+        assert_eq!(conn.request("sumn 1"), "1");
+    }
+    let ran = server.stats()["inline_below"]["ran_inline"].clone();
+    assert_eq!(ran, 7, "{ran}");
+    let body = server.scrape();
+    assert!(
+        body.contains("\nysum_inline_below_jobs_total 7\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nysum_inline_below_threshold_seconds 0.0001\n"),
+        "{body}"
+    );
+}
 
 /// The largest prime below 2⁶⁴: about two billion divisions, never inline.
 const HUGE_PRIME: &str = "prime 18446744073709551557";
@@ -88,14 +123,12 @@ fn tiny_jobs_inline_heavy_jobs_killed_in_a_worker(io: Io) {
             server.stats()["workers"]["respawned"].as_u64().unwrap() > workers_before
         }),
         "the timed-out worker was not replaced:\n{}",
-        server.log_text()
+        server.log()
     );
     assert!(
-        server
-            .log_text()
-            .contains("its job ran past the job timeout"),
+        server.log().contains("its job ran past the job timeout"),
         "no timeout kill logged:\n{}",
-        server.log_text()
+        server.log()
     );
     let stats = server.stats();
     assert_eq!(stats["inline_below"]["ran_inline"], tiny, "{stats}");

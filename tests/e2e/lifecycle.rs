@@ -112,7 +112,7 @@ fn sigterm_drains_in_flight_requests_procs(io: Io) {
 fn sigterm_drains(io: Io, apply: &str, workers: &[&str]) {
     let mut args = vec!["--grace", "5s"];
     args.extend_from_slice(workers);
-    let mut server = Server::start(io, apply, &args);
+    let server = Server::start(io, apply, &args);
     let tree = if apply == "procs" {
         let (fork_server, workers) = server.process_tree(4);
         [vec![fork_server], workers].concat()
@@ -169,7 +169,7 @@ fn sigterm_drains(io: Io, apply: &str, workers: &[&str]) {
 /// elsewhere), and still answers a request in flight before closing its
 /// connection too.
 fn sigterm_closes_idle_connections_and_refuses_new_ones(io: Io) {
-    let mut server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
+    let server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
     let mut idle = server.line_conn();
     assert_eq!(idle.request("ping"), "pong");
     let mut in_flight = server.line_conn();

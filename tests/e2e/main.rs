@@ -5,8 +5,11 @@
 //!
 //! # Layout
 //!
-//! - `support`: the [`support::Server`] guard (start, signal, SIGKILL and reap
-//!   on drop), the line connection [`support::Conn`], and `/proc` helpers.
+//! - `support`: how this suite starts a [`support::Server`] (`--io` and
+//!   `--apply`), and the `both_io!` macro; the guard itself (start, signal,
+//!   SIGKILL and reap on drop) and the line connection [`support::Conn`] are
+//!   in `tests/common/server.rs`, shared with the reliability suite, and the
+//!   `/proc` helpers in `tests/common/process.rs`.
 //! - `smoke`: one smoke test per strategy: seed dialect, every line command,
 //!   pipelining, a request written byte by byte, bad requests.
 //! - `errors`: the error replies a client can provoke: `too-long`, `busy`,
@@ -23,6 +26,7 @@
 //! - `stderr`: a broken or stuck stderr stops nothing.
 //! - `quit`: `quit` after a pipeline loses no reply.
 //! - `signals`: SIGHUP, a second signal, requests cut short by `--grace`.
+//! - `logs`: `--log-format json` writes only JSON lines; the access log.
 //! - `flags`: `--addr` host names, `--log-level`, colours, `--help`,
 //!   `--workers 0`, no test-only job in the shipped binary.
 //! - `procs`: what only the process pool can show: a worker killed mid-job,
@@ -33,17 +37,22 @@
 //! Every socket read and every wait is bounded, so a broken server fails a
 //! test instead of hanging it.
 
+#[path = "../common/conn.rs"]
+mod conn;
 mod errors;
 mod events;
 mod flags;
 mod inline_below;
 mod lifecycle;
+mod logs;
 mod pool;
 #[path = "../common/process.rs"]
 mod process;
 mod procs;
 mod proxy;
 mod quit;
+#[path = "../common/server.rs"]
+mod server;
 mod signals;
 mod smoke;
 mod stderr;

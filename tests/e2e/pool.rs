@@ -130,9 +130,9 @@ fn killed_fork_server_is_replaced(io: Io) {
     assert_eq!(stats["workers"]["fork_server_restarts"], 1, "{stats}");
     assert_eq!(stats["workers"]["alive"], 2, "{stats}");
     assert!(
-        server.log_text().contains("fork server died"),
+        server.log().contains("fork server died"),
         "not logged:\n{}",
-        server.log_text()
+        server.log()
     );
     assert_eq!(conn.request("sumn 25000"), "312512500");
 }
@@ -161,9 +161,9 @@ fn timeout_kills_are_logged_as_such_and_rate_limited(io: Io) {
     }
     // The summary comes once the one-second window is over.
     let summarised = eventually(Duration::from_secs(5), || {
-        server.log_text().contains("killed more worker processes")
+        server.log().contains("killed more worker processes")
     });
-    let log = server.log_text();
+    let log = server.log();
     assert!(summarised, "no summary line:\n{log}");
     let full = log.matches("its job ran past the job timeout").count();
     assert!(

@@ -15,7 +15,42 @@ use crate::support::{both_io, eventually, states, Io, Proc, Server, IO_TIMEOUT};
 both_io!(
     killed_worker_answers_worker_lost,
     sigkill_of_the_server_takes_the_tree_down,
+    recycled_and_timed_out_workers_are_counted,
 );
+
+/// Workers retired by `--recycle-after` and killed by `--job-timeout` are
+/// counted apart in `stats` (and so in `/metrics`), each also a respawn.
+fn recycled_and_timed_out_workers_are_counted(io: Io) {
+    let server = Server::start(
+        io,
+        "procs",
+        &[
+            "--workers",
+            "1",
+            "--recycle-after",
+            "2",
+            "--job-timeout",
+            "300ms",
+        ],
+    );
+    server.process_tree(1);
+    let mut conn = server.line_conn();
+    for n in 1..=4u64 {
+        assert_eq!(
+            conn.request(&format!("sumn {n}")),
+            (n * (n + 1) / 2).to_string()
+        );
+    }
+    assert!(conn.request("sleep 5000").starts_with("ERR timeout"));
+    let mut workers = serde_json::Value::Null;
+    let counted = eventually(IO_TIMEOUT, || {
+        workers = server.stats()["workers"].clone();
+        workers["respawned"] == 3 && workers["alive"] == 1
+    });
+    assert!(counted, "{workers}");
+    assert_eq!(workers["recycled"], 2, "two jobs each, twice: {workers}");
+    assert_eq!(workers["killed_timeout"], 1, "{workers}");
+}
 
 /// SIGKILL of the worker running a job answers that job with
 /// `ERR worker-lost …`, and the pool replaces the worker and keeps serving.
@@ -72,7 +107,7 @@ fn sigkill_of_the_server_takes_the_tree_down(io: Io) {
     // Orphans are re-parented to this process, which reaps them (in the
     // `Server` guard): the sandbox's pid 1 may not.
     nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-    let mut server = Server::start(io, "procs", &["--workers", "2"]);
+    let server = Server::start(io, "procs", &["--workers", "2"]);
     let (fork_server, workers) = server.process_tree(2);
     let tree = [vec![fork_server], workers].concat();
     assert_eq!(server.line_conn().request("sumn 10"), "55");

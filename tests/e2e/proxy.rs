@@ -59,9 +59,9 @@ fn proxy_headers_name_the_client(io: Io) {
 
     for client in ["203.0.113.7:40000", "198.51.100.9:1234", "192.0.2.55:4242"] {
         assert!(
-            eventually(IO_TIMEOUT, || server.log_text().contains(client)),
+            eventually(IO_TIMEOUT, || server.log().contains(client)),
             "the log does not name {client}:\n{}",
-            server.log_text()
+            server.log()
         );
     }
 }

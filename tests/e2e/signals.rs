@@ -80,7 +80,7 @@ fn no_listening_line_without_threads(io: Io) {
 /// SIGHUP (a closed terminal) lets the request in flight finish, is logged,
 /// and the server exits 0.
 fn sighup_is_a_graceful_shutdown(io: Io) {
-    let mut server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
+    let server = Server::start(io, "threads", &["--grace", "5s", "--workers", "2"]);
     let mut conn = server.line_conn();
     conn.send("sleep 400\n");
     thread::sleep(Duration::from_millis(100));
@@ -88,13 +88,13 @@ fn sighup_is_a_graceful_shutdown(io: Io) {
     assert_eq!(conn.read_line(), "ok", "the request in flight finishes");
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "exit status {status}");
-    assert!(server.log_text().contains("SIGHUP"), "the signal is logged");
+    assert!(server.log().contains("SIGHUP"), "the signal is logged");
 }
 
 /// A second SIGTERM during a long grace period ends the server at once,
 /// with status 128 + 15.
 fn a_second_signal_stops_at_once(io: Io) {
-    let mut server = Server::start(io, "threads", &["--grace", "30s", "--workers", "2"]);
+    let server = Server::start(io, "threads", &["--grace", "30s", "--workers", "2"]);
     let mut conn = server.line_conn();
     conn.send("sleep 20000\n");
     thread::sleep(Duration::from_millis(100));
@@ -114,7 +114,7 @@ fn a_second_signal_stops_at_once(io: Io) {
 /// under inline and threads, and the server exits 3.
 fn requests_cut_short_are_told(io: Io) {
     for apply in ["inline", "threads"] {
-        let mut server = Server::start(io, apply, &["--grace", "300ms", "--workers", "2"]);
+        let server = Server::start(io, apply, &["--grace", "300ms", "--workers", "2"]);
         let mut conn = server.line_conn();
         conn.send("sleep 5000\n");
         thread::sleep(Duration::from_millis(200));

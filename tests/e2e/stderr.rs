@@ -28,7 +28,7 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 }
 
 /// The server serves, and obeys SIGTERM with a clean exit.
-fn serves_then_stops(mut server: Server) {
+fn serves_then_stops(server: Server) {
     let mut conn = server.line_conn();
     assert_eq!(conn.request("ping"), "pong");
     assert_eq!(conn.request("fib 3").split(' ').nth(1), Some("bad-request"));

@@ -21,7 +21,7 @@ use crate::support::{eventually, Conn, Io};
 )]
 fn kill_9_under_load_loses_nothing() {
     let _serial = one_at_a_time();
-    let mut fleet = Fleet::start(
+    let fleet = Fleet::start(
         &[Io::Threads, Io::Events, Io::Threads],
         "threads",
         &["--workers", "2"],

@@ -22,6 +22,8 @@
 mod balancer;
 mod cluster_script;
 mod config;
+#[path = "../common/conn.rs"]
+mod conn;
 mod drain;
 mod failover;
 mod fleet;
@@ -29,6 +31,8 @@ mod load;
 #[path = "../common/process.rs"]
 mod process;
 mod proxy;
+#[path = "../common/server.rs"]
+mod server;
 mod spread;
 // The end-to-end tests' harness (the server guard, line connections); not
 // every helper is used here.

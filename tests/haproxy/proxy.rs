@@ -31,7 +31,7 @@ fn the_real_client_is_logged(io: Io) {
             eventually(IO_TIMEOUT, || fleet
                 .servers
                 .iter()
-                .any(|s| s.log_text().contains(&named))),
+                .any(|s| s.log().contains(&named))),
             "no server logged {named}"
         );
     }

@@ -233,13 +233,17 @@ fn garbage_lines_get_the_specified_replies() {
                             owed_replies.push((line, reply));
                             sent += 1;
                         }
-                        conn.send(&bytes).expect("send a batch");
+                        conn.try_send(&bytes).expect("send a batch");
                         for (line, reply) in &owed_replies {
                             let got = conn
-                                .read_line()
+                                .try_read_line()
                                 .unwrap_or_else(|e| panic!("{line:?}: no reply ({e})"));
                             assert_eq!(&got, reply, "reply to {:?}", String::from_utf8_lossy(line));
-                            assert_eq!(conn.read_line().expect("pong"), "pong", "after {line:?}");
+                            assert_eq!(
+                                conn.try_read_line().expect("pong"),
+                                "pong",
+                                "after {line:?}"
+                            );
                         }
                     }
                     sent
@@ -324,9 +328,9 @@ fn hostile_requests_leave_the_server_serving() {
     let mut conn = server.line_conn();
     assert_eq!(conn.request("ping"), "pong");
     for line in lines {
-        conn.send(&[line, b"\n"].concat()).unwrap();
+        conn.try_send(&[line, b"\n"].concat()).unwrap();
         let want = owed(line).expect("cheap");
-        assert_eq!(conn.read_line().expect("a reply"), want, "{line:?}");
+        assert_eq!(conn.try_read_line().expect("a reply"), want, "{line:?}");
         after_each(&format!("{line:?}"));
     }
     drop(conn);
@@ -346,7 +350,6 @@ fn hostile_requests_leave_the_server_serving() {
             });
             conn.read_until_closed()
         });
-        let reply = String::from_utf8_lossy(&reply);
         assert!(
             reply.starts_with(want),
             "1 MiB {dialect} line: got {reply:?}"
@@ -356,8 +359,8 @@ fn hostile_requests_leave_the_server_serving() {
 
     // `\r` without `\n`: never a line; too long once it passes the limit.
     let mut conn = server.line_conn();
-    conn.send(&b"ping\r".repeat(300)).unwrap();
-    let reply = String::from_utf8_lossy(&conn.read_until_closed()).into_owned();
+    conn.try_send(&b"ping\r".repeat(300)).unwrap();
+    let reply = conn.read_until_closed();
     assert!(
         reply.starts_with("ERR too-long "),
         "1500 bytes of ping\\r: {reply:?}"
@@ -366,31 +369,31 @@ fn hostile_requests_leave_the_server_serving() {
     // And short: the connection waits for the rest, then reaches the read
     // timeout and is closed without a reply.
     let mut conn = server.line_conn();
-    conn.send(b"ping\r").unwrap();
+    conn.try_send(b"ping\r").unwrap();
     let started = Instant::now();
-    assert_eq!(conn.read_until_closed(), b"", "ping\\r then silence");
+    assert_eq!(conn.read_until_closed(), "", "ping\\r then silence");
     assert!(started.elapsed() < IO_TIMEOUT);
     after_each("ping\\r then silence");
 
     // Clients that leave mid-request: after part of a line (FIN, half-close
     // or reset), and before the reply to a whole one.
     let mut conn = server.line_conn();
-    conn.send(b"sumn 12").unwrap();
+    conn.try_send(b"sumn 12").unwrap();
     drop(conn);
     after_each("a close after part of a line");
     let mut conn = server.line_conn();
-    conn.send(b"sumn 12").unwrap();
+    conn.try_send(b"sumn 12").unwrap();
     conn.stream().shutdown(Shutdown::Write).unwrap();
-    assert_eq!(conn.read_until_closed(), b"", "a half-closed partial line");
+    assert_eq!(conn.read_until_closed(), "", "a half-closed partial line");
     after_each("a half-close after part of a line");
     let mut conn = server.line_conn();
-    conn.send(b"sumn 1").unwrap();
+    conn.try_send(b"sumn 1").unwrap();
     reset(conn.stream().try_clone().unwrap());
     drop(conn);
     after_each("a reset after part of a line");
     for close in ["close", "reset"] {
         let mut conn = server.line_conn();
-        conn.send(b"sumn 3000000\nsumn 3000000\nsumn 3000000\n")
+        conn.try_send(b"sumn 3000000\nsumn 3000000\nsumn 3000000\n")
             .unwrap();
         if close == "reset" {
             reset(conn.stream().try_clone().unwrap());

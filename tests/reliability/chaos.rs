@@ -43,7 +43,7 @@ fn killing_workers_loses_only_their_jobs() {
         ],
     );
     let (fork_server, _) = server
-        .process_tree(WORKERS, Duration::from_secs(10))
+        .process_tree_within(WORKERS, Duration::from_secs(10))
         .expect("the pool starts with its workers");
 
     // Warm up with the same load and no faults, so that "before" is the

@@ -10,8 +10,10 @@
 //!
 //! # Layout
 //!
-//! - `support`: the one place that reads `YSUM_SOAK`, the [`support::Server`]
-//!   guard, counting load clients, exact answers, `/proc` readings.
+//! - `support`: the one place that reads `YSUM_SOAK`, how this suite starts
+//!   a [`support::Server`], counting load clients, exact answers, `/proc`
+//!   readings. The guard itself and the line connection are shared with the
+//!   end-to-end suite (`tests/common/server.rs`, `tests/common/conn.rs`).
 //! - `chaos`: worker processes SIGKILLed under load.
 //! - `runaway`: a job far over `--job-timeout` under every strategy.
 //! - `overload`: 2000 connections over `--max-connections`; a full queue.
@@ -23,12 +25,16 @@
 
 mod bad_input;
 mod chaos;
+#[path = "../common/conn.rs"]
+mod conn;
 mod descriptors;
 mod overload;
 mod panics;
 #[path = "../common/process.rs"]
 mod process;
 mod runaway;
+#[path = "../common/server.rs"]
+mod server;
 mod shutdown;
 mod slow;
 mod support;

@@ -55,7 +55,7 @@ fn panics(apply: &str) {
     let server = Server::start_faulty(apply, &["--workers", "2"]);
     let tree = (apply == "procs").then(|| {
         server
-            .process_tree(WORKERS, IO_TIMEOUT)
+            .process_tree_within(WORKERS, IO_TIMEOUT)
             .expect("the pool starts with its workers")
     });
     let tally = keep_alive_clients(
@@ -108,7 +108,7 @@ fn panics(apply: &str) {
     }
     if let Some((fork_server, workers)) = tree {
         let (same_fork_server, same_workers) = server
-            .process_tree(WORKERS, IO_TIMEOUT)
+            .process_tree_within(WORKERS, IO_TIMEOUT)
             .expect("the pool still has its workers");
         let pids = |procs: &[Proc]| procs.iter().map(|p| p.pid).collect::<Vec<_>>();
         assert_eq!(

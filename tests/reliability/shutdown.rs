@@ -56,10 +56,10 @@ fn run_until_closed(
     let deadline = Instant::now() + IO_TIMEOUT + GRACE;
     while Instant::now() < deadline {
         let request = with_sleeps(&mut rng);
-        if conn.send(format!("{request}\n").as_bytes()).is_err() {
+        if conn.try_send(format!("{request}\n").as_bytes()).is_err() {
             break;
         }
-        match conn.read_line() {
+        match conn.try_read_line() {
             Ok(reply) if reply == expected(&request) => {
                 ending.right += 1;
                 if signalled.get().is_some() {
@@ -135,7 +135,9 @@ fn sigterm_under_load(apply: &str) {
     for round in 0..scale.shutdown_rounds {
         let server = Server::start(apply, &["--workers", "2", "--grace", "3s"]);
         if apply == "procs" {
-            server.process_tree(2, IO_TIMEOUT).expect("the pool starts");
+            server
+                .process_tree_within(2, IO_TIMEOUT)
+                .expect("the pool starts");
         }
         let tree = server.descendants();
         let signalled = std::sync::OnceLock::new();
@@ -231,7 +233,9 @@ fn sigkill_under_load_takes_the_tree_within_a_second() {
     let mut gone = Latencies::default();
     for round in 0..scale.shutdown_rounds * 2 {
         let server = Server::start("procs", &["--workers", "4", "--log-level", "error"]);
-        let (fork_server, workers) = server.process_tree(4, IO_TIMEOUT).expect("the pool starts");
+        let (fork_server, workers) = server
+            .process_tree_within(4, IO_TIMEOUT)
+            .expect("the pool starts");
         let tree = [vec![fork_server], workers].concat();
         let signalled = std::sync::OnceLock::new();
         let took = thread::scope(|scope| {

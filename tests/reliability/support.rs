@@ -4,32 +4,25 @@
 //! checked exactly ([`expected`]), and `/proc` readings ([`Proc`],
 //! [`Memory`]).
 //!
+//! The server guard, the line connection and the bounded waits are shared
+//! with the end-to-end suite (`tests/common/server.rs`); this file adds how
+//! this suite starts a server (`--apply`, a descriptor limit) and what only
+//! it needs.
+//!
 //! Nothing here can hang: every socket has a read and a write timeout, every
 //! wait has a deadline, and dropping a [`Server`] SIGKILLs and reaps the
 //! server and every descendant it was seen with, even when a test panics.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
+use std::fs;
+use std::io;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub(crate) use crate::process::{bury, states, Proc};
-
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-/// The longest a plain read, write or wait of the harness may take.
-pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the polling loops look again.
-const POLL: Duration = Duration::from_millis(10);
+pub(crate) use crate::conn::Conn;
+pub(crate) use crate::process::{states, Proc};
+pub(crate) use crate::server::{eventually, sum_of, Launch, Server, IO_TIMEOUT};
 
 /// Durations and counts of every case: short for `cargo test`, long when
 /// `YSUM_SOAK=1` (what `scripts/soak` sets). This is the only place that
@@ -121,21 +114,6 @@ pub(crate) fn figures(case: &str, pairs: &[(&str, String)]) {
     println!("{line}");
 }
 
-/// Polls `done` every few milliseconds until it holds or `within` passes;
-/// returns whether it held.
-pub(crate) fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL);
-    }
-}
-
 /// A small deterministic generator (xorshift64*), so that a failing run can
 /// be repeated: the seed is printed with each case's figures.
 #[derive(Debug, Clone)]
@@ -171,11 +149,6 @@ impl Rng {
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-/// The sum 1 + 2 + … + n, exactly.
-pub(crate) fn sum_of(n: u64) -> u128 {
-    u128::from(n) * (u128::from(n) + 1) / 2
 }
 
 /// Whether `n` is prime: Miller–Rabin with the first twelve primes as
@@ -484,23 +457,6 @@ pub(crate) fn open_fds(pid: i32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
-/// A running `sumserver`, killed (SIGKILL) and reaped with its descendants
-/// when dropped.
-#[derive(Debug)]
-pub(crate) struct Server {
-    /// The server process itself (behind a lock, so that clients may hold
-    /// `&Server` while the test waits for it to exit).
-    child: Mutex<Child>,
-    /// Its pid.
-    pid: i32,
-    /// Where it listens, from its first line on stdout.
-    addr: SocketAddr,
-    /// Its stderr (the logs).
-    log: PathBuf,
-    /// Descendants seen so far (fork server, workers), buried on drop.
-    seen: Mutex<Vec<Proc>>,
-}
-
 impl Server {
     /// Starts `sumserver --addr 127.0.0.1:0 --apply <apply> <args…>` and
     /// waits (at most [`IO_TIMEOUT`]) for its `listening on ADDR` line.
@@ -511,323 +467,33 @@ impl Server {
     /// [`Server::start`] of the test binary `sumserver-faults`, which also
     /// serves the fault-injection job `panic 1`.
     pub(crate) fn start_faulty(apply: &str, args: &[&str]) -> Server {
-        Server::start_binary(env!("CARGO_BIN_EXE_sumserver-faults"), apply, args, None)
+        Server::start_reliability(env!("CARGO_BIN_EXE_sumserver-faults"), apply, args, None)
     }
 
     /// [`Server::start`] with `RLIMIT_NOFILE` lowered to `fd_limit` in the
     /// server (as `ulimit -n` would).
     pub(crate) fn start_with_fd_limit(apply: &str, args: &[&str], fd_limit: Option<u64>) -> Server {
-        Server::start_binary(env!("CARGO_BIN_EXE_sumserver"), apply, args, fd_limit)
+        Server::start_reliability(env!("CARGO_BIN_EXE_sumserver"), apply, args, fd_limit)
     }
 
-    /// Starts `binary` as [`Server::start_with_fd_limit`] says.
-    fn start_binary(binary: &str, apply: &str, args: &[&str], fd_limit: Option<u64>) -> Server {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let log = std::env::temp_dir().join(format!(
-            "sumserver-reliability-{}-{}.log",
-            std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let stderr = File::create(&log).expect("create the server's log file");
-        let mut command = Command::new(binary);
-        command
-            .args(["--addr", "127.0.0.1:0", "--apply", apply])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        if let Some(limit) = fd_limit {
-            let rlimit = nix::libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            // SAFETY: runs in the child between fork and exec, and calls only
-            // setrlimit, which is async-signal-safe; `rlimit` is a copy.
-            unsafe {
-                command.pre_exec(move || {
-                    if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &rlimit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let mut child = command.spawn().expect("spawn sumserver");
-
-        // Read the first line on a thread so that the wait is bounded, then
-        // keep draining stdout so the server never blocks on a full pipe.
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (first_line, first_line_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = first_line.send(reader.read_line(&mut line).map(|_| line));
-            let _ = io::copy(&mut reader, &mut io::sink());
-        });
-
-        let mut server = Server {
-            pid: i32::try_from(child.id()).expect("pids fit in i32"),
-            child: Mutex::new(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-            seen: Mutex::new(Vec::new()),
-        };
-        let line = match first_line_rx.recv_timeout(IO_TIMEOUT) {
-            Ok(Ok(line)) => line,
-            Ok(Err(err)) => panic!("reading the server's stdout: {err}"),
-            Err(_) => panic!("the server printed no line within {IO_TIMEOUT:?}"),
-        };
-        server.addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("first line on stdout is {line:?}"));
-        server
-    }
-
-    /// The server's process id.
-    pub(crate) fn pid(&self) -> i32 {
-        self.pid
-    }
-
-    fn child(&self) -> MutexGuard<'_, Child> {
-        self.child.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A new TCP connection to the server, with read and write timeouts.
-    pub(crate) fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT)
-            .unwrap_or_else(|err| panic!("connect to {}: {err}", self.addr));
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        stream
-    }
-
-    /// The address the server listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// A new line-dialect connection (nothing is sent yet).
-    pub(crate) fn line_conn(&self) -> Conn {
-        Conn::new(self.connect())
-    }
-
-    /// Whether a fresh connection gets `pong` for `ping`.
-    pub(crate) fn pings(&self) -> bool {
-        let Ok(stream) = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT) else {
-            return false;
-        };
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        Conn::new(stream)
-            .try_request("ping")
-            .is_ok_and(|r| r == "pong")
-    }
-
-    /// `stats` on a fresh connection, parsed.
-    pub(crate) fn stats(&self) -> serde_json::Value {
-        let reply = self.line_conn().request("stats");
-        serde_json::from_str(&reply).unwrap_or_else(|err| panic!("stats {reply:?}: {err}"))
+    /// Starts `binary` with `--apply` and the rest, `NO_COLOR` set.
+    fn start_reliability(
+        binary: &str,
+        apply: &str,
+        args: &[&str],
+        fd_limit: Option<u64>,
+    ) -> Server {
+        let mut all = vec!["--apply", apply];
+        all.extend_from_slice(args);
+        Server::launch(Launch {
+            fd_limit,
+            no_color: true,
+            ..Launch::new(binary, all)
+        })
     }
 
     /// The server's memory now.
     pub(crate) fn memory(&self) -> Memory {
         Memory::of(self.pid())
-    }
-
-    /// Everything the server logged so far.
-    pub(crate) fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` to the server process.
-    pub(crate) fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid()), signal).expect("signal the server");
-    }
-
-    /// Whether the server process is still running.
-    pub(crate) fn is_running(&self) -> bool {
-        matches!(self.child().try_wait(), Ok(None))
-    }
-
-    /// Waits at most `within` for the server to exit, and reaps it.
-    ///
-    /// # Panics
-    ///
-    /// If it is still running by then.
-    pub(crate) fn wait_exit(&self, within: Duration) -> ExitStatus {
-        let mut status = None;
-        eventually(within, || {
-            status = self.child().try_wait().expect("try_wait on the server");
-            status.is_some()
-        });
-        status.unwrap_or_else(|| panic!("the server is still running after {within:?}"))
-    }
-
-    /// The server's descendants now, remembered for the cleanup on drop.
-    pub(crate) fn descendants(&self) -> Vec<Proc> {
-        let mut found = Vec::new();
-        let mut parents = vec![self.pid()];
-        while let Some(parent) = parents.pop() {
-            for child in Proc::children_of(parent) {
-                parents.push(child.pid);
-                found.push(child);
-            }
-        }
-        self.remember(&found);
-        found
-    }
-
-    /// Under `procs`: the fork server (the server's only child) and its live
-    /// workers, once there are `workers` of them (waits at most `within`).
-    pub(crate) fn process_tree(
-        &self,
-        workers: usize,
-        within: Duration,
-    ) -> Option<(Proc, Vec<Proc>)> {
-        let mut tree = None;
-        eventually(within, || {
-            if let [fork_server] = Proc::children_of(self.pid())[..] {
-                let live: Vec<Proc> = Proc::children_of(fork_server.pid)
-                    .into_iter()
-                    .filter(|p| !p.is_zombie())
-                    .collect();
-                if live.len() == workers {
-                    tree = Some((fork_server, live));
-                    return true;
-                }
-            }
-            false
-        });
-        if let Some((fork_server, live)) = &tree {
-            self.remember(&[*fork_server]);
-            self.remember(live);
-        }
-        tree
-    }
-
-    fn remember(&self, procs: &[Proc]) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for p in procs {
-            if !seen.contains(p) {
-                seen.push(*p);
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.is_running() {
-            self.descendants();
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
-            let _ = self.child().wait();
-        }
-        let seen = std::mem::take(self.seen.get_mut().unwrap_or_else(|e| e.into_inner()));
-        bury(&seen);
-        if thread::panicking() {
-            let log = fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- last lines of the server's stderr ({}) ---",
-                self.log.display()
-            );
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        } else {
-            let _ = fs::remove_file(&self.log);
-        }
-    }
-}
-
-/// A line-dialect connection: requests are lines, replies are lines.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    /// Wraps a connected stream (timeouts already set).
-    pub(crate) fn new(stream: TcpStream) -> Conn {
-        Conn {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    /// The socket.
-    pub(crate) fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
-    }
-
-    /// Sets how long a reply may take.
-    pub(crate) fn set_read_timeout(&mut self, within: Duration) {
-        self.stream().set_read_timeout(Some(within)).unwrap();
-    }
-
-    /// Writes `bytes` as they are.
-    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream().write_all(bytes)
-    }
-
-    /// Reads one reply line and returns it without its `\n`; an error on a
-    /// timeout, on EOF, on a reset, or on a last line without `\n`.
-    pub(crate) fn read_line(&mut self) -> io::Result<String> {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line)?;
-        if line.pop() != Some(b'\n') {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "closed; unterminated bytes {:?}",
-                    String::from_utf8_lossy(&line)
-                ),
-            ));
-        }
-        String::from_utf8(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-    }
-
-    /// Sends `line` and `\n`, returns the reply line or why there is none.
-    pub(crate) fn try_request(&mut self, line: &str) -> io::Result<String> {
-        self.send(format!("{line}\n").as_bytes())?;
-        self.read_line()
-    }
-
-    /// Sends `line` and `\n`, returns the reply line.
-    ///
-    /// # Panics
-    ///
-    /// If no reply line comes.
-    pub(crate) fn request(&mut self, line: &str) -> String {
-        self.try_request(line)
-            .unwrap_or_else(|err| panic!("request {line:?}: no reply: {err}"))
-    }
-
-    /// Reads until the server closes the connection (EOF or reset) and
-    /// returns the bytes that came first.
-    ///
-    /// # Panics
-    ///
-    /// If the connection is still open after the read timeout.
-    pub(crate) fn read_until_closed(&mut self) -> Vec<u8> {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => {}
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                ) => {}
-            Err(err) => panic!(
-                "the connection is still open ({err}); got {:?}",
-                String::from_utf8_lossy(&rest)
-            ),
-        }
-        rest
     }
 }

@@ -15,7 +15,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use redis::streams::StreamPendingCountReply;
 
-use crate::support::{bury, eventually, Proc, IO_TIMEOUT};
+use crate::process::bury;
+use crate::support::{eventually, Proc, IO_TIMEOUT};
 
 /// The redis-server binary found by `server/build.rs`.
 fn redis_server() -> PathBuf {

@@ -13,6 +13,7 @@
 //!   both `--io` models and with `threads` and `procs` workers.
 //! - `faults`: a worker SIGKILLed or SIGSTOPped mid-job, a job that kills
 //!   every worker, no worker at all.
+//! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
 //! - `outage`: the broker killed and restarted.
 //! - `shutdown`: the server and a worker stopped under load.
 
@@ -20,11 +21,16 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 mod answers;
+#[path = "../common/conn.rs"]
+mod conn;
 mod engines;
 mod faults;
+mod metrics;
 mod outage;
 #[path = "../common/process.rs"]
 mod process;
+#[path = "../common/server.rs"]
+mod server;
 mod shutdown;
 #[path = "../e2e/support.rs"]
 mod support;

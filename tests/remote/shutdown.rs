@@ -22,7 +22,7 @@ fn server_sigterm_under_load() {
     let redis = Redis::start();
     let mut queue = redis.queue();
     let _worker = Worker::start(&redis, "stays", &["--workers", "8"]);
-    let mut server = remote_server(Io::Threads, &redis, &["--grace", "5s"]);
+    let server = remote_server(Io::Threads, &redis, &["--grace", "5s"]);
     let answered = std::thread::scope(|scope| {
         let clients: Vec<_> = (0..8)
             .map(|_| {

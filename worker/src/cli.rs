@@ -15,43 +15,84 @@ use offload::{StrategyConfig, StrategyKind};
 #[command(name = "sumworker", version)]
 pub(crate) struct Args {
     /// The Redis broker, redis://HOST:PORT[/DB].
-    #[arg(long)]
-    broker: String,
+    #[arg(long, env = "YSUM_BROKER", required_unless_present = "generate")]
+    broker: Option<String>,
 
     /// Where jobs run on this machine: inline (one at a time on the reading
     /// thread), threads, or procs (forked processes: isolation, killable).
-    #[arg(long, value_enum, default_value_t = Apply::Threads)]
+    #[arg(long, env = "YSUM_APPLY", value_enum, default_value_t = Apply::Threads)]
     apply: Apply,
 
     /// Jobs run at once; exactly this many are taken from the stream, never
     /// more (inline runs one).
-    #[arg(long, default_value_t = default_workers())]
+    #[arg(long, env = "YSUM_WORKERS", default_value_t = default_workers())]
     workers: usize,
 
     /// A job whose worker stops renewing its lease for this long is handed
     /// to another worker.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "YSUM_LEASE", default_value = "2s", value_parser = humantime::parse_duration)]
     lease: Duration,
 
     /// This worker's consumer name in the group; must be unique among live
     /// workers. Defaults to HOST-PID.
-    #[arg(long)]
+    #[arg(long, env = "YSUM_NAME")]
     name: Option<String>,
 
     /// Longest a job may run here before it is answered `timeout`.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "YSUM_JOB_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     job_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long running jobs may take to finish; the
     /// ones still running then are handed back (another worker takes them
     /// after the lease).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "YSUM_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     grace: Duration,
 
     /// Log filter (error, warn, info, debug, trace, or per module); RUST_LOG
     /// overrides it.
-    #[arg(long, default_value = "info")]
+    #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Write shell completions (bash, zsh, fish) or the man page (man) to
+    /// stdout, and exit: see the README's "Install".
+    #[arg(long, value_enum, value_name = "WHAT", hide = true, exclusive = true)]
+    pub(crate) generate: Option<Generate>,
+}
+
+/// What `--generate` writes: a shell's completion script or the man page,
+/// both from the definitions in this file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Generate {
+    /// Completions for bash.
+    Bash,
+    /// Completions for zsh.
+    Zsh,
+    /// Completions for fish.
+    Fish,
+    /// The man page (roff), for `man -l` or a man1 folder.
+    Man,
+}
+
+/// Writes what `what` names to `out`.
+///
+/// # Errors
+///
+/// When `out` cannot be written.
+pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    let mut command = Args::command();
+    let name = command.get_name().to_owned();
+    let shell = match what {
+        Generate::Bash => clap_complete::Shell::Bash,
+        Generate::Zsh => clap_complete::Shell::Zsh,
+        Generate::Fish => clap_complete::Shell::Fish,
+        Generate::Man => return clap_mangen::Man::new(command).render(out),
+    };
+    // clap_complete panics when it cannot write (`| head` closing the
+    // pipe): it writes to memory, which cannot fail, and this to `out`.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    out.write_all(&script)
 }
 
 /// The local strategies a worker may use.
@@ -115,8 +156,13 @@ impl Args {
             Some(name) => name,
             None => format!("{}-{}", hostname(), std::process::id()),
         };
+        // clap asks for --broker unless --generate stands alone, which never
+        // gets here.
+        let Some(broker) = self.broker else {
+            bail!("--broker is required: redis://HOST:PORT[/DB]");
+        };
         Ok(Config {
-            broker: self.broker,
+            broker,
             strategy: StrategyConfig {
                 kind,
                 workers,

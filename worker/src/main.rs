@@ -34,6 +34,16 @@ fn main() -> ExitCode {
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
+    if let Some(what) = args.generate {
+        return match cli::write_generated(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("sumworker: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match args.into_config().and_then(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -33,3 +33,59 @@ fn bad_values_are_refused() {
     let err = refused(&[]);
     assert!(err.contains("--broker"), "{err}");
 }
+
+/// Every flag can come from the environment as `YSUM_<FLAG>`, and `--help`
+/// names the variable: here the broker and a worker count that is refused.
+#[test]
+fn flags_from_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sumworker"))
+        .env("YSUM_BROKER", "redis://127.0.0.1:1")
+        .env("YSUM_WORKERS", "0")
+        .output()
+        .expect("run sumworker");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains("--workers must be from 1 to 1024, got 0"),
+        "{err}"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_sumworker"))
+        .arg("--help")
+        .output()
+        .expect("run sumworker --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for variable in [
+        "[env: YSUM_BROKER=]",
+        "[env: YSUM_APPLY=]",
+        "[env: YSUM_LEASE=",
+    ] {
+        assert!(help.contains(variable), "--help names {variable}: {help}");
+    }
+}
+
+/// `--generate` writes completions (bash valid to `bash -n`) and a man page,
+/// without the `--broker` a run needs.
+#[test]
+fn completions_and_man_page() {
+    let generate = |what: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sumworker"))
+            .args(["--generate", what])
+            .output()
+            .expect("run sumworker");
+        assert!(output.status.success(), "--generate {what}: {output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let bash = generate("bash");
+    let checked = Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .status()
+        .expect("run bash -n");
+    assert!(checked.success(), "bash -n refuses the script");
+    assert!(generate("zsh").starts_with("#compdef sumworker"));
+    assert!(generate("fish").contains("complete -c sumworker -l broker"));
+    let man = generate("man");
+    assert!(
+        man.contains(".TH sumworker 1") && man.contains("YSUM_BROKER"),
+        "{man}"
+    );
+}

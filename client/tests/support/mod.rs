@@ -61,6 +61,9 @@ pub(crate) struct Server {
     child: Reaped,
     /// Where it listens, from its first line on stdout.
     addr: SocketAddr,
+    /// Where it serves `/metrics`, from its second line, when started with
+    /// `--metrics`.
+    metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -90,26 +93,45 @@ impl Server {
             .expect("spawn sumserver");
         let stdout = child.stdout.take().expect("stdout is piped");
         let child = Reaped(child);
-        // Read the first line on a thread so that the wait is bounded, then
+        // Read the first lines on a thread so that the wait is bounded, then
         // keep draining stdout so the server never blocks on a full pipe.
+        let wanted = if args.contains(&"--metrics") { 2 } else { 1 };
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = tx.send(reader.read_line(&mut line).map(|_| line));
+            for _ in 0..wanted {
+                let mut line = String::new();
+                let _ = tx.send(reader.read_line(&mut line).map(|_| line));
+            }
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
-        let line = match rx.recv_timeout(DEADLINE) {
-            Ok(Ok(line)) => line,
-            Ok(Err(err)) => panic!("reading sumserver's stdout: {err}"),
-            Err(_) => panic!("sumserver printed no line within {DEADLINE:?}"),
+        let next_address = |prefix: &str| -> SocketAddr {
+            let line = match rx.recv_timeout(DEADLINE) {
+                Ok(Ok(line)) => line,
+                Ok(Err(err)) => panic!("reading sumserver's stdout: {err}"),
+                Err(_) => panic!("sumserver printed no {prefix:?} line within {DEADLINE:?}"),
+            };
+            line.trim_end()
+                .strip_prefix(prefix)
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("sumserver printed {line:?}, not {prefix:?} ADDR"))
         };
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("sumserver's first line is {line:?}"));
-        Server { child, addr }
+        let addr = next_address("listening on ");
+        let metrics = (wanted == 2).then(|| next_address("metrics on "));
+        Server {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    /// Where it serves `/metrics`.
+    ///
+    /// # Panics
+    ///
+    /// If it was started without `--metrics`.
+    pub(crate) fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.expect("the server was started with --metrics")
     }
 
     /// The address it listens on, as `127.0.0.1:PORT`.
@@ -167,6 +189,11 @@ pub(crate) fn run_client(args: &[&str]) -> Run {
     Client::start(args).finish()
 }
 
+/// [`run_client`] with `env` added to sumclient's environment.
+pub(crate) fn run_client_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Client::start_with_env(args, env).finish()
+}
+
 /// A `sumclient` process still running, its output read on threads; killed
 /// and reaped if dropped before [`Client::finish`].
 #[derive(Debug)]
@@ -185,8 +212,14 @@ impl Client {
     /// Starts `sumclient <args>`, stdin closed, stdout and stderr piped
     /// (so stderr is not a terminal).
     pub(crate) fn start(args: &[&str]) -> Client {
+        Client::start_with_env(args, &[])
+    }
+
+    /// [`Client::start`] with `env` added to its environment.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sumclient"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

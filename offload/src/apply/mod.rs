@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{ApplyError, StartError};
 use crate::job::{Answer, Job};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Stats, StatsReader, StatsSnapshot};
 
 use done::{Caller, Done};
 use inline_below::InlineBelow;
@@ -61,6 +61,7 @@ pub use cost::StepCosts;
 pub use inline_below::InlineBelowSnapshot;
 
 pub use procs::fork_server_main_if_requested;
+pub(crate) use remote::RemoteView;
 pub use remote::{RemoteSnapshot, WorkerSeen};
 
 /// Extra time `apply` waits for an answer beyond the job's own limits before
@@ -229,7 +230,7 @@ pub struct Strategy {
     flavor: Flavor,
     /// `--inline-below`: tiny jobs run on the calling thread, before the
     /// flavor sees them.
-    inline_below: Option<InlineBelow>,
+    inline_below: Option<Arc<InlineBelow>>,
     stats: Arc<Stats>,
     config: StrategyConfig,
 }
@@ -266,7 +267,7 @@ impl Strategy {
         let inline_below = config
             .inline_below
             .filter(|threshold| hands_work_away && !threshold.is_zero())
-            .map(|threshold| InlineBelow::start(threshold, config.job_timeout, &stats));
+            .map(|threshold| Arc::new(InlineBelow::start(threshold, config.job_timeout, &stats)));
         Ok(Strategy {
             flavor,
             inline_below,
@@ -401,6 +402,12 @@ impl Strategy {
 
     /// A copy of its statistics now.
     pub fn stats(&self) -> StatsSnapshot {
+        self.stats_reader().snapshot()
+    }
+
+    /// A handle on the same statistics that another thread may keep, e.g.
+    /// a metrics endpoint.
+    pub fn stats_reader(&self) -> StatsReader {
         let configured = match self.config.kind {
             StrategyKind::Inline => 0,
             StrategyKind::Exclusive => 1,
@@ -408,13 +415,21 @@ impl Strategy {
             // The workers are other processes; `remote.workers` lists them.
             StrategyKind::Remote => 0,
         };
-        let mut snapshot = self.stats.snapshot(self.config.kind.name(), configured);
-        snapshot.inline_below = self.inline_below.as_ref().map(InlineBelow::snapshot);
-        if let Flavor::Remote(remote) = &self.flavor {
-            snapshot.queued = remote.in_flight();
-            snapshot.remote = Some(remote.snapshot());
-        }
-        snapshot
+        let remote = match &self.flavor {
+            Flavor::Remote(remote) => Some(remote.view()),
+            _ => None,
+        };
+        let inline_below = self
+            .inline_below
+            .clone()
+            .map(|rule| crate::stats::View::new(move || rule.snapshot()));
+        StatsReader::new(
+            Arc::clone(&self.stats),
+            self.config.kind.name(),
+            configured,
+            remote,
+            inline_below,
+        )
     }
 
     /// The process ids of the worker processes alive now (empty unless

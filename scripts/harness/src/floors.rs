@@ -1,6 +1,10 @@
 //! The floors no strategy can go under, measured on this machine: a bare TCP
 //! request/reply over loopback, a bare socketpair round trip between two
 //! processes, Python's `multiprocessing.Pool.apply`, and the time of one job.
+//!
+//! `cargo bench -p offload` measures the socketpair floor and `Pool.apply`
+//! too, with its own copy of [`Echo`]: why the two are not shared is said at
+//! the top of `offload/benches/offload.rs`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

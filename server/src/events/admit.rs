@@ -65,7 +65,7 @@ impl Reactor<'_> {
             return None;
         }
         self.next_token += 1;
-        self.total += 1;
+        self.counts.opened();
         self.conns
             .insert(token, Conn::new(stream, token, self.config));
         Some(token)
@@ -74,7 +74,7 @@ impl Reactor<'_> {
     /// Tells a client it cannot be served now, and closes. The socket is
     /// fresh, so its send buffer takes the line at once.
     fn refuse(&mut self, mut stream: TcpStream, why: &str) {
-        self.refused += 1;
+        self.counts.refused();
         let _ = writeln!(stream, "ERR busy {why}");
         let _ = stream.shutdown(std::net::Shutdown::Write);
     }

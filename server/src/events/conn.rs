@@ -10,6 +10,7 @@
 //! 16 bytes, reply, FIN and brief drain.
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use offload::{ApplyError, Job};
 use super::env::{Completion, Env};
 use super::output::{OutBuf, Replies, Seq};
 use super::state::{Dialect, Ending, Got, Phase};
+use crate::access;
 use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
@@ -48,6 +50,8 @@ const READ_CHUNK: usize = 4096;
 #[derive(Debug)]
 pub(super) struct Conn {
     socket: TcpStream,
+    /// The client's address, for the access log.
+    peer: Option<SocketAddr>,
     token: Token,
     dialect: Dialect,
     /// Bytes read and not yet parsed (line dialect).
@@ -70,6 +74,7 @@ impl Conn {
     /// A connection just accepted, registered under `token`.
     pub(super) fn new(socket: TcpStream, token: Token, config: &Config) -> Self {
         Conn {
+            peer: socket.peer_addr().ok(),
             socket,
             token,
             dialect: if config.accept_proxy {
@@ -263,12 +268,15 @@ impl Conn {
     }
 
     /// `--accept-proxy`: once the header is whole, logs the client it names
-    /// and lets the first request be read; without a valid header, `ERR
+    /// (the access log's peer from then on) and lets the first request be
+    /// read; without a valid header, `ERR
     /// bad-request` and close.
     fn proxy_header(&mut self) {
         match proxy_header::parse(&self.input) {
             Progress::Complete { client } => {
-                proxy_header::log_client(client, self.socket.peer_addr().ok());
+                proxy_header::log_client(client, self.peer);
+                // The access log names the client, not the balancer.
+                self.peer = client.or(self.peer);
                 self.input.clear();
                 self.dialect = Dialect::Unknown;
             }
@@ -292,7 +300,9 @@ impl Conn {
         match parsed {
             Ok(job) => self.start_job(job, env),
             Err(reject) => {
-                self.replies.push_ready(reject.to_string());
+                let reply = reject.to_string();
+                access::request(self.peer, "sumn", &reply, Duration::ZERO);
+                self.replies.push_ready(reply);
                 self.phase = Phase::Finishing(Ending::Drain);
             }
         }
@@ -335,7 +345,8 @@ impl Conn {
                     ),
                     Frame::Partial => return false,
                     Frame::TooLong => {
-                        let reject = protocol::too_long(env.config.max_line);
+                        let reject = protocol::too_long(env.config.max_line).to_string();
+                        access::request(self.peer, "invalid", &reject, Duration::ZERO);
                         self.replies.push_ready(format!("{reject}\n"));
                         self.phase = Phase::Finishing(Ending::Drain);
                         return false;
@@ -343,6 +354,12 @@ impl Conn {
                 };
             *consumed += used;
             self.deadline = Instant::now() + self.read_timeout;
+            if !matches!(request, Ok(Request::Job(_))) {
+                // Answered at once; a job is logged when its answer comes.
+                let reply = request.as_ref().err().map(ToString::to_string);
+                let reply = reply.as_deref().unwrap_or_default();
+                access::request(self.peer, access::kind_of(&request), reply, Duration::ZERO);
+            }
             match request {
                 // Input may follow `quit`: FIN and drain, so that a reset
                 // does not destroy the replies owed.
@@ -351,16 +368,13 @@ impl Conn {
                 Ok(Request::Stats) => {
                     let stats = protocol::stats_reply(
                         env.strategy.stats(),
-                        env.connections,
-                        env.started.elapsed(),
+                        env.counts.snapshot(),
+                        env.counts.uptime(),
                     );
                     self.replies.push_ready(stats + "\n");
                 }
                 Ok(Request::Job(job)) => self.start_job(job, env),
-                Err(reject) => {
-                    tracing::debug!(%reject, "bad request");
-                    self.replies.push_ready(format!("{reject}\n"));
-                }
+                Err(reject) => self.replies.push_ready(format!("{reject}\n")),
             }
         }
         true
@@ -369,17 +383,20 @@ impl Conn {
     /// Submits `job` with a reply slot. A request read is run even when
     /// shutting down: its client cannot know whether it ran.
     fn start_job(&mut self, job: Job, env: &Env<'_>) {
+        let kind = job.kind().name();
         let seq = self.replies.reserve();
         self.jobs += 1;
         let token = self.token;
         let completions = env.completions.clone();
         let waker = Arc::clone(env.waker);
+        let (peer, began) = (self.peer, Instant::now());
         // Runs on whichever thread learns the result (this one, under inline
         // and exclusive). A failed send means the reactor is gone, and with
         // it anyone who wanted the reply.
         env.strategy.submit(job, move |result| {
             let cut = matches!(result, Err(ApplyError::ShuttingDown { .. }));
             let reply = protocol::job_reply(&result);
+            access::request(peer, kind, &reply, began.elapsed());
             let completion = Completion {
                 token,
                 seq,

@@ -2,7 +2,6 @@
 //! connection is driven in, and a finished job on its way back.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use mio::{Token, Waker};
@@ -10,7 +9,7 @@ use offload::Strategy;
 
 use super::output::Seq;
 use crate::config::Config;
-use crate::counts::ConnectionSnapshot;
+use crate::counts::ConnectionCounts;
 
 /// A job's result, on its way back to the reactor.
 #[derive(Debug)]
@@ -41,8 +40,6 @@ pub(super) struct Env<'a> {
     /// Wakes the reactor's poll when a completion arrives from another
     /// thread.
     pub(super) waker: &'a Arc<Waker>,
-    /// Connection counters, for `stats`.
-    pub(super) connections: ConnectionSnapshot,
-    /// When the server started, for `stats`.
-    pub(super) started: Instant,
+    /// Connection counters and uptime, for `stats`.
+    pub(super) counts: &'a ConnectionCounts,
 }

@@ -53,7 +53,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
 use crate::config::Config;
-use crate::counts::ConnectionSnapshot;
+use crate::counts::ConnectionCounts;
 use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use conn::Conn;
 use env::{Completion, Env};
@@ -86,9 +86,8 @@ struct Reactor<'a> {
     link: Link<'a>,
     config: &'a Config,
     shutdown: &'a Shutdown,
-    /// Connections accepted and refused since start, for `stats`.
-    total: u64,
-    refused: u64,
+    /// The connection counters `stats` and `/metrics` report.
+    counts: &'a ConnectionCounts,
     /// When the accept loop may try again after running out of descriptors.
     retry_accept_at: Option<Instant>,
     backing_off: bool,
@@ -112,25 +111,25 @@ struct Link<'a> {
     config: &'a Config,
     completions: crossbeam_channel::Sender<Completion>,
     waker: Arc<Waker>,
-    started: Instant,
+    counts: &'a ConnectionCounts,
 }
 
 impl Link<'_> {
-    fn env(&self, stopping: bool, connections: ConnectionSnapshot) -> Env<'_> {
+    fn env(&self, stopping: bool) -> Env<'_> {
         Env {
             strategy: self.strategy,
             config: self.config,
             stopping,
             completions: &self.completions,
             waker: &self.waker,
-            connections,
-            started: self.started,
+            counts: self.counts,
         }
     }
 }
 
 /// Serves `listener` with one reactor thread (the caller's) until `shutdown`
-/// is triggered, then shuts down gracefully as [`crate::threads::run`] does.
+/// is triggered, then shuts down gracefully as [`crate::threads::run`] does;
+/// `counts` is kept up to date all along.
 ///
 /// # Errors
 ///
@@ -141,6 +140,7 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
+    counts: &ConnectionCounts,
 ) -> io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
@@ -163,12 +163,11 @@ pub fn run(
             config,
             completions,
             waker,
-            started: Instant::now(),
+            counts,
         },
         config,
         shutdown,
-        total: 0,
-        refused: 0,
+        counts,
         retry_accept_at: None,
         backing_off: false,
         again: Vec::new(),
@@ -197,6 +196,7 @@ pub fn run(
     // Grace is over (or the poll failed): cut short what still runs, and
     // close every connection, as the threaded mode shuts its sockets.
     strategy.shutdown();
+    counts.closed(reactor.conns.len());
     reactor.conns.clear();
     result.map(|()| Stopped {
         cut_short: reactor.cut_short,
@@ -298,15 +298,6 @@ impl Reactor<'_> {
         wake_at.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
-    /// The counters `stats` reports.
-    fn connection_counts(&self) -> ConnectionSnapshot {
-        ConnectionSnapshot {
-            open: self.conns.len(),
-            total: self.total,
-            refused: self.refused,
-        }
-    }
-
     /// Files the replies of the jobs completed since the last look, and
     /// adds their connections to `ready`.
     fn file_completions(&mut self, ready: &mut Vec<Token>) {
@@ -330,8 +321,7 @@ impl Reactor<'_> {
     /// ready to write waits for [`Reactor::flush_driven`], at the end of the
     /// turn.
     fn drive(&mut self, token: Token) {
-        let counts = self.connection_counts();
-        let env = self.link.env(self.grace_ends.is_some(), counts);
+        let env = self.link.env(self.grace_ends.is_some());
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -381,6 +371,7 @@ impl Reactor<'_> {
     fn close(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(conn.socket());
+            self.counts.closed(1);
         }
     }
 

@@ -21,8 +21,9 @@ fn serves_in_order_and_stops_on_shutdown() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
     let shutdown = Shutdown::new();
+    let counts = crate::counts::ConnectionCounts::new();
     std::thread::scope(|scope| {
-        let server = scope.spawn(|| run(listener, &config, &strategy, &shutdown));
+        let server = scope.spawn(|| run(listener, &config, &strategy, &shutdown, &counts));
         let mut stream = std::net::TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))

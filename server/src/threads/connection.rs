@@ -3,13 +3,14 @@
 //! original), then writes the reply. It never knows which strategy runs.
 
 use std::io::{self, BufWriter, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use offload::{Job, Strategy};
 
 use super::Connections;
+use crate::access;
 use crate::config::Config;
 use crate::drain::{DRAIN_LIMIT, DRAIN_TIME};
 use crate::framing::{self, Frame};
@@ -27,7 +28,7 @@ pub(super) struct Context<'a> {
     /// Raised when the server is shutting down.
     pub(super) shutdown: &'a Shutdown,
     /// Connection counters, for `stats`.
-    pub(super) connections: &'a Connections,
+    pub(super) connections: &'a Connections<'a>,
     /// Requests read and not yet answered; a graceful shutdown waits for
     /// them.
     pub(super) in_flight: &'a AtomicUsize,
@@ -52,19 +53,30 @@ impl Drop for InFlight<'_> {
 /// Serves one connection until the client leaves, says `quit`, breaks a
 /// limit, or the server shuts its socket.
 pub(super) fn serve(stream: &TcpStream, ctx: &Context<'_>) {
-    if let Err(err) = serve_dialects(stream, ctx) {
+    let peer = stream.peer_addr().ok();
+    if let Err(err) = serve_dialects(stream, peer, ctx) {
         // A client that vanished or stalled is routine, not an error.
         tracing::debug!(%err, "connection ended");
     }
 }
 
-fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
+fn serve_dialects(
+    stream: &TcpStream,
+    peer: Option<SocketAddr>,
+    ctx: &Context<'_>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(ctx.config.read_timeout))?;
     let deadline = Instant::now() + ctx.config.read_timeout;
-    if ctx.config.accept_proxy && !read_proxy_header(stream, deadline)? {
-        return Ok(());
-    }
+    // Under --accept-proxy the access log names the client the header
+    // names, not the balancer.
+    let peer = match ctx.config.accept_proxy {
+        true => match read_proxy_header(stream, deadline)? {
+            Some(client) => client.or(peer),
+            None => return Ok(()),
+        },
+        false => peer,
+    };
     // The seed dialect is one read of at most 16 bytes, so the first read
     // takes no more than that in either dialect.
     let mut first = [0u8; SEED_READ];
@@ -73,21 +85,25 @@ fn serve_dialects(stream: &TcpStream, ctx: &Context<'_>) -> io::Result<()> {
         return Ok(());
     }
     if protocol::is_seed_dialect(first[0]) {
-        return serve_seed(stream, &first[..n], ctx);
+        return serve_seed(stream, &first[..n], peer, ctx);
     }
-    serve_lines(stream, first[..n].to_vec(), deadline, ctx)
+    serve_lines(stream, first[..n].to_vec(), deadline, peer, ctx)
 }
 
 /// `--accept-proxy`: reads the PROXY header, never a byte past it, and logs
-/// the client it names. Returns false when the connection is over: it
-/// ended first, or sent no valid header and was told `ERR bad-request`.
-fn read_proxy_header(mut stream: &TcpStream, deadline: Instant) -> io::Result<bool> {
+/// the client it names. Returns that client (`Some(None)` for a header
+/// without an address), or `None` when the connection is over: it ended
+/// first, or sent no valid header and was told `ERR bad-request`.
+fn read_proxy_header(
+    mut stream: &TcpStream,
+    deadline: Instant,
+) -> io::Result<Option<Option<SocketAddr>>> {
     let mut header = Vec::new();
     loop {
         match proxy_header::parse(&header) {
             Progress::Complete { client } => {
                 proxy_header::log_client(client, stream.peer_addr().ok());
-                return Ok(true);
+                return Ok(Some(client));
             }
             Progress::Partial { more } => {
                 let start = header.len();
@@ -95,21 +111,27 @@ fn read_proxy_header(mut stream: &TcpStream, deadline: Instant) -> io::Result<bo
                 let n = read_by(stream, &mut header[start..], deadline)?;
                 header.truncate(start + n);
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             Progress::Invalid(reject) => {
                 tracing::debug!(%reject, "refused a connection without a PROXY header");
                 writeln!(stream, "{reject}")?;
                 close_after_reply(stream);
-                return Ok(false);
+                return Ok(None);
             }
         }
     }
 }
 
 /// The original server: the reply is the bare sum, then close.
-fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::Result<()> {
+fn serve_seed(
+    mut stream: &TcpStream,
+    request: &[u8],
+    peer: Option<SocketAddr>,
+    ctx: &Context<'_>,
+) -> io::Result<()> {
+    let began = Instant::now();
     // The original read 16 bytes and ignored the rest, so a longer number
     // was silently cut: a wrong answer. Refuse it instead when its next
     // digit is already here.
@@ -125,6 +147,7 @@ fn serve_seed(mut stream: &TcpStream, request: &[u8], ctx: &Context<'_>) -> io::
         }
         Err(reject) => reject.to_string(),
     };
+    access::request(peer, "sumn", &reply, began.elapsed());
     stream.write_all(reply.as_bytes())?;
     close_after_reply(stream);
     Ok(())
@@ -175,6 +198,7 @@ fn serve_lines(
     stream: &TcpStream,
     mut pending: Vec<u8>,
     mut deadline: Instant,
+    peer: Option<SocketAddr>,
     ctx: &Context<'_>,
 ) -> io::Result<()> {
     let max_line = ctx.config.max_line;
@@ -186,14 +210,22 @@ fn serve_lines(
         let mut answered = Vec::new();
         let mut consumed = 0;
         loop {
+            let began = Instant::now();
             let (line, used) = match framing::next_line(&pending[consumed..], max_line) {
                 Frame::Line { line, consumed } => (line, consumed),
                 Frame::Partial => break,
-                Frame::TooLong => return too_long(&mut out, max_line),
+                Frame::TooLong => {
+                    let reject = protocol::too_long(max_line).to_string();
+                    access::request(peer, "invalid", &reject, began.elapsed());
+                    return too_long(&mut out, max_line);
+                }
             };
             consumed += used;
-            match protocol::parse_line_as(line, ctx.config.hidden_jobs) {
+            let request = protocol::parse_line_as(line, ctx.config.hidden_jobs);
+            let kind = access::kind_of(&request);
+            match request {
                 Ok(Request::Quit) => {
+                    access::request(peer, kind, "", began.elapsed());
                     // Whatever the client sent after `quit` is unread:
                     // closing now would reset the connection and lose the
                     // replies above, so FIN and drain as after `too-long`.
@@ -201,20 +233,26 @@ fn serve_lines(
                     close_after_reply(out.get_ref());
                     return Ok(());
                 }
-                Ok(Request::Ping) => out.write_all(b"pong\n")?,
+                Ok(Request::Ping) => {
+                    access::request(peer, kind, "pong", began.elapsed());
+                    out.write_all(b"pong\n")?;
+                }
                 Ok(Request::Stats) => {
+                    access::request(peer, kind, "", began.elapsed());
                     out.write_all(stats_json(ctx).as_bytes())?;
                     out.write_all(b"\n")?;
                 }
                 Ok(Request::Job(job)) => {
                     answered.push(InFlight::begin(ctx.in_flight));
                     let reply = run_job(job, ctx);
+                    access::request(peer, kind, &reply, began.elapsed());
                     out.write_all(reply.as_bytes())?;
                     out.write_all(b"\n")?;
                 }
                 Err(reject) => {
-                    tracing::debug!(%reject, "bad request");
-                    writeln!(out, "{reject}")?;
+                    let reply = reject.to_string();
+                    access::request(peer, kind, &reply, began.elapsed());
+                    writeln!(out, "{reply}")?;
                 }
             }
             deadline = Instant::now() + ctx.config.read_timeout;
@@ -267,7 +305,7 @@ fn read_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Res
 fn stats_json(ctx: &Context<'_>) -> String {
     protocol::stats_reply(
         ctx.strategy.stats(),
-        ctx.connections.snapshot(),
-        ctx.connections.uptime(),
+        ctx.connections.counts().snapshot(),
+        ctx.connections.counts().uptime(),
     )
 }

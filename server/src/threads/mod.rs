@@ -23,7 +23,7 @@ use offload::Strategy;
 
 use crate::accept::{is_resource_exhaustion, ACCEPT_BACKOFF};
 use crate::config::Config;
-use crate::counts::ConnectionSnapshot;
+use crate::counts::ConnectionCounts;
 use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use connection::Context;
 
@@ -38,42 +38,30 @@ const CONNECTION_STACK: usize = 256 * 1024;
 /// is logged again.
 const QUIET_ENDS_BURST: Duration = Duration::from_secs(1);
 
-/// The open connections and the counters `stats` reports.
+/// The open connections, and the server's counters they update.
 #[derive(Debug)]
-pub struct Connections {
+pub struct Connections<'a> {
     /// A handle on each open connection's socket, so that the end of a
     /// shutdown can unblock their threads. Shared with the thread rather
     /// than a cloned descriptor: a connection costs one descriptor, not two.
     open: Mutex<HashMap<u64, Arc<TcpStream>>>,
     next_id: AtomicU64,
-    total: AtomicU64,
-    refused: AtomicU64,
-    started: Instant,
+    /// The counters `stats` and `/metrics` report.
+    counts: &'a ConnectionCounts,
 }
 
-impl Connections {
-    fn new() -> Self {
+impl<'a> Connections<'a> {
+    fn new(counts: &'a ConnectionCounts) -> Self {
         Connections {
             open: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
-            total: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            started: Instant::now(),
+            counts,
         }
     }
 
-    /// The counters now.
-    pub fn snapshot(&self) -> ConnectionSnapshot {
-        ConnectionSnapshot {
-            open: self.lock().len(),
-            total: self.total.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
-        }
-    }
-
-    /// How long the server has been up.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+    /// The server's counters.
+    pub fn counts(&self) -> &ConnectionCounts {
+        self.counts
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
@@ -88,12 +76,14 @@ impl Connections {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         open.insert(id, Arc::clone(stream));
-        self.total.fetch_add(1, Ordering::Relaxed);
+        self.counts.opened();
         Some(id)
     }
 
     fn close(&self, id: u64) {
-        self.lock().remove(&id);
+        if self.lock().remove(&id).is_some() {
+            self.counts.closed(1);
+        }
     }
 
     /// Ends reading on every open socket: a thread waiting for its next
@@ -114,7 +104,8 @@ impl Connections {
 }
 
 /// Serves `listener` until `shutdown` is triggered, then shuts down
-/// gracefully and returns once every connection thread has ended.
+/// gracefully and returns once every connection thread has ended; `counts`
+/// is kept up to date all along.
 ///
 /// The strategy is borrowed: the caller drops it afterwards, which stops its
 /// workers.
@@ -128,6 +119,7 @@ pub fn run(
     config: &Config,
     strategy: &Strategy,
     shutdown: &Shutdown,
+    counts: &ConnectionCounts,
 ) -> io::Result<Stopped> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
@@ -135,7 +127,7 @@ pub fn run(
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     shutdown.set_waker(Arc::new(Waker::new(poll.registry(), WAKER)?));
-    let connections = Connections::new();
+    let connections = Connections::new(counts);
     let in_flight = AtomicUsize::new(0);
     let ctx = Context {
         strategy,
@@ -201,7 +193,7 @@ pub fn run(
         let _ = poll.registry().deregister(&mut listener);
         drop(listener);
         connections.stop_reading();
-        let open = connections.snapshot().open;
+        let open = counts.snapshot().open;
         let busy = in_flight.load(Ordering::SeqCst);
         tracing::info!(open, in_flight = busy, grace = ?config.grace, "shutting down");
         let deadline = Instant::now() + config.grace;
@@ -268,7 +260,7 @@ fn start_connection<'scope>(
 
 /// Tells a client it cannot be served now, and closes.
 fn refuse(mut stream: &TcpStream, ctx: &Context<'_>, why: &str) {
-    ctx.connections.refused.fetch_add(1, Ordering::Relaxed);
+    ctx.connections.counts.refused();
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = writeln!(stream, "ERR busy {why}");
     let _ = stream.shutdown(SocketShutdown::Write);

@@ -94,9 +94,13 @@ impl Shared {
     /// answered, is alive, and is not due for recycling.
     fn usable(&self, worker: &WorkerHandle, result: &Result<Answer, ApplyError>) -> bool {
         let answered = matches!(result, Ok(_) | Err(ApplyError::JobPanicked { .. }));
-        answered
-            && !worker.end.has_ended()
-            && self.recycle_after.is_none_or(|limit| worker.served < limit)
+        let worn_out = self
+            .recycle_after
+            .is_some_and(|limit| worker.served >= limit);
+        if answered && worn_out {
+            self.stats.recycled.fetch_add(1, Ordering::Relaxed);
+        }
+        answered && !worker.end.has_ended() && !worn_out
     }
 
     /// Puts a worker back among the idle ones; from a runner (`queue`), also

@@ -213,6 +213,7 @@ impl Supervisor {
         }
         let now = Instant::now();
         if end.timed_out.load(Ordering::Relaxed) {
+            shared.stats.killed_timeout.fetch_add(1, Ordering::Relaxed);
             if self.timed_out.admit(now) {
                 tracing::warn!(
                     pid,

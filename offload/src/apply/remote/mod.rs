@@ -266,25 +266,43 @@ impl Remote {
         }
     }
 
-    /// Jobs handed out and not yet answered.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.shared.in_flight().len()
+    /// A reader of [`snapshot_of`] this strategy that another thread may
+    /// keep (the metrics endpoint), even past the strategy.
+    pub(crate) fn view(&self) -> RemoteView {
+        let shared = Arc::clone(&self.shared);
+        RemoteView(Arc::new(move || snapshot_of(&shared)))
     }
+}
 
-    /// The broker's side as last read, with this server's own counters.
+/// The broker's side as last read, with this server's own counters.
+fn snapshot_of(shared: &Shared) -> RemoteSnapshot {
+    let mut seen = shared
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    seen.broker = shared.broker.url().to_owned();
+    seen.connected = shared.up.load(Ordering::Acquire);
+    seen.in_flight = shared.in_flight().len();
+    seen.late_replies = shared.late_replies.load(Ordering::Relaxed);
+    seen.resubmitted = shared.resubmitted.load(Ordering::Relaxed);
+    seen
+}
+
+/// Reads a `remote` strategy's [`RemoteSnapshot`] from any thread.
+#[derive(Clone)]
+pub(crate) struct RemoteView(Arc<dyn Fn() -> RemoteSnapshot + Send + Sync>);
+
+impl RemoteView {
+    /// The broker's side now (as the monitor last read it).
     pub(crate) fn snapshot(&self) -> RemoteSnapshot {
-        let mut seen = self
-            .shared
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        seen.broker = self.shared.broker.url().to_owned();
-        seen.connected = self.shared.up.load(Ordering::Acquire);
-        seen.in_flight = self.in_flight();
-        seen.late_replies = self.shared.late_replies.load(Ordering::Relaxed);
-        seen.resubmitted = self.shared.resubmitted.load(Ordering::Relaxed);
-        seen
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for RemoteView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteView")
     }
 }
 
