@@ -1,8 +1,8 @@
 //! `sumclient`: N client threads against sumserver, every answer checked,
 //! throughput and latency reported.
 //!
-//! Run: `cargo run --release -p client -- 4` (against
-//! `cargo run --release -p server -- --apply threads`)
+//! Run: `cargo run --release -p ysum-client -- 4` (against
+//! `cargo run --release -p ysum-server -- --apply threads`)
 
 mod cli;
 

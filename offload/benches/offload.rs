@@ -1,4 +1,4 @@
-//! `cargo bench -p offload`: what a job costs under each strategy, next to
+//! `cargo bench -p ysum-offload`: what a job costs under each strategy, next to
 //! the floors it cannot beat. One run prints every figure side by side:
 //!
 //! - the round trip of a tiny job (`sumn 1`) through each strategy;

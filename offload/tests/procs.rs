@@ -3,7 +3,7 @@
 //! else, so that every pool can start its fork server (and a replacement)
 //! from this executable.
 //!
-//! Run with `cargo test -p offload --test procs`; a name filter may follow
+//! Run with `cargo test -p ysum-offload --test procs`; a name filter may follow
 //! (`-- kill`).
 
 mod common;

@@ -1,7 +1,7 @@
 //! `sumserver`: serve sums and primes over TCP, with a thread per connection
 //! or one event loop (`--io`), the work done where `--apply` says.
 //!
-//! Run: `cargo run --release -p server -- --apply threads`
+//! Run: `cargo run --release -p ysum-server -- --apply threads`
 
 mod cli;
 

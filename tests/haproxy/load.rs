@@ -14,7 +14,7 @@ use crate::support::Reaped;
 /// → `target/debug/sumclient`.
 ///
 /// Cargo builds another package's binary only when asked: `cargo test
-/// --workspace` does, and so does `cargo build -p client`; when it is
+/// --workspace` does, and so does `cargo build -p ysum-client`; when it is
 /// missing the test fails saying so.
 pub(crate) fn sumclient_path() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
@@ -25,7 +25,7 @@ pub(crate) fn sumclient_path() -> PathBuf {
     let path = dir.join("sumclient");
     assert!(
         path.exists(),
-        "{} is missing: build it first with `cargo build -p client`, \
+        "{} is missing: build it first with `cargo build -p ysum-client`, \
          or run `cargo test --workspace`, which builds it",
         path.display()
     );

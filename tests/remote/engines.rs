@@ -34,7 +34,7 @@ fn sumworker() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_sumserver")).with_file_name("sumworker");
     assert!(
         path.exists(),
-        "{} is missing: build it with `cargo build -p worker` (cargo test --workspace does)",
+        "{} is missing: build it with `cargo build -p ysum-worker` (cargo test --workspace does)",
         path.display()
     );
     path

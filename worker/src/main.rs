@@ -1,7 +1,7 @@
 //! `sumworker`: runs the jobs of `sumserver --apply remote`, taken from a
 //! Redis stream, with a local strategy (see docs/distributed.md).
 //!
-//! Run: `cargo run --release -p worker -- --broker redis://127.0.0.1:6380`
+//! Run: `cargo run --release -p ysum-worker -- --broker redis://127.0.0.1:6380`
 //!
 //! Threads: the reader (this one) takes jobs for the free slots and hands
 //! them to the local strategy; the replier settles finished jobs; the lease

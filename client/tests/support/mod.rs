@@ -36,7 +36,7 @@ impl Drop for Reaped {
 ///
 /// Cargo builds another package's binary only when asked: `cargo test
 /// --workspace` does (the server's own end-to-end tests need it), and so
-/// does `cargo build -p server`. A test cannot build it, so when it is
+/// does `cargo build -p ysum-server`. A test cannot build it, so when it is
 /// missing the test fails saying so, rather than skipping silently.
 pub(crate) fn sumserver_path() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
@@ -47,7 +47,7 @@ pub(crate) fn sumserver_path() -> PathBuf {
     let path = dir.join("sumserver");
     assert!(
         path.exists(),
-        "{} is missing: build it first with `cargo build -p server`, \
+        "{} is missing: build it first with `cargo build -p ysum-server`, \
          or run `cargo test --workspace`, which builds it",
         path.display()
     );

@@ -13,7 +13,7 @@ use std::time::Instant;
 ///
 /// At about a nanosecond per iteration this is a check every ~0.1 ms, so a
 /// cancelled job stops quickly while the check itself stays far below 1% of the
-/// work (measured by `cargo bench -p offload`).
+/// work (measured by `cargo bench -p ysum-offload`).
 pub const YIELD_EVERY: u64 = 100_000;
 
 /// Why a job stopped at a yield point before it finished.

@@ -220,7 +220,7 @@ mod tests {
     }
 
     /// Every known value, by the full loop (minutes in debug; run with
-    /// `cargo test --release -p offload -- --ignored`).
+    /// `cargo test --release -p ysum-offload -- --ignored`).
     #[test]
     #[ignore = "about 2 × 10⁹ divisions; run in release"]
     fn known_values_whole_loop() {

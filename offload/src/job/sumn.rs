@@ -3,7 +3,7 @@
 //! The point of the job is its CPU cost, one addition per step, so the loop
 //! must survive the optimizer: each addend passes through
 //! [`std::hint::black_box`], which stops LLVM from turning the loop into
-//! `n * (n + 1) / 2`. `cargo bench -p offload` shows the time growing linearly
+//! `n * (n + 1) / 2`. `cargo bench -p ysum-offload` shows the time growing linearly
 //! in `n`.
 
 use std::hint::black_box;
@@ -114,7 +114,7 @@ mod tests {
     /// job's speed cannot depend on the caller's deadline or flags (see
     /// [`sum_stretch`]). Reads this test binary's own machine code with
     /// `objdump`; meaningless in a debug build, hence ignored there (CI runs it
-    /// with `cargo test --release -p offload --lib -- --ignored`).
+    /// with `cargo test --release -p ysum-offload --lib -- --ignored`).
     #[test]
     #[ignore = "reads the release build's machine code: run with --release -- --ignored"]
     fn hot_loop_sits_in_one_cache_line() {

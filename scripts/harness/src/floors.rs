@@ -2,7 +2,7 @@
 //! request/reply over loopback, a bare socketpair round trip between two
 //! processes, Python's `multiprocessing.Pool.apply`, and the time of one job.
 //!
-//! `cargo bench -p offload` measures the socketpair floor and `Pool.apply`
+//! `cargo bench -p ysum-offload` measures the socketpair floor and `Pool.apply`
 //! too, with its own copy of [`Echo`]: why the two are not shared is said at
 //! the top of `offload/benches/offload.rs`.
 

@@ -94,7 +94,7 @@ fn run() -> anyhow::Result<()> {
     for bin in [&server_bin, &client_bin] {
         if !bin.exists() {
             bail!(
-                "{} is missing: build it with cargo build --release -p server -p client",
+                "{} is missing: build it with cargo build --release -p ysum-server -p ysum-client",
                 bin.display()
             );
         }

@@ -7,7 +7,7 @@
 //! jobs at run time, and only this binary asks for them. Built without the
 //! feature it knows no hidden job either.
 //!
-//! Run: `cargo test -p server --test e2e panicking`
+//! Run: `cargo test -p ysum-server --test e2e panicking`
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../main.rs"]
