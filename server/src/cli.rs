@@ -128,40 +128,19 @@ pub(crate) struct Args {
     pub(crate) generate: Option<Generate>,
 }
 
-/// What `--generate` writes: a shell's completion script or the man page,
-/// both from the definitions in this file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Generate {
-    /// Completions for bash.
-    Bash,
-    /// Completions for zsh.
-    Zsh,
-    /// Completions for fish.
-    Fish,
-    /// The man page (roff), for `man -l` or a man1 folder.
-    Man,
-}
+#[path = "../../cli/generate.rs"]
+mod generate;
+pub(crate) use generate::Generate;
 
-/// Writes what `what` names to `out`.
+/// Writes what `what` names (completions or the man page of this binary) to
+/// `out`.
 ///
 /// # Errors
 ///
 /// When `out` cannot be written.
 pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     use clap::CommandFactory as _;
-    let mut command = Args::command();
-    let name = command.get_name().to_owned();
-    let shell = match what {
-        Generate::Bash => clap_complete::Shell::Bash,
-        Generate::Zsh => clap_complete::Shell::Zsh,
-        Generate::Fish => clap_complete::Shell::Fish,
-        Generate::Man => return clap_mangen::Man::new(command).render(out),
-    };
-    // clap_complete panics when it cannot write (`| head` closing the
-    // pipe): it writes to memory, which cannot fail, and this to `out`.
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut command, name, &mut script);
-    out.write_all(&script)
+    generate::write(what, Args::command(), out)
 }
 
 /// The values of `--log-format`; mapped at once onto [`LogFormat`].
