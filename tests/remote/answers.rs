@@ -64,20 +64,27 @@ fn same_answers(io: Io, seed: u64) {
         offload::job::is_prime(1_000_003, &Cancel::never()),
         Ok(true)
     );
-    let stats = server.stats();
+    // The broker's view (`workers`) is read at most half a second ago, so
+    // a fast run can ask before the first read that saw both workers.
+    let listed = |stats: &serde_json::Value| {
+        let names: Vec<&str> = stats["remote"]["workers"]
+            .as_array()
+            .expect("workers listed")
+            .iter()
+            .filter_map(|w| w["name"].as_str())
+            .collect();
+        names.contains(&"answers-threads") && names.contains(&"answers-procs")
+    };
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut stats = server.stats();
+    while !listed(&stats) && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stats = server.stats();
+    }
     let remote = &stats["remote"];
     assert_eq!(remote["connected"], true, "{stats}");
     assert_eq!(remote["late_replies"], 0, "{stats}");
-    let names: Vec<&str> = remote["workers"]
-        .as_array()
-        .expect("workers listed")
-        .iter()
-        .filter_map(|w| w["name"].as_str())
-        .collect();
-    assert!(
-        names.contains(&"answers-threads") && names.contains(&"answers-procs"),
-        "{stats}"
-    );
+    assert!(listed(&stats), "both workers should be listed: {stats}");
 }
 
 /// Under `--io threads`.
