@@ -328,15 +328,22 @@ fn remote_runs_the_jobs_on_its_workers() {
         .expect("XINFO GROUPS");
     assert_eq!(groups.len(), 1, "{groups:?}");
     assert_eq!(xinfo_int(&groups[0], "pending"), 0, "{groups:?}");
-    let consumers: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
-        .arg(&["CONSUMERS", "ysum:jobs", "ysum:workers"])
-        .query(&mut redis)
-        .expect("XINFO CONSUMERS");
-    let names: BTreeSet<String> = consumers
-        .iter()
-        .map(|c| redis::from_redis_value(xinfo_field(c, "name")).expect("a name"))
-        .collect();
-    assert_eq!(names, BTreeSet::from(["w1".into(), "w2".into()]));
+    // A worker joins the group as a consumer at its first read, moments
+    // after its `reading` line.
+    let both = BTreeSet::from(["w1".to_owned(), "w2".to_owned()]);
+    let mut names = BTreeSet::new();
+    let joined = eventually(IO_TIMEOUT, || {
+        let consumers: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+            .arg(&["CONSUMERS", "ysum:jobs", "ysum:workers"])
+            .query(&mut redis)
+            .expect("XINFO CONSUMERS");
+        names = consumers
+            .iter()
+            .map(|c| redis::from_redis_value(xinfo_field(c, "name")).expect("a name"))
+            .collect();
+        names == both
+    });
+    assert!(joined, "the group's consumers: {names:?}");
 
     // The servers' side: both run `remote` on that broker, see both
     // workers (read every half second), and together answered every job.
