@@ -17,7 +17,8 @@
 //! - `failover`: a server SIGKILLed under load; a rolling restart.
 //! - `drain`: `set server … state drain` on the admin socket.
 //! - `proxy`: `--accept-proxy` with HAProxy's `send-proxy-v2`.
-//! - `cluster_script`: `scripts/cluster` starts, serves and stops cleanly.
+//! - `cluster_script`: `scripts/cluster` starts, serves and stops cleanly;
+//!   with `--remote`, its Redis and sumworkers run the jobs.
 
 mod balancer;
 mod cluster_script;
@@ -25,6 +26,11 @@ mod config;
 #[path = "../common/conn.rs"]
 mod conn;
 mod drain;
+// The remote tests' engines: only the paths of redis-server and sumworker
+// are used here.
+#[allow(dead_code)]
+#[path = "../remote/engines.rs"]
+mod engines;
 mod failover;
 mod fleet;
 mod load;

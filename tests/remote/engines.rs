@@ -1,7 +1,8 @@
 //! The processes around a remote server: a throwaway [`Redis`] on a free
 //! loopback port and [`Worker`]s (`sumworker`), each killed and reaped by
 //! pid when dropped, and [`Queue`], a view of the jobs stream and its
-//! pending list for assertions.
+//! pending list for assertions. `tests/haproxy` includes it too, for
+//! [`redis_server`] and [`sumworker`] (what `scripts/cluster --remote` runs).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -19,7 +20,7 @@ use crate::process::bury;
 use crate::support::{eventually, Proc, IO_TIMEOUT};
 
 /// The redis-server binary found by `server/build.rs`.
-fn redis_server() -> PathBuf {
+pub(crate) fn redis_server() -> PathBuf {
     match option_env!("YSUM_REDIS") {
         Some(path) => PathBuf::from(path),
         None => panic!(
@@ -30,7 +31,7 @@ fn redis_server() -> PathBuf {
 }
 
 /// `sumworker`, which `cargo test --workspace` builds beside `sumserver`.
-fn sumworker() -> PathBuf {
+pub(crate) fn sumworker() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_sumserver")).with_file_name("sumworker");
     assert!(
         path.exists(),
