@@ -32,6 +32,7 @@ pub(crate) struct Reader<'a> {
     /// The period of reads, claims and renewals: a quarter of the lease.
     pub(crate) tick: Duration,
 }
+
 impl Reader<'_> {
     /// Reads and claims jobs until `stopping` is raised.
     pub(crate) fn run(&self, stopping: &AtomicBool) {

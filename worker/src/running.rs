@@ -37,8 +37,8 @@ struct State {
     reserved: usize,
     /// Raised once the worker stops taking jobs: no slot is reserved after.
     closed: bool,
-    /// The most slots held at once (started + reserved), for `stats` of the
-    /// worker's own log and the tests.
+    /// The most slots held at once (started + reserved), logged when the
+    /// worker stops.
     most_held: usize,
 }
 
