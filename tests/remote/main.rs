@@ -16,6 +16,7 @@
 //! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
 //! - `outage`: the broker killed and restarted.
 //! - `shutdown`: the server and a worker stopped under load.
+//! - `slots`: a worker reads no more jobs than it has free slots.
 
 // Shared with the e2e tests; not every helper is used here.
 #![allow(dead_code, unused_imports, unused_macros)]
@@ -32,6 +33,7 @@ mod process;
 #[path = "../common/server.rs"]
 mod server;
 mod shutdown;
+mod slots;
 #[path = "../e2e/support.rs"]
 mod support;
 

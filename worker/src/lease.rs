@@ -62,7 +62,12 @@ pub(crate) fn run(
         });
         match renewed {
             Ok(owned) => {
-                for entry in entries.iter().filter(|e| !owned.contains(e)) {
+                // An entry settled since `entries` was read is no longer
+                // pending, but it was not taken over either.
+                let taken_over = entries
+                    .iter()
+                    .filter(|e| !owned.contains(e) && running.contains(e));
+                for entry in taken_over {
                     if !lost.contains(entry) {
                         // Its result is still sent: if it comes first, the
                         // client has its answer sooner; if not, the server

@@ -4,9 +4,11 @@
 //! Run: `cargo run --release -p ysum-worker -- --broker redis://127.0.0.1:6380`
 //!
 //! Threads: the reader (this one) takes jobs for the free slots and hands
-//! them to the local strategy; the replier settles finished jobs; the lease
-//! thread renews the leases of running jobs; the signal thread turns
-//! SIGINT/SIGTERM into a graceful stop.
+//! them to the local strategy; the thread that finishes a job settles it and
+//! reads the next one for its slot in the same round trip; the replier
+//! settles what those could not; the lease thread renews the leases of
+//! running jobs; the signal thread turns SIGINT/SIGTERM into a graceful
+//! stop.
 
 mod cli;
 mod lease;
@@ -14,6 +16,7 @@ mod reader;
 mod replier;
 mod running;
 mod settle;
+mod take;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,7 @@ use offload::Strategy;
 
 use cli::Config;
 use running::Running;
+use take::Taker;
 
 fn main() -> ExitCode {
     // A fork server for `--apply procs` is this executable started again;
@@ -63,7 +67,7 @@ fn work(config: Config) -> anyhow::Result<()> {
         .context("could not block SIGINT and SIGTERM")?;
     let broker = Broker::new(&config.broker).context("bad --broker")?;
     let strategy =
-        Strategy::start(&config.strategy).context("could not start the local strategy")?;
+        Arc::new(Strategy::start(&config.strategy).context("could not start the local strategy")?);
     init_logging(&config.log_filter)?;
 
     let stopping = Arc::new(AtomicBool::new(false));
@@ -82,7 +86,14 @@ fn work(config: Config) -> anyhow::Result<()> {
 
     let tick = (config.lease / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
     let running = Arc::new(Running::new(config.strategy.workers));
-    let (finished, finished_rx) = crossbeam_channel::unbounded();
+    let (unsent, unsent_rx) = crossbeam_channel::unbounded();
+    let taker = Arc::new(Taker {
+        name: config.name.clone(),
+        broker: broker.clone(),
+        running: Arc::clone(&running),
+        unsent,
+        strategy: Arc::downgrade(&strategy),
+    });
     // Raised once the reader has stopped and the running jobs are done.
     let stop_helpers = AtomicBool::new(false);
     tracing::info!(
@@ -97,7 +108,7 @@ fn work(config: Config) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("replier".into())
             .spawn_scoped(scope, || {
-                replier::run(&broker, &running, &finished_rx, &stop_helpers);
+                replier::run(&broker, &running, &unsent_rx, &stop_helpers);
             })
             .context("could not start the replier")?;
         std::thread::Builder::new()
@@ -109,19 +120,24 @@ fn work(config: Config) -> anyhow::Result<()> {
         let reader = reader::Reader {
             config: &config,
             broker: &broker,
-            strategy: &strategy,
             running: &running,
-            finished,
+            taker: &taker,
             tick,
         };
         reader.run(&stopping);
-        drop(reader);
+        // Finishing jobs read no more either.
+        running.close();
         wind_down(&config, &strategy, &running);
         stop_helpers.store(true, Ordering::Release);
         Ok(())
     })?;
-    drop(strategy);
-    tracing::info!("sumworker stopped");
+    drop(taker);
+    stop_strategy(strategy);
+    tracing::info!(
+        most_held = running.most_held(),
+        slots = config.strategy.workers,
+        "sumworker stopped"
+    );
     Ok(())
 }
 
@@ -130,14 +146,38 @@ fn work(config: Config) -> anyhow::Result<()> {
 fn wind_down(config: &Config, strategy: &Strategy, running: &Running) {
     let started = Instant::now();
     while !running.is_empty() && started.elapsed() < config.grace {
-        running.wait_for_free(Duration::from_millis(50));
+        running.wait_for_change(Duration::from_millis(50));
     }
     if !running.is_empty() {
         tracing::warn!(grace = ?config.grace, "jobs still running after the grace period; handing them back");
         strategy.shutdown();
         let cut = Instant::now();
         while !running.is_empty() && cut.elapsed() < Duration::from_secs(2) {
-            running.wait_for_free(Duration::from_millis(50));
+            running.wait_for_change(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Drops the local strategy on this thread, which joins its pool threads.
+/// A pool thread may still hold it for a moment (it started a job just
+/// before the table emptied); if it held it last, it would drop it and join
+/// itself.
+fn stop_strategy(mut strategy: Arc<Strategy>) {
+    let started = Instant::now();
+    loop {
+        match Arc::try_unwrap(strategy) {
+            Ok(alone) => return drop(alone),
+            Err(shared) if started.elapsed() < Duration::from_secs(2) => {
+                strategy = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(shared) => {
+                // A job's start stuck for seconds: not seen. Left to the
+                // process's exit, which follows at once.
+                tracing::warn!("the local strategy is still in use; not waiting for it");
+                std::mem::forget(shared);
+                return;
+            }
         }
     }
 }

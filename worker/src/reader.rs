@@ -1,10 +1,12 @@
 //! The reading loop: takes jobs for exactly the slots that are free, from
 //! the stream (`XREADGROUP … >`) and from workers that stopped renewing
-//! their leases (`XAUTOCLAIM`), and hands each to the local strategy.
+//! their leases (`XAUTOCLAIM`), and hands them to the [`Taker`].
 //!
-//! A job already delivered [`MAX_DELIVERIES`] times is answered
-//! `worker-lost` instead of run again; a job whose deadline passed is
-//! acknowledged without running (its server has answered it `timeout`).
+//! A slot freed by a finishing job is read for by the thread that finished
+//! it (see [`crate::take`]); the reader reads for the slots that are free
+//! otherwise: at start, after a read found nothing, after a job handed back.
+//! A read blocked here (`BLOCK`, at most a tick) returns as soon as an entry
+//! arrives, and the next read asks for every slot then free.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -12,28 +14,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use offload::broker::wire::{error_reply, JobMessage, ReplyCode};
-use offload::broker::{
-    ensure_group, is_missing_group, keys, unix_ms_now, Backoff, Broker, COMMAND_TIMEOUT,
-    MAX_DELIVERIES,
-};
-use offload::Strategy;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use redis::{Connection, RedisResult};
+use offload::broker::{ensure_group, is_missing_group, keys, Backoff, Broker, COMMAND_TIMEOUT};
+use redis::streams::{StreamAutoClaimReply, StreamPendingCountReply};
+use redis::{Connection, RedisResult, Value};
 
 use crate::cli::Config;
-use crate::replier::{self, Finished};
 use crate::running::Running;
-use crate::settle::{settle, Settle};
+use crate::settle::entries;
+use crate::take::Taker;
 
 /// What the loop works with.
 pub(crate) struct Reader<'a> {
     pub(crate) config: &'a Config,
     pub(crate) broker: &'a Broker,
-    pub(crate) strategy: &'a Strategy,
-    pub(crate) running: &'a Arc<Running>,
-    pub(crate) finished: Sender<Finished>,
+    pub(crate) running: &'a Running,
+    pub(crate) taker: &'a Arc<Taker>,
     /// The period of reads, claims and renewals: a quarter of the lease.
     pub(crate) tick: Duration,
 }
@@ -48,7 +43,7 @@ impl Reader<'_> {
         let mut announced = false;
         while !stopping.load(Ordering::Acquire) {
             if self.running.free() == 0 {
-                self.running.wait_for_free(self.tick);
+                self.running.wait_for_change(self.tick);
                 continue;
             }
             if conn.is_none() {
@@ -102,34 +97,30 @@ impl Reader<'_> {
 
     /// Takes up to the free slots of new jobs, waiting at most a tick.
     fn read(&self, conn: &mut Connection) -> RedisResult<()> {
-        let free = self.running.free();
-        if free == 0 {
+        let mut reserved = self.running.reserve();
+        if reserved.count() == 0 {
             return Ok(());
         }
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(keys::GROUP)
             .arg(&self.config.name)
             .arg("COUNT")
-            .arg(free)
+            .arg(reserved.count())
             .arg("BLOCK")
             .arg(millis(self.tick))
             .arg("STREAMS")
             .arg(keys::JOBS)
             .arg(">")
             .query(conn)?;
-        let entries: Vec<StreamId> = reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .collect();
-        self.take(conn, entries, &HashMap::new())
+        self.taker
+            .take(conn, entries(reply)?, &HashMap::new(), &mut reserved)
     }
 
     /// Takes over up to the free slots of jobs whose lease ran out.
     fn claim(&self, conn: &mut Connection, cursor: &mut String) -> RedisResult<()> {
-        let free = self.running.free();
-        if free == 0 {
+        let mut reserved = self.running.reserve();
+        if reserved.count() == 0 {
             return Ok(());
         }
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
@@ -139,7 +130,7 @@ impl Reader<'_> {
             .arg(millis(self.config.lease))
             .arg(cursor.as_str())
             .arg("COUNT")
-            .arg(free)
+            .arg(reserved.count())
             .query(conn)?;
         *cursor = reply.next_stream_id;
         if reply.claimed.is_empty() {
@@ -166,75 +157,8 @@ impl Reader<'_> {
             jobs = reply.claimed.len(),
             "took over jobs whose lease ran out"
         );
-        self.take(conn, reply.claimed, &deliveries)
-    }
-
-    /// Starts each entry, or settles it at once when it must not run.
-    fn take(
-        &self,
-        conn: &mut Connection,
-        entries: Vec<StreamId>,
-        deliveries: &HashMap<String, u64>,
-    ) -> RedisResult<()> {
-        let mut settle_now = Vec::new();
-        for entry in entries {
-            let message = match JobMessage::from_fields(&entry.map) {
-                Ok(message) => message,
-                Err(err) => {
-                    // Nobody can be answered: drop it, loudly.
-                    tracing::error!(entry = %entry.id, %err, "dropping an entry that is not a job");
-                    settle_now.push(Settle {
-                        entry: entry.id,
-                        reply: None,
-                    });
-                    continue;
-                }
-            };
-            let delivered = deliveries.get(&entry.id).copied().unwrap_or(1);
-            if message.deadline_ms < unix_ms_now() {
-                tracing::debug!(entry = %entry.id, "skipping a job past its deadline");
-                settle_now.push(Settle {
-                    entry: entry.id,
-                    reply: None,
-                });
-            } else if delivered > MAX_DELIVERIES {
-                tracing::warn!(entry = %entry.id, job = %message.job, "job lost by every worker it was given to");
-                let detail = format!(
-                    "{} was given to workers {} times and none finished it",
-                    message.job, MAX_DELIVERIES
-                );
-                settle_now.push(Settle {
-                    entry: entry.id,
-                    reply: Some((
-                        message.reply_to.clone(),
-                        error_reply(message.id, ReplyCode::WorkerLost, &detail),
-                    )),
-                });
-            } else {
-                self.start(entry.id, message);
-            }
-        }
-        if settle_now.is_empty() {
-            Ok(())
-        } else {
-            settle(conn, &settle_now)
-        }
-    }
-
-    /// Hands one job to the local strategy; its result goes to the replier.
-    fn start(&self, entry: String, message: JobMessage) {
-        let job = message.job;
-        self.running.insert(entry.clone(), message);
-        let finished = self.finished.clone();
-        let broker = self.broker.clone();
-        let running = Arc::clone(self.running);
-        self.strategy.submit(job, move |result| {
-            let done = Finished { entry, result };
-            if let Some(unsettled) = replier::settle_here(&broker, &running, done) {
-                // The replier outlives every job, and retries.
-                let _ = finished.send(unsettled);
-            }
-        });
+        self.taker
+            .take(conn, reply.claimed, &deliveries, &mut reserved)
     }
 }
 

@@ -1,22 +1,14 @@
-//! Turning finished jobs into replies and settling them.
-//!
-//! The thread that finishes a job (a pool thread of the local strategy)
-//! settles it itself ([`settle_here`]), on a connection of its own. What it
-//! cannot settle goes to the replier thread ([`run`]), many per round trip. If the broker is unreachable, the
-//! replies are kept and sent again after reconnection until their deadline
-//! (the server drops a reply to a job it has answered already). A job the
-//! local strategy refused or cut short because this worker is stopping is
-//! not settled at all: it stays pending, and another worker takes it over
-//! after the lease.
+//! The replier thread: settles, many per round trip, the finished jobs
+//! whose thread could not settle them itself (see [`crate::take`]). If the
+//! broker is unreachable, the replies are kept and sent again after
+//! reconnection until their deadline (the server drops a reply to a job it
+//! has answered already).
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode};
 use offload::broker::{unix_ms_now, Backoff, Broker, COMMAND_TIMEOUT};
-use offload::{Answer, ApplyError};
 use redis::Connection;
 
 use crate::running::Running;
@@ -28,13 +20,13 @@ const BATCH: usize = 64;
 /// How long after a job's deadline its reply is still worth sending.
 const LATE: u64 = 1_000;
 
-/// A job the local strategy finished.
+/// A finished job's settlement not yet accepted by the broker.
 #[derive(Debug)]
-pub(crate) struct Finished {
-    /// Its stream entry id.
-    pub(crate) entry: String,
-    /// What the local strategy said.
-    pub(crate) result: Result<Answer, ApplyError>,
+pub(crate) struct Unsent {
+    /// What to settle.
+    pub(crate) job: Settle,
+    /// The job's deadline, Unix ms.
+    pub(crate) deadline_ms: u64,
 }
 
 /// How long replies not yet sent are still tried once the worker stops.
@@ -45,7 +37,7 @@ const LAST_TRIES: Duration = Duration::from_secs(2);
 pub(crate) fn run(
     broker: &Broker,
     running: &Running,
-    finished: &Receiver<Finished>,
+    finished: &Receiver<Unsent>,
     stop: &AtomicBool,
 ) {
     let mut stopped_at: Option<Instant> = None;
@@ -75,9 +67,7 @@ pub(crate) fn run(
         match finished.recv_timeout(wait) {
             Ok(first) => {
                 for done in std::iter::once(first).chain(finished.try_iter().take(BATCH - 1)) {
-                    if let Some(job) = prepare(running, done) {
-                        unsent.push(job);
-                    }
+                    unsent.push((done.job, done.deadline_ms));
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -114,75 +104,5 @@ pub(crate) fn run(
             }
             None => {}
         }
-    }
-}
-
-/// The reply to a finished job, or `None` when it is handed back instead.
-fn reply_text(message: &JobMessage, done: &Finished) -> Option<String> {
-    match &done.result {
-        Ok(answer) => Some(answer_reply(message.id, answer)),
-        Err(err) => match ReplyCode::of(err) {
-            Some(code) => Some(error_reply(message.id, code, &err.to_string())),
-            None => {
-                tracing::info!(entry = %done.entry, %err, "handing the job back");
-                None
-            }
-        },
-    }
-}
-
-/// The settlement for a finished job, or `None` when it is handed back.
-fn prepare(running: &Running, done: Finished) -> Option<(Settle, u64)> {
-    let message = running.get(&done.entry)?;
-    let Some(text) = reply_text(&message, &done) else {
-        running.remove(&done.entry);
-        return None;
-    };
-    Some((
-        Settle {
-            entry: done.entry,
-            reply: Some((message.reply_to, text)),
-        },
-        message.deadline_ms,
-    ))
-}
-
-thread_local! {
-    /// The broker connection of a thread that finishes jobs (a pool thread
-    /// of the local strategy), for [`settle_here`].
-    static HERE: RefCell<Option<Connection>> = const { RefCell::new(None) };
-}
-
-/// Settles a finished job on the thread that finished it, saving the hand-off
-/// to the replier thread; gives the job back when the broker did not take
-/// it, for the replier to retry.
-pub(crate) fn settle_here(broker: &Broker, running: &Running, done: Finished) -> Option<Finished> {
-    let message = running.get(&done.entry)?;
-    let Some(text) = reply_text(&message, &done) else {
-        running.remove(&done.entry);
-        return None;
-    };
-    let job = Settle {
-        entry: done.entry.clone(),
-        reply: Some((message.reply_to, text)),
-    };
-    let settled = HERE.with(|cell| {
-        let mut conn = cell.borrow_mut();
-        if conn.is_none() {
-            *conn = broker.connect(COMMAND_TIMEOUT).ok();
-        }
-        let settled = conn
-            .as_mut()
-            .is_some_and(|live| settle(live, std::slice::from_ref(&job)).is_ok());
-        if !settled {
-            *conn = None;
-        }
-        settled
-    });
-    if settled {
-        running.remove(&done.entry);
-        None
-    } else {
-        Some(done)
     }
 }

@@ -4,7 +4,8 @@
 //! left pending.
 
 use offload::broker::keys;
-use redis::{Connection, RedisResult};
+use redis::streams::{StreamId, StreamReadReply};
+use redis::{Connection, RedisResult, Value};
 
 /// One job to settle.
 #[derive(Debug, Clone)]
@@ -37,4 +38,78 @@ pub(crate) fn settle(conn: &mut Connection, jobs: &[Settle]) -> RedisResult<()> 
         pipe.cmd("XDEL").arg(keys::JOBS).arg(&job.entry).ignore();
     }
     pipe.query(conn)
+}
+
+/// Settles `jobs` and, in the same round trip, reads up to `count` new
+/// entries for consumer `name` without waiting (`XREADGROUP … COUNT count`,
+/// no `BLOCK`): for the thread that has just finished a job, whose freed
+/// slot the read is for. The outer error says the settling failed (nothing
+/// known to be settled); the inner one that only the read did.
+pub(crate) fn settle_then_read(
+    conn: &mut Connection,
+    jobs: &[Settle],
+    name: &str,
+    count: usize,
+) -> RedisResult<RedisResult<Vec<StreamId>>> {
+    // The transaction by hand, so that the read after it is in the same
+    // pipeline but not in the transaction: a failed read must not hide that
+    // the jobs were settled.
+    let mut pipe = redis::pipe();
+    pipe.cmd("MULTI").ignore();
+    for job in jobs {
+        if let Some((list, text)) = &job.reply {
+            pipe.cmd("RPUSH").arg(list).arg(text).ignore();
+            pipe.cmd("EXPIRE").arg(list).arg(keys::REPLY_TTL_S).ignore();
+        }
+        pipe.cmd("XACK")
+            .arg(keys::JOBS)
+            .arg(keys::GROUP)
+            .arg(&job.entry)
+            .ignore();
+        pipe.cmd("XDEL").arg(keys::JOBS).arg(&job.entry).ignore();
+    }
+    pipe.cmd("EXEC");
+    pipe.cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(keys::GROUP)
+        .arg(name)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(keys::JOBS)
+        .arg(">");
+    // Errors are looked at one by one below.
+    pipe.ignore_errors();
+    let (exec, read): (Value, Value) = pipe.query(conn)?;
+    match exec {
+        Value::Array(replies) => {
+            if let Some(Value::ServerError(err)) =
+                replies.iter().find(|r| matches!(r, Value::ServerError(_)))
+            {
+                return Err(err.clone().into());
+            }
+        }
+        Value::ServerError(err) => return Err(err.into()),
+        other => {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "unexpected EXEC reply",
+                format!("{other:?}"),
+            )))
+        }
+    }
+    Ok(entries(read))
+}
+
+/// The entries of an `XREADGROUP` reply (none for nil).
+pub(crate) fn entries(read: Value) -> RedisResult<Vec<StreamId>> {
+    if let Value::ServerError(err) = read {
+        return Err(err.into());
+    }
+    let reply: Option<StreamReadReply> = redis::from_redis_value(read)?;
+    Ok(reply
+        .into_iter()
+        .flat_map(|r| r.keys)
+        .flat_map(|k| k.ids)
+        .collect())
 }

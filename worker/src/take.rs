@@ -1,0 +1,213 @@
+//! [`Taker`]: turns stream entries into jobs started on the local strategy,
+//! and finishes them.
+//!
+//! A job that finishes gives its slot back at once ([`Running::finish`]) and
+//! the thread that finished it (a pool thread of the local strategy) settles
+//! it on a connection of its own; in the same round trip it reads the next
+//! entry for the slot it has just freed (`XREADGROUP … COUNT 1`, without
+//! waiting) and starts it. So a slot goes from one job to the next in one
+//! round trip on a thread that is already running, instead of waiting for
+//! the settlement, a wake-up of the reader and the reader's own read: on a
+//! machine whose cores are all computing, each of those waits for a time
+//! slice. What it cannot settle goes to the replier thread, which retries.
+//!
+//! A job already delivered [`MAX_DELIVERIES`] times is answered
+//! `worker-lost` instead of run again; a job whose deadline passed is
+//! acknowledged without running (its server has answered it `timeout`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use crossbeam_channel::Sender;
+use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode};
+use offload::broker::{unix_ms_now, Broker, COMMAND_TIMEOUT, MAX_DELIVERIES};
+use offload::{Answer, ApplyError, Strategy};
+use redis::streams::StreamId;
+use redis::{Connection, RedisResult};
+
+use crate::replier::Unsent;
+use crate::running::{Reserved, Running};
+use crate::settle::{settle, settle_then_read, Settle};
+
+/// What starting and finishing jobs needs; shared by the reader and every
+/// job's completion.
+#[derive(Debug)]
+pub(crate) struct Taker {
+    /// This worker's consumer name.
+    pub(crate) name: String,
+    /// Where the jobs come from.
+    pub(crate) broker: Broker,
+    /// The jobs taken and their slots.
+    pub(crate) running: Arc<Running>,
+    /// To the replier: settlements this thread could not send.
+    pub(crate) unsent: Sender<Unsent>,
+    /// The local strategy; weak, so that it is dropped by the main thread,
+    /// never by one of its own pool threads.
+    pub(crate) strategy: Weak<Strategy>,
+}
+
+thread_local! {
+    /// The broker connection of a thread that finishes jobs (a pool thread
+    /// of the local strategy).
+    static HERE: RefCell<Option<Connection>> = const { RefCell::new(None) };
+    /// Raised while this thread hands a job to the local strategy: a job
+    /// that completes inside that call (`inline` runs it there; a refusal
+    /// comes back there) must not read and start another from within it.
+    static STARTING: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Taker {
+    /// Starts each entry in a slot of `reserved`, or settles it at once when
+    /// it must not run. `deliveries` holds the delivery counts of entries
+    /// taken over (a fresh read is a first delivery).
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        entries: Vec<StreamId>,
+        deliveries: &HashMap<String, u64>,
+        reserved: &mut Reserved<'_>,
+    ) -> RedisResult<()> {
+        let mut settle_now = Vec::new();
+        for entry in entries {
+            let message = match JobMessage::from_fields(&entry.map) {
+                Ok(message) => message,
+                Err(err) => {
+                    // Nobody can be answered: drop it, loudly.
+                    tracing::error!(entry = %entry.id, %err, "dropping an entry that is not a job");
+                    settle_now.push(Settle {
+                        entry: entry.id,
+                        reply: None,
+                    });
+                    continue;
+                }
+            };
+            let delivered = deliveries.get(&entry.id).copied().unwrap_or(1);
+            if message.deadline_ms < unix_ms_now() {
+                tracing::debug!(entry = %entry.id, "skipping a job past its deadline");
+                settle_now.push(Settle {
+                    entry: entry.id,
+                    reply: None,
+                });
+            } else if delivered > MAX_DELIVERIES {
+                tracing::warn!(entry = %entry.id, job = %message.job, "job lost by every worker it was given to");
+                let detail = format!(
+                    "{} was given to workers {} times and none finished it",
+                    message.job, MAX_DELIVERIES
+                );
+                settle_now.push(Settle {
+                    entry: entry.id,
+                    reply: Some((
+                        message.reply_to.clone(),
+                        error_reply(message.id, ReplyCode::WorkerLost, &detail),
+                    )),
+                });
+            } else {
+                self.start(reserved, entry.id, message);
+            }
+        }
+        if settle_now.is_empty() {
+            Ok(())
+        } else {
+            settle(conn, &settle_now)
+        }
+    }
+
+    /// Hands one job to the local strategy in one of `reserved`'s slots.
+    fn start(self: &Arc<Self>, reserved: &mut Reserved<'_>, entry: String, message: JobMessage) {
+        // Gone only once the worker has stopped: the entry stays pending,
+        // and another worker takes it over after the lease.
+        let Some(strategy) = self.strategy.upgrade() else {
+            return;
+        };
+        let job = message.job;
+        if !self.running.start(reserved, entry.clone(), message) {
+            // Cannot happen: every read asks for as many entries as it
+            // holds slots. Left pending rather than run beyond the slots.
+            tracing::error!(entry = %entry, "read more jobs than free slots; leaving one pending");
+            return;
+        }
+        let taker = Arc::clone(self);
+        let outer = STARTING.replace(true);
+        strategy.submit(job, move |result| taker.finished(entry, result));
+        STARTING.set(outer);
+    }
+
+    /// The local strategy is done with the job under `entry`: frees its
+    /// slot, settles it, and (unless called from within [`Self::start`])
+    /// reads and starts the next job for that slot in the same round trip.
+    fn finished(self: &Arc<Self>, entry: String, result: Result<Answer, ApplyError>) {
+        let read_next = !STARTING.get();
+        let Some((message, mut next)) = self.running.finish(&entry, read_next) else {
+            return;
+        };
+        let Some(text) = reply_text(&message, &entry, &result) else {
+            self.running.remove(&entry);
+            return;
+        };
+        let job = Settle {
+            entry,
+            reply: Some((message.reply_to, text)),
+        };
+        // Taken out of the cell while in use: a job started below may
+        // complete within this call (a refusal) and come here again.
+        let mut conn = HERE.with(|cell| cell.borrow_mut().take());
+        if conn.is_none() {
+            conn = self.broker.connect(COMMAND_TIMEOUT).ok();
+        }
+        let Some(live) = conn.as_mut() else {
+            return self.hand_to_replier(job, message.deadline_ms);
+        };
+        let outcome = if next.count() > 0 {
+            settle_then_read(live, std::slice::from_ref(&job), &self.name, next.count())
+        } else {
+            settle(live, std::slice::from_ref(&job)).map(|()| Ok(Vec::new()))
+        };
+        match outcome {
+            Ok(read) => {
+                self.running.remove(&job.entry);
+                let taken =
+                    read.and_then(|entries| self.take(live, entries, &HashMap::new(), &mut next));
+                if let Err(err) = taken {
+                    // The reader reads for the slot instead, and recreates
+                    // the group if the broker lost it.
+                    tracing::debug!(%err, "could not read the next job here");
+                    conn = None;
+                }
+            }
+            Err(err) => {
+                tracing::debug!(%err, "could not settle here; the replier retries");
+                conn = None;
+                self.hand_to_replier(job, message.deadline_ms);
+            }
+        }
+        // The freed slot, if nothing was started in it, goes back now.
+        drop(next);
+        HERE.with(|cell| *cell.borrow_mut() = conn);
+    }
+
+    fn hand_to_replier(&self, job: Settle, deadline_ms: u64) {
+        // The replier outlives every job.
+        let _ = self.unsent.send(Unsent { job, deadline_ms });
+    }
+}
+
+/// The reply to a finished job, or `None` when it is handed back instead: a
+/// job the local strategy refused or cut short because this worker is
+/// stopping stays pending, and another worker takes it over after the lease.
+fn reply_text(
+    message: &JobMessage,
+    entry: &str,
+    result: &Result<Answer, ApplyError>,
+) -> Option<String> {
+    match result {
+        Ok(answer) => Some(answer_reply(message.id, answer)),
+        Err(err) => match ReplyCode::of(err) {
+            Some(code) => Some(error_reply(message.id, code, &err.to_string())),
+            None => {
+                tracing::info!(entry = %entry, %err, "handing the job back");
+                None
+            }
+        },
+    }
+}
