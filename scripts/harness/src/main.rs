@@ -8,18 +8,22 @@
 //! - `sweep`: one workload × one strategy, point by point, watched through
 //!   `procfs`.
 //! - `responsiveness` and `connections`: the two `--io` workloads.
+//! - `side_by_side`: tiny jobs on every server, in interleaved rounds,
+//!   beside two floor servers (`floor_server`).
 //! - `targets`: the ratios; `results`: the typed `results.json`;
 //!   `report`: `results.md`; `charts`: the SVGs.
 
 mod charts;
 mod cli;
 mod connections;
+mod floor_server;
 mod floors;
 mod procfs;
 mod report;
 mod responsiveness;
 mod results;
 mod server;
+mod side_by_side;
 mod sweep;
 mod targets;
 
@@ -32,8 +36,13 @@ use clap::Parser as _;
 use crate::results::{Floors, Machine, Results, StrategyResult, WorkloadResult};
 use crate::sweep::{Binaries, Workload};
 
-/// Every strategy, in the order of the tables.
-pub(crate) const STRATEGIES: [&str; 4] = ["inline", "exclusive", "threads", "procs"];
+/// Every strategy, in the order of the tables: the four of the 2009
+/// experiment, then the hybrid, `procs` with tiny jobs run on the calling
+/// thread (`--inline-below`, off by default so that the four stay pure).
+pub(crate) const STRATEGIES: [&str; 5] = ["inline", "exclusive", "threads", "procs", HYBRID];
+
+/// The hybrid's `--apply` value, as the tables name it.
+pub(crate) const HYBRID: &str = "procs --inline-below 100us";
 
 /// The I/O models of `sumserver --io`.
 const IO_MODES: [&str; 2] = ["threads", "events"];
@@ -70,6 +79,8 @@ fn rerender(from: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> 
 }
 
 fn run() -> anyhow::Result<()> {
+    // This binary is also the floor servers of the side-by-side table.
+    floor_server::run_if_requested();
     // Forked before any thread exists.
     let echo = floors::Echo::start()?;
     let command = std::iter::once("scripts/bench".to_owned())
@@ -146,6 +157,8 @@ fn run() -> anyhow::Result<()> {
         });
     }
 
+    let side_by_side = side_by_side::run(&server_bin, &client_bin, machine.cores, args.quick)?;
+
     let mut responsiveness = Vec::new();
     let plan = responsiveness::Plan {
         heavy_n: heavy_n * 10,
@@ -204,6 +217,7 @@ fn run() -> anyhow::Result<()> {
         },
         machine,
         targets,
+        side_by_side: Some(side_by_side),
         workloads,
         responsiveness,
         connections: many,

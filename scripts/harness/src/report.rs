@@ -122,9 +122,53 @@ pub(crate) fn markdown(results: &Results) -> Result<String, std::fmt::Error> {
             "\n![{name} throughput]({name}-throughput.svg) ![{name} p99]({name}-p99.svg)\n"
         )?;
     }
+    side_by_side(&mut md, results)?;
     io_models(&mut md, results)?;
     targets(&mut md, results)?;
     Ok(md)
+}
+
+fn side_by_side(md: &mut String, results: &Results) -> std::fmt::Result {
+    let Some(table) = &results.side_by_side else {
+        return Ok(());
+    };
+    writeln!(
+        md,
+        "## tiny jobs side by side: keep-alive `sumn 1`, {} rounds, medians\n\n\
+         Each round runs every server once, {} requests from 1 client then {} from 8.\n\n\
+         | server | 1 client req/s | 8 clients req/s | 8 clients p50 / p99 (µs) |\n|---|---:|---:|---|",
+        table.rounds, table.requests.0, table.requests.1
+    )?;
+    for row in &table.rows {
+        let server = match (row.io.as_str(), row.apply.as_str()) {
+            ("floor", "bare") => "floor: a thread per connection, answers at once".to_owned(),
+            ("floor", "relay") => {
+                "floor: the same, each request echoed by a process of the connection's own"
+                    .to_owned()
+            }
+            (io, apply) => format!("`--io {io} --apply {apply}`"),
+        };
+        writeln!(
+            md,
+            "| {server} | {:.0} | {:.0} | {:.0} / {:.0} |",
+            row.one_client_rps, row.eight_clients_rps, row.eight_p50_us, row.eight_p99_us
+        )?;
+    }
+    if let (Some(relay), Some(procs)) = (
+        table.relay_floor_over_bare_floor,
+        table.procs_over_relay_floor,
+    ) {
+        writeln!(
+            md,
+            "\nWith 8 clients the relay floor does {relay:.2}× the bare floor's requests per \
+             second: a process round trip per request, even with no pool, no queue and a \
+             process per connection, costs that much here. `procs`, with {} workers shared \
+             by the 8 connections, does {procs:.2}× the relay floor.",
+            table.workers
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 fn io_models(md: &mut String, results: &Results) -> std::fmt::Result {
@@ -192,28 +236,37 @@ fn mark(met: bool) -> &'static str {
 fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
     let t = &results.targets;
     writeln!(md, "## Targets, as measured in this run\n")?;
+    let fastest = t.fastest.as_ref().map_or_else(
+        || "(not recorded in this run)".to_owned(),
+        |f| format!("{:.2} ms, under {}", f.job_cpu_ms, f.strategy),
+    );
     writeln!(
         md,
-        "Heavy: the **CPU ratio** is throughput ÷ (lanes ÷ the job's CPU time during the \
-         point) = (cores busy − overhead cores) ÷ lanes, lanes being the cores (one for \
-         exclusive) and the overhead the strategy's CPU per request under the tiny workload \
-         times the heavy throughput. The probe ratio (defined above the heavy table) is \
-         shown beside it as a cross-check.\n"
+        "Heavy: the **CPU ratio** is throughput ÷ (lanes ÷ the job's CPU time in its fastest \
+         context), lanes being the cores (one for exclusive). The job's CPU time in a context \
+         is the server's CPU during that strategy's points, less the strategy's own CPU per \
+         request under the tiny workload, per request; the fastest context is the strategy \
+         with the lowest median: here {fastest}. Beside it, the strategy's own share of the \
+         cores (as its own job time saw it) and the probe ratio (defined above the heavy \
+         table), a cross-check from wall time.\n"
     )?;
     for h in &t.heavy {
         let each: Vec<String> = h
             .points
             .iter()
             .map(|r| {
+                let own = r
+                    .own_share
+                    .map_or_else(String::new, |share| format!(", own share {share:.2}"));
                 format!(
-                    "{} clients: CPU ratio {:.2} ({:.2} cores busy, {:.3} overhead; probe ratio {:.2})",
-                    r.clients, r.ratio, r.cores_busy, r.overhead_cores, r.probe_ratio
+                    "{} clients: CPU ratio {:.2} ({:.2} cores busy, {:.3} overhead, job {:.2} ms{own}; probe ratio {:.2})",
+                    r.clients, r.ratio, r.cores_busy, r.overhead_cores, r.job_cpu_ms, r.probe_ratio
                 )
             })
             .collect();
         writeln!(
             md,
-            "- heavy, clients ≥ cores, {} (CPU ratio against {}): {}; target {}: {}",
+            "- heavy, clients ≥ cores, {} (against {}): {}; target {}: {}",
             h.strategy,
             h.limit,
             each.join(", "),
@@ -240,6 +293,28 @@ fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
         "tiny, 1 client: (procs − inline) p50 ÷ socketpair floor",
         &t.tiny_procs_extra_over_socketpair_floor,
     )?;
+    if let Some(table) = &results.side_by_side {
+        for (what, r) in [
+            (
+                "tiny, 8 clients: procs ÷ inline throughput",
+                &table.procs_over_inline,
+            ),
+            (
+                "tiny, 8 clients: procs ÷ inline p99",
+                &table.procs_p99_over_inline,
+            ),
+            (
+                "tiny, 8 clients: `--io events` ÷ `--io threads` throughput, both procs",
+                &table.events_procs_over_threads_procs,
+            ),
+            (
+                "tiny, 8 clients: `procs --inline-below 100us` ÷ inline throughput",
+                &table.hybrid_over_inline,
+            ),
+        ] {
+            ratio(md, what, r)?;
+        }
+    }
     writeln!(
         md,
         "- the whole run: {:.1} min (target ≤ 5 min for the default run): {}",
