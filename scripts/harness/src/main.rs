@@ -10,6 +10,7 @@
 //! - `responsiveness` and `connections`: the two `--io` workloads.
 //! - `side_by_side`: tiny jobs on every server, in interleaved rounds,
 //!   beside two floor servers (`floor_server`).
+//! - `job_cost`: the heavy job's time in every strategy's context.
 //! - `targets`: the ratios; `results`: the typed `results.json`;
 //!   `report`: `results.md`; `charts`: the SVGs.
 
@@ -18,6 +19,7 @@ mod cli;
 mod connections;
 mod floor_server;
 mod floors;
+mod job_cost;
 mod procfs;
 mod report;
 mod responsiveness;
@@ -198,7 +200,10 @@ fn run() -> anyhow::Result<()> {
         .get(heavy_job_ms.len() / 2)
         .copied()
         .unwrap_or(heavy_job_ms_at_start);
-    let targets = targets::compute(&workloads, machine.cores, tcp_us, socketpair_us)?;
+    eprintln!("the heavy job in every context, side by side…");
+    let rounds = if args.quick { 1 } else { 3 };
+    let contexts = job_cost::measure(&server_bin, &STRATEGIES, heavy_n, machine.cores, rounds)?;
+    let targets = targets::compute(&workloads, contexts, machine.cores, tcp_us, socketpair_us)?;
     let results = Results {
         command,
         commit: results::commit(),
@@ -234,7 +239,7 @@ fn run() -> anyhow::Result<()> {
 
 /// seed, heavy and tiny, shortened for `--quick`.
 fn workloads_of(quick: bool, heavy_n: u64) -> Vec<Workload> {
-    let run_for = if quick { "500ms" } else { "2500ms" };
+    let run_for = if quick { "500ms" } else { "2000ms" };
     let warmup = if quick { "200ms" } else { "500ms" };
     let timed = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();

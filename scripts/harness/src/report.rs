@@ -236,20 +236,35 @@ fn mark(met: bool) -> &'static str {
 fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
     let t = &results.targets;
     writeln!(md, "## Targets, as measured in this run\n")?;
-    let fastest = t.fastest.as_ref().map_or_else(
-        || "(not recorded in this run)".to_owned(),
-        |f| format!("{:.2} ms, under {}", f.job_cpu_ms, f.strategy),
-    );
     writeln!(
         md,
         "Heavy: the **CPU ratio** is throughput ÷ (lanes ÷ the job's CPU time in its fastest \
-         context), lanes being the cores (one for exclusive). The job's CPU time in a context \
-         is the server's CPU during that strategy's points, less the strategy's own CPU per \
-         request under the tiny workload, per request; the fastest context is the strategy \
-         with the lowest median: here {fastest}. Beside it, the strategy's own share of the \
-         cores (as its own job time saw it) and the probe ratio (defined above the heavy \
-         table), a cross-check from wall time.\n"
+         context), lanes being the cores (one for exclusive): the strategy's own share of the \
+         cores (its CPU during the point, less its own CPU per request under the tiny \
+         workload, ÷ lanes) divided by how much longer the job runs in its context than in \
+         the fastest. That slowdown is measured side by side, each strategy's server timing \
+         the job in turn, one at a time, in interleaved rounds (medians):\n"
     )?;
+    if t.contexts.is_empty() {
+        writeln!(
+            md,
+            "(not measured in this run: the ratio is the own share)\n"
+        )?;
+    } else {
+        writeln!(md, "| context | the job, ms | slowdown |\n|---|---:|---:|")?;
+        for c in &t.contexts {
+            writeln!(
+                md,
+                "| `--apply {}` | {:.3} | {:.3} |",
+                c.strategy, c.job_ms, c.slowdown
+            )?;
+        }
+        writeln!(
+            md,
+            "\nThe probe ratio (defined above the heavy table) is shown beside it, a \
+             cross-check from wall time.\n"
+        )?;
+    }
     for h in &t.heavy {
         let each: Vec<String> = h
             .points

@@ -124,7 +124,7 @@ pub(crate) fn run(
     let (rounds, requests) = if quick {
         (1, (5_000, 20_000))
     } else {
-        (3, (20_000, 80_000))
+        (3, (10_000, 40_000))
     };
     // samples[server] = [(one client rps, eight rps, p50, p99)] per round.
     let mut samples: Vec<Vec<[f64; 4]>> = SERVERS.iter().map(|_| Vec::new()).collect();

@@ -3,37 +3,39 @@
 //! A heavy point is held to the limit of the machine: the cores ÷ the job's
 //! time in its *fastest* context (issue 15: the job must cost the same
 //! wherever it runs, so no strategy may count a slower copy of the job as
-//! its own limit). The job's time in each context is its CPU time during
-//! that strategy's points: the CPU the server's process tree used, less the
-//! strategy's own cost per request (measured under the tiny workload with
-//! the same clients), per request answered. Measured during the points
-//! because this machine's speed drifts, by a factor of two within seconds
-//! at worst. Then
+//! its limit). This machine's speed drifts, by a factor of two within
+//! seconds at worst, so the limit is taken *during* the point: the job's
+//! CPU time during the point (the CPU the server's process tree used, less
+//! the strategy's own cost per request measured under the tiny workload
+//! with the same clients, per request answered), divided by how much slower
+//! the job runs in this strategy's context than in the fastest one, which
+//! `job_cost.rs` measures side by side. Then
 //!
 //! ```text
-//! ratio = throughput ÷ (lanes ÷ fastest job CPU time)
+//! ratio = throughput ÷ (lanes ÷ job CPU time during the point) ÷ slowdown
+//!       = own share of the cores ÷ slowdown
 //! ```
 //!
 //! where lanes is the core count (one for exclusive). A strategy that
 //! leaves cores idle, burns them on hand-offs, or runs a slower job scores
-//! less; its own share of the cores (as its own job time saw it) is kept
-//! beside it. The job timed through the server just before and after the
-//! point (the probes) gives the ratio from wall time, shown as a
-//! cross-check, noisy as the machine.
+//! less. The job timed through the server just before and after the point
+//! (the probes) gives the ratio from wall time, shown as a cross-check,
+//! noisy as the machine.
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::job_cost::ContextCost;
 use crate::results::{workloads_points, WorkloadResult};
 use crate::sweep::Point;
 
 /// Every target of the run.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Targets {
-    /// The job's CPU time in its fastest context, which every heavy point
-    /// is held to; absent from runs made before it was.
+    /// The heavy job's time in each strategy's context, side by side;
+    /// absent from runs made before it was measured.
     #[serde(default)]
-    pub(crate) fastest: Option<FastestContext>,
+    pub(crate) contexts: Vec<ContextCost>,
     /// Heavy workload, clients ≥ cores, per strategy.
     pub(crate) heavy: Vec<HeavyTarget>,
     /// Tiny workload, 1 client: inline p50 ÷ the bare TCP ping-pong.
@@ -41,15 +43,6 @@ pub(crate) struct Targets {
     /// Tiny workload, 1 client: (procs p50 − inline p50) ÷ the socketpair
     /// round trip.
     pub(crate) tiny_procs_extra_over_socketpair_floor: RatioTarget,
-}
-
-/// Where the heavy job ran fastest in this run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct FastestContext {
-    /// The strategy whose points had the lowest median job CPU time.
-    pub(crate) strategy: String,
-    /// That median, ms.
-    pub(crate) job_cpu_ms: f64,
 }
 
 /// A ratio and whether it met its target.
@@ -108,26 +101,33 @@ pub(crate) struct HeavyRatio {
     pub(crate) probe_job_ms: f64,
 }
 
-/// Computes every target from `workloads`.
+/// Computes every target from `workloads` and the job's cost in each
+/// context (`contexts`, one per strategy).
 pub(crate) fn compute(
     workloads: &[WorkloadResult],
+    contexts: Vec<ContextCost>,
     cores: usize,
     tcp_us: f64,
     socketpair_us: f64,
 ) -> anyhow::Result<Targets> {
-    let mut measured = Vec::new();
+    let fastest = contexts
+        .iter()
+        .min_by(|a, b| a.job_ms.total_cmp(&b.job_ms))
+        .cloned()
+        .context("no job cost measured")?;
+    let mut heavy = Vec::new();
     for strategy in crate::STRATEGIES {
         let points = workloads_points(workloads, "heavy", strategy)
             .with_context(|| format!("no heavy results for {strategy}"))?;
         let tiny = workloads_points(workloads, "tiny", strategy)
             .with_context(|| format!("no tiny results for {strategy}"))?;
-        measured.push((strategy, heavy_points(strategy, points, tiny, cores)?));
+        let context = contexts
+            .iter()
+            .find(|c| c.strategy == strategy)
+            .with_context(|| format!("no job cost measured for {strategy}"))?;
+        let points = heavy_points(strategy, points, tiny, cores)?;
+        heavy.push(heavy_target(strategy, points, context, &fastest, cores));
     }
-    let fastest = fastest_context(&measured).context("no heavy point with clients ≥ cores")?;
-    let heavy = measured
-        .into_iter()
-        .map(|(strategy, points)| heavy_target(strategy, points, &fastest, cores))
-        .collect();
     let tiny_p50 = |strategy| -> anyhow::Result<f64> {
         workloads_points(workloads, "tiny", strategy)
             .and_then(|points| points.iter().find(|p| p.clients == 1))
@@ -138,7 +138,7 @@ pub(crate) fn compute(
     let inline_ratio = inline / tcp_us;
     let procs_ratio = (procs - inline) / socketpair_us;
     Ok(Targets {
-        fastest: Some(fastest),
+        contexts,
         heavy,
         tiny_inline_over_tcp_floor: RatioTarget {
             ratio: inline_ratio,
@@ -216,50 +216,31 @@ fn heavy_points(
         .collect()
 }
 
-/// The strategy whose points had the lowest median job CPU time, and that
-/// median: the median, so that one point slowed by a neighbour does not set
-/// every strategy's limit.
-fn fastest_context(measured: &[(&str, Vec<HeavyRatio>)]) -> Option<FastestContext> {
-    measured
-        .iter()
-        .filter_map(|(strategy, points)| {
-            let mut times: Vec<f64> = points
-                .iter()
-                .map(|p| p.job_cpu_ms)
-                .filter(|ms| ms.is_finite() && *ms > 0.0)
-                .collect();
-            times.sort_by(f64::total_cmp);
-            let median = *times.get(times.len() / 2)?;
-            Some(FastestContext {
-                strategy: (*strategy).to_owned(),
-                job_cpu_ms: median,
-            })
-        })
-        .min_by(|a, b| a.job_cpu_ms.total_cmp(&b.job_cpu_ms))
-}
-
-/// `strategy`'s points against the cores ÷ the fastest job CPU time.
+/// `strategy`'s points against the cores ÷ the job's CPU time in the
+/// fastest context during each point: its own share ÷ its context's
+/// slowdown.
 fn heavy_target(
     strategy: &str,
     mut points: Vec<HeavyRatio>,
-    fastest: &FastestContext,
+    context: &ContextCost,
+    fastest: &ContextCost,
     cores: usize,
 ) -> HeavyTarget {
     let lanes = lanes(strategy, cores);
     for p in &mut points {
-        p.ratio = p.throughput * fastest.job_cpu_ms / 1000.0 / lanes;
+        p.ratio = p.own_share.unwrap_or(0.0) / context.slowdown;
     }
     let worst = points.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
     let best = points.iter().map(|r| r.ratio).fold(0.0, f64::max);
     let limit = format!(
-        "{} ÷ {:.2} ms, the job's CPU time in its fastest context ({})",
+        "{} ÷ the job's CPU time in its fastest context ({}; the job runs {:.3}× as long under {strategy})",
         if lanes == 1.0 {
             "1 core".to_owned()
         } else {
             format!("{cores} cores")
         },
-        fastest.job_cpu_ms,
-        fastest.strategy
+        fastest.strategy,
+        context.slowdown,
     );
     let (target, met) = if strategy == "exclusive" {
         (
@@ -282,6 +263,7 @@ fn heavy_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::StrategyResult;
 
     fn point(clients: u64, throughput: f64, cores_busy: f64) -> Point {
         Point {
@@ -306,24 +288,30 @@ mod tests {
         [1, 2, 4, 8].map(|c| point(c, 20_000.0, 0.4)).to_vec()
     }
 
-    /// Judges `points` of `strategy` against the fastest context of
-    /// `others` and them.
-    fn judged(
-        strategy: &str,
-        points: &[Point],
-        others: &[(&str, &[Point])],
-    ) -> anyhow::Result<HeavyTarget> {
-        let mut measured = vec![(strategy, heavy_points(strategy, points, &tiny(), 2)?)];
-        for (other, their) in others {
-            measured.push((*other, heavy_points(other, their, &tiny(), 2)?));
+    fn context(strategy: &str, job_ms: f64, slowdown: f64) -> ContextCost {
+        ContextCost {
+            strategy: strategy.to_owned(),
+            job_ms,
+            slowdown,
         }
-        let fastest = fastest_context(&measured).unwrap();
-        let (_, mine) = measured.swap_remove(0);
-        Ok(heavy_target(strategy, mine, &fastest, 2))
+    }
+
+    /// Judges `points` of `strategy`, whose context runs the job `slowdown`
+    /// times as long as the fastest.
+    fn judged(strategy: &str, points: &[Point], slowdown: f64) -> HeavyTarget {
+        let points = heavy_points(strategy, points, &tiny(), 2).unwrap();
+        let fastest = context("procs", 5.0, 1.0);
+        heavy_target(
+            strategy,
+            points,
+            &context(strategy, 5.0 * slowdown, slowdown),
+            &fastest,
+            2,
+        )
     }
 
     #[test]
-    fn a_strategy_alone_is_held_to_its_own_job_time() {
+    fn in_the_fastest_context_the_ratio_is_the_job_share_of_the_cores() {
         // 400 req/s with 1.96 cores busy, 400 × 20 µs = 0.008 cores of
         // overhead: the job had 1.952 cores, 4.88 ms each, 0.976 of two.
         let points = [
@@ -331,55 +319,80 @@ mod tests {
             point(2, 400.0, 1.96),
             point(4, 380.0, 1.84),
         ];
-        let target = judged("threads", &points, &[]).unwrap();
+        let target = judged("threads", &points, 1.0);
         assert_eq!(target.points.len(), 2, "1 client is below the core count");
         let two = &target.points[0];
         assert!((two.overhead_cores - 0.008).abs() < 1e-9);
         assert!((two.job_cpu_ms - 4.88).abs() < 1e-9);
         assert!((two.own_share.unwrap() - 0.976).abs() < 1e-9);
-        // Alone, its job times are the fastest: 4.88 and 4.822 ms, the
-        // median (of two, the upper) 4.88.
         assert!((two.ratio - 0.976).abs() < 1e-9);
         // The probes said 5 ms: 400 req/s is exactly the limit by them.
         assert!((two.probe_ratio - 1.0).abs() < 1e-9);
+        assert!((target.points[1].ratio - (1.84 - 0.0076) / 2.0).abs() < 1e-9);
         assert!(target.met);
         let idle = [point(2, 300.0, 1.5)];
-        assert!(!judged("inline", &idle, &[]).unwrap().met);
+        assert!(!judged("inline", &idle, 1.0).met);
     }
 
     #[test]
     fn a_slower_copy_of_the_job_does_not_lower_the_limit() {
-        // threads keeps both cores busy, but its job costs 6.5 ms where
-        // procs' costs 4.88: 300 req/s is 0.73 of 2 ÷ 4.88 ms, though its
-        // own share of the cores is 0.98.
-        let threads = [point(2, 300.0, 1.956), point(4, 300.0, 1.956)];
-        let procs = [point(2, 400.0, 1.96), point(4, 400.0, 1.96)];
-        let target = judged("threads", &threads, &[("procs", &procs)]).unwrap();
-        assert!(target.limit.contains("procs"), "{}", target.limit);
-        assert!((target.points[0].own_share.unwrap() - 0.975).abs() < 1e-9);
-        assert!((target.points[0].ratio - 300.0 * 4.88 / 1000.0 / 2.0).abs() < 1e-9);
+        // Both cores busy on the job, but the job runs 10 % longer in this
+        // context than in the fastest: 0.976 of the cores is 0.887 of the
+        // limit.
+        let points = [point(2, 400.0, 1.96), point(4, 400.0, 1.96)];
+        let target = judged("threads", &points, 1.1);
+        assert!((target.points[0].ratio - 0.976 / 1.1).abs() < 1e-9);
+        assert!(target.limit.contains("procs") && target.limit.contains("1.100"));
         assert!(!target.met);
-        let fast = judged("procs", &procs, &[("threads", &threads)]).unwrap();
-        assert!(fast.met);
+        assert!(judged("threads", &points, 1.02).met);
+    }
+
+    #[test]
+    fn compute_takes_the_fastest_context_of_those_measured() {
+        let heavy = |throughput, busy| [2, 4].map(|c| point(c, throughput, busy)).to_vec();
+        let strategy = |name: &str, heavy: Vec<Point>| StrategyResult {
+            strategy: name.to_owned(),
+            points: heavy,
+            sumclient: Vec::new(),
+        };
+        let workloads = |name: &str, points: &dyn Fn() -> Vec<Point>| WorkloadResult {
+            workload: name.to_owned(),
+            what: String::new(),
+            strategies: crate::STRATEGIES
+                .iter()
+                .map(|s| strategy(s, points()))
+                .collect(),
+        };
+        let all = [
+            workloads("heavy", &|| heavy(400.0, 1.96)),
+            workloads("tiny", &|| tiny()),
+        ];
+        // Every context as fast as procs but threads, 10 % slower.
+        let contexts = crate::STRATEGIES
+            .iter()
+            .map(|s| {
+                let slow = if *s == "threads" { 1.1 } else { 1.0 };
+                context(s, 5.0 * slow, slow)
+            })
+            .collect();
+        let targets = compute(&all, contexts, 2, 30.0, 20.0).unwrap();
+        let of = |name: &str| targets.heavy.iter().find(|h| h.strategy == name).unwrap();
+        assert!(of("procs").met && of("inline").met);
+        assert!(!of("threads").met, "{:?}", of("threads").points);
+        let no_threads_cost: Vec<ContextCost> = targets
+            .contexts
+            .into_iter()
+            .filter(|c| c.strategy != "threads")
+            .collect();
+        assert!(compute(&all, no_threads_cost, 2, 30.0, 20.0).is_err());
     }
 
     #[test]
     fn exclusive_is_held_to_one_core_both_ways() {
-        // The other strategy sets the job time at 4.9 ms (2 cores, 400 req/s,
-        // 1.96 busy, 0.008 overhead).
-        let other = [point(2, 400.0, 1.968)];
-        let held = |throughput: f64| {
-            // Its own job costs the same: the cores it keeps busy follow.
-            let busy = throughput * (4.9e-3 + 20e-6);
-            judged(
-                "exclusive",
-                &[point(2, throughput, busy)],
-                &[("threads", &other)],
-            )
-        };
-        assert!(held(200.0).unwrap().met);
-        assert!(!held(380.0).unwrap().met, "two cores is not one");
-        assert!(!held(120.0).unwrap().met, "most of one core idle");
+        let held = |busy| judged("exclusive", &[point(2, 200.0, busy)], 1.0);
+        assert!(held(1.0).met);
+        assert!(!held(1.9).met, "two cores is not one");
+        assert!(!held(0.6).met, "most of one core idle");
     }
 
     #[test]
