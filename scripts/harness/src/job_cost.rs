@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::Server;
 
+/// Jobs timed through each server per round (their median is the round's).
+const JOBS_PER_ROUND: usize = 15;
+
 /// One context's median job time, and how it compares with the fastest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ContextCost {
@@ -38,7 +41,7 @@ pub(crate) fn measure(
         for (strategy, times) in strategies.iter().zip(&mut times) {
             let extra = ["--workers".to_owned(), cores.to_string()];
             let server = Server::start(server_bin, strategy, &extra)?;
-            times.push(crate::sweep::probe_ms(server.addr, n)?);
+            times.push(crate::sweep::median_job_ms(server.addr, n, JOBS_PER_ROUND)?);
             server.stop()?;
         }
     }

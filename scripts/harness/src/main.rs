@@ -201,7 +201,7 @@ fn run() -> anyhow::Result<()> {
         .copied()
         .unwrap_or(heavy_job_ms_at_start);
     eprintln!("the heavy job in every context, side by side…");
-    let rounds = if args.quick { 1 } else { 3 };
+    let rounds = if args.quick { 1 } else { 5 };
     let contexts = job_cost::measure(&server_bin, &STRATEGIES, heavy_n, machine.cores, rounds)?;
     let targets = targets::compute(&workloads, contexts, machine.cores, tcp_us, socketpair_us)?;
     let results = Results {
