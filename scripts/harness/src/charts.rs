@@ -37,11 +37,12 @@ pub(crate) struct Chart<'a> {
     pub(crate) notes: &'a [String],
 }
 
-const COLOURS: [RGBColor; 4] = [
+const COLOURS: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
 ];
 
 /// The whole picture, and the part of it the plot takes.

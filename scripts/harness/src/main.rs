@@ -8,18 +8,24 @@
 //! - `sweep`: one workload × one strategy, point by point, watched through
 //!   `procfs`.
 //! - `responsiveness` and `connections`: the two `--io` workloads.
+//! - `side_by_side`: tiny jobs on every server, in interleaved rounds,
+//!   beside two floor servers (`floor_server`).
+//! - `job_cost`: the heavy job's time in every strategy's context.
 //! - `targets`: the ratios; `results`: the typed `results.json`;
 //!   `report`: `results.md`; `charts`: the SVGs.
 
 mod charts;
 mod cli;
 mod connections;
+mod floor_server;
 mod floors;
+mod job_cost;
 mod procfs;
 mod report;
 mod responsiveness;
 mod results;
 mod server;
+mod side_by_side;
 mod sweep;
 mod targets;
 
@@ -32,8 +38,13 @@ use clap::Parser as _;
 use crate::results::{Floors, Machine, Results, StrategyResult, WorkloadResult};
 use crate::sweep::{Binaries, Workload};
 
-/// Every strategy, in the order of the tables.
-pub(crate) const STRATEGIES: [&str; 4] = ["inline", "exclusive", "threads", "procs"];
+/// Every strategy, in the order of the tables: the four of the 2009
+/// experiment, then the hybrid, `procs` with tiny jobs run on the calling
+/// thread (`--inline-below`, off by default so that the four stay pure).
+pub(crate) const STRATEGIES: [&str; 5] = ["inline", "exclusive", "threads", "procs", HYBRID];
+
+/// The hybrid's `--apply` value, as the tables name it.
+pub(crate) const HYBRID: &str = "procs --inline-below 100us";
 
 /// The I/O models of `sumserver --io`.
 const IO_MODES: [&str; 2] = ["threads", "events"];
@@ -70,6 +81,8 @@ fn rerender(from: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> 
 }
 
 fn run() -> anyhow::Result<()> {
+    // This binary is also the floor servers of the side-by-side table.
+    floor_server::run_if_requested();
     // Forked before any thread exists.
     let echo = floors::Echo::start()?;
     let command = std::iter::once("scripts/bench".to_owned())
@@ -146,6 +159,8 @@ fn run() -> anyhow::Result<()> {
         });
     }
 
+    let side_by_side = side_by_side::run(&server_bin, &client_bin, machine.cores, args.quick)?;
+
     let mut responsiveness = Vec::new();
     let plan = responsiveness::Plan {
         heavy_n: heavy_n * 10,
@@ -185,7 +200,10 @@ fn run() -> anyhow::Result<()> {
         .get(heavy_job_ms.len() / 2)
         .copied()
         .unwrap_or(heavy_job_ms_at_start);
-    let targets = targets::compute(&workloads, machine.cores, tcp_us, socketpair_us)?;
+    eprintln!("the heavy job in every context, side by side…");
+    let rounds = if args.quick { 1 } else { 5 };
+    let contexts = job_cost::measure(&server_bin, &STRATEGIES, heavy_n, machine.cores, rounds)?;
+    let targets = targets::compute(&workloads, contexts, machine.cores, tcp_us, socketpair_us)?;
     let results = Results {
         command,
         commit: results::commit(),
@@ -204,6 +222,7 @@ fn run() -> anyhow::Result<()> {
         },
         machine,
         targets,
+        side_by_side: Some(side_by_side),
         workloads,
         responsiveness,
         connections: many,
@@ -220,7 +239,7 @@ fn run() -> anyhow::Result<()> {
 
 /// seed, heavy and tiny, shortened for `--quick`.
 fn workloads_of(quick: bool, heavy_n: u64) -> Vec<Workload> {
-    let run_for = if quick { "500ms" } else { "2500ms" };
+    let run_for = if quick { "500ms" } else { "2000ms" };
     let warmup = if quick { "200ms" } else { "500ms" };
     let timed = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();

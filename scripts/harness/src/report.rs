@@ -122,9 +122,53 @@ pub(crate) fn markdown(results: &Results) -> Result<String, std::fmt::Error> {
             "\n![{name} throughput]({name}-throughput.svg) ![{name} p99]({name}-p99.svg)\n"
         )?;
     }
+    side_by_side(&mut md, results)?;
     io_models(&mut md, results)?;
     targets(&mut md, results)?;
     Ok(md)
+}
+
+fn side_by_side(md: &mut String, results: &Results) -> std::fmt::Result {
+    let Some(table) = &results.side_by_side else {
+        return Ok(());
+    };
+    writeln!(
+        md,
+        "## tiny jobs side by side: keep-alive `sumn 1`, {} rounds, medians\n\n\
+         Each round runs every server once, {} requests from 1 client then {} from 8.\n\n\
+         | server | 1 client req/s | 8 clients req/s | 8 clients p50 / p99 (µs) |\n|---|---:|---:|---|",
+        table.rounds, table.requests.0, table.requests.1
+    )?;
+    for row in &table.rows {
+        let server = match (row.io.as_str(), row.apply.as_str()) {
+            ("floor", "bare") => "floor: a thread per connection, answers at once".to_owned(),
+            ("floor", "relay") => {
+                "floor: the same, each request echoed by a process of the connection's own"
+                    .to_owned()
+            }
+            (io, apply) => format!("`--io {io} --apply {apply}`"),
+        };
+        writeln!(
+            md,
+            "| {server} | {:.0} | {:.0} | {:.0} / {:.0} |",
+            row.one_client_rps, row.eight_clients_rps, row.eight_p50_us, row.eight_p99_us
+        )?;
+    }
+    if let (Some(relay), Some(procs)) = (
+        table.relay_floor_over_bare_floor,
+        table.procs_over_relay_floor,
+    ) {
+        writeln!(
+            md,
+            "\nWith 8 clients the relay floor does {relay:.2}× the bare floor's requests per \
+             second: a process round trip per request, even with no pool, no queue and a \
+             process per connection, costs that much here. `procs`, with {} workers shared \
+             by the 8 connections, does {procs:.2}× the relay floor.",
+            table.workers
+        )?;
+    }
+    writeln!(md)?;
+    Ok(())
 }
 
 fn io_models(md: &mut String, results: &Results) -> std::fmt::Result {
@@ -194,26 +238,50 @@ fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
     writeln!(md, "## Targets, as measured in this run\n")?;
     writeln!(
         md,
-        "Heavy: the **CPU ratio** is throughput ÷ (lanes ÷ the job's CPU time during the \
-         point) = (cores busy − overhead cores) ÷ lanes, lanes being the cores (one for \
-         exclusive) and the overhead the strategy's CPU per request under the tiny workload \
-         times the heavy throughput. The probe ratio (defined above the heavy table) is \
-         shown beside it as a cross-check.\n"
+        "Heavy: the **CPU ratio** is throughput ÷ (lanes ÷ the job's CPU time in its fastest \
+         context), lanes being the cores (one for exclusive): the strategy's own share of the \
+         cores (its CPU during the point, less its own CPU per request under the tiny \
+         workload, ÷ lanes) divided by how much longer the job runs in its context than in \
+         the fastest. That slowdown is measured side by side, each strategy's server timing \
+         the job in turn, one at a time, in interleaved rounds (medians):\n"
     )?;
+    if t.contexts.is_empty() {
+        writeln!(
+            md,
+            "(not measured in this run: the ratio is the own share)\n"
+        )?;
+    } else {
+        writeln!(md, "| context | the job, ms | slowdown |\n|---|---:|---:|")?;
+        for c in &t.contexts {
+            writeln!(
+                md,
+                "| `--apply {}` | {:.3} | {:.3} |",
+                c.strategy, c.job_ms, c.slowdown
+            )?;
+        }
+        writeln!(
+            md,
+            "\nThe probe ratio (defined above the heavy table) is shown beside it, a \
+             cross-check from wall time.\n"
+        )?;
+    }
     for h in &t.heavy {
         let each: Vec<String> = h
             .points
             .iter()
             .map(|r| {
+                let own = r
+                    .own_share
+                    .map_or_else(String::new, |share| format!(", own share {share:.2}"));
                 format!(
-                    "{} clients: CPU ratio {:.2} ({:.2} cores busy, {:.3} overhead; probe ratio {:.2})",
-                    r.clients, r.ratio, r.cores_busy, r.overhead_cores, r.probe_ratio
+                    "{} clients: CPU ratio {:.2} ({:.2} cores busy, {:.3} overhead, job {:.2} ms{own}; probe ratio {:.2})",
+                    r.clients, r.ratio, r.cores_busy, r.overhead_cores, r.job_cpu_ms, r.probe_ratio
                 )
             })
             .collect();
         writeln!(
             md,
-            "- heavy, clients ≥ cores, {} (CPU ratio against {}): {}; target {}: {}",
+            "- heavy, clients ≥ cores, {} (against {}): {}; target {}: {}",
             h.strategy,
             h.limit,
             each.join(", "),
@@ -240,6 +308,28 @@ fn targets(md: &mut String, results: &Results) -> std::fmt::Result {
         "tiny, 1 client: (procs − inline) p50 ÷ socketpair floor",
         &t.tiny_procs_extra_over_socketpair_floor,
     )?;
+    if let Some(table) = &results.side_by_side {
+        for (what, r) in [
+            (
+                "tiny, 8 clients: procs ÷ inline throughput",
+                &table.procs_over_inline,
+            ),
+            (
+                "tiny, 8 clients: procs ÷ inline p99",
+                &table.procs_p99_over_inline,
+            ),
+            (
+                "tiny, 8 clients: `--io events` ÷ `--io threads` throughput, both procs",
+                &table.events_procs_over_threads_procs,
+            ),
+            (
+                "tiny, 8 clients: `procs --inline-below 100us` ÷ inline throughput",
+                &table.hybrid_over_inline,
+            ),
+        ] {
+            ratio(md, what, r)?;
+        }
+    }
     writeln!(
         md,
         "- the whole run: {:.1} min (target ≤ 5 min for the default run): {}",

@@ -31,6 +31,10 @@ pub(crate) struct Results {
     pub(crate) floors: Floors,
     /// The targets, as ratios measured in this run.
     pub(crate) targets: Targets,
+    /// Tiny jobs on every server in interleaved rounds; absent from runs
+    /// made before it was measured.
+    #[serde(default)]
+    pub(crate) side_by_side: Option<crate::side_by_side::SideBySide>,
     /// seed, heavy, tiny.
     pub(crate) workloads: Vec<WorkloadResult>,
     /// Ping latency beside heavy jobs, for every `--io` × `--apply` pair.

@@ -20,18 +20,28 @@ pub(crate) struct Server {
 
 impl Server {
     /// Starts `binary --addr 127.0.0.1:0 --apply <apply> <extra>` and waits
-    /// for its `listening on` line.
+    /// for its `listening on` line. `apply` may carry the strategy's own
+    /// flags after its name (`procs --inline-below 100us`).
     pub(crate) fn start(binary: &Path, apply: &str, extra: &[String]) -> anyhow::Result<Server> {
-        let mut child = Command::new(binary)
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--apply",
-                apply,
-                "--log-level",
-                "warn",
-            ])
-            .args(extra)
+        let mut command = Command::new(binary);
+        command
+            .args(["--addr", "127.0.0.1:0", "--log-level", "warn", "--apply"])
+            .args(apply.split_whitespace())
+            .args(extra);
+        Server::spawn(command, binary)
+    }
+
+    /// Starts one of this binary's floor servers (`bare` or `relay`, see
+    /// `floor_server.rs`); stop it by dropping it.
+    pub(crate) fn floor(mode: &str) -> anyhow::Result<Server> {
+        let binary = std::env::current_exe()?;
+        let mut command = Command::new(&binary);
+        command.args(["floor-server", mode]);
+        Server::spawn(command, &binary)
+    }
+
+    fn spawn(mut command: Command, binary: &Path) -> anyhow::Result<Server> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -180,13 +180,19 @@ const PROBES: usize = 7;
 /// after another over one connection: the job's own time (plus a round trip
 /// of some 30 µs) at this moment's machine speed.
 pub(crate) fn probe_ms(addr: SocketAddr, n: u64) -> anyhow::Result<f64> {
+    median_job_ms(addr, n, PROBES)
+}
+
+/// The median time of `count` `sumn n` sent one after another over one
+/// connection to `addr`, in ms.
+pub(crate) fn median_job_ms(addr: SocketAddr, n: u64, count: usize) -> anyhow::Result<f64> {
     let mut conn = TcpStream::connect(addr)?;
     conn.set_nodelay(true)?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
-    let mut times = Vec::with_capacity(PROBES);
-    for _ in 0..PROBES {
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
         let started = Instant::now();
         writeln!(conn, "sumn {n}")?;
         line.clear();
@@ -197,5 +203,5 @@ pub(crate) fn probe_ms(addr: SocketAddr, n: u64) -> anyhow::Result<f64> {
         }
     }
     times.sort_by(f64::total_cmp);
-    Ok(times[PROBES / 2])
+    Ok(times[count / 2])
 }

@@ -1,30 +1,41 @@
 //! The issue's targets, computed as ratios from the points of this run.
 //!
-//! This machine's speed drifts, by a factor of two within seconds at worst,
-//! so a heavy point is held to a limit measured *during* it: the job's CPU
-//! time, from the CPU the server's process tree used over the point less
-//! the strategy's own cost per request (measured under the tiny workload
-//! with the same clients), per request answered. Then
+//! A heavy point is held to the limit of the machine: the cores ÷ the job's
+//! time in its *fastest* context (issue 15: the job must cost the same
+//! wherever it runs, so no strategy may count a slower copy of the job as
+//! its limit). This machine's speed drifts, by a factor of two within
+//! seconds at worst, so the limit is taken *during* the point: the job's
+//! CPU time during the point (the CPU the server's process tree used, less
+//! the strategy's own cost per request measured under the tiny workload
+//! with the same clients, per request answered), divided by how much slower
+//! the job runs in this strategy's context than in the fastest one, which
+//! `job_cost.rs` measures side by side. Then
 //!
 //! ```text
-//! throughput ÷ (lanes ÷ job CPU time) = (cores busy − overhead cores) ÷ lanes
+//! ratio = throughput ÷ (lanes ÷ job CPU time during the point) ÷ slowdown
+//!       = own share of the cores ÷ slowdown
 //! ```
 //!
-//! where lanes is the core count (one for exclusive): the share of the
-//! machine that did the job itself. A strategy that leaves cores idle, or
-//! burns them on hand-offs, scores less. The job timed through the server
-//! just before and after the point (the probes) gives the same ratio from
-//! wall time, shown beside it as a cross-check, noisy as the machine.
+//! where lanes is the core count (one for exclusive). A strategy that
+//! leaves cores idle, burns them on hand-offs, or runs a slower job scores
+//! less. The job timed through the server just before and after the point
+//! (the probes) gives the ratio from wall time, shown as a cross-check,
+//! noisy as the machine.
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::job_cost::ContextCost;
 use crate::results::{workloads_points, WorkloadResult};
 use crate::sweep::Point;
 
 /// Every target of the run.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Targets {
+    /// The heavy job's time in each strategy's context, side by side;
+    /// absent from runs made before it was measured.
+    #[serde(default)]
+    pub(crate) contexts: Vec<ContextCost>,
     /// Heavy workload, clients ≥ cores, per strategy.
     pub(crate) heavy: Vec<HeavyTarget>,
     /// Tiny workload, 1 client: inline p50 ÷ the bare TCP ping-pong.
@@ -67,8 +78,17 @@ pub(crate) struct HeavyTarget {
 pub(crate) struct HeavyRatio {
     /// Client threads.
     pub(crate) clients: u64,
-    /// Throughput ÷ the limit from the job's CPU time during the point.
+    /// Requests per second; absent from older runs.
+    #[serde(default)]
+    pub(crate) throughput: f64,
+    /// Throughput ÷ the limit: the cores ÷ the job's CPU time in its
+    /// fastest context.
     pub(crate) ratio: f64,
+    /// The share of the cores that did this strategy's job during the
+    /// point: throughput ÷ (lanes ÷ its own job CPU time); absent from older
+    /// runs, where it was the ratio.
+    #[serde(default)]
+    pub(crate) own_share: Option<f64>,
     /// The job's CPU time during the point, ms.
     pub(crate) job_cpu_ms: f64,
     /// Cores the server kept busy.
@@ -81,20 +101,32 @@ pub(crate) struct HeavyRatio {
     pub(crate) probe_job_ms: f64,
 }
 
-/// Computes every target from `workloads`.
+/// Computes every target from `workloads` and the job's cost in each
+/// context (`contexts`, one per strategy).
 pub(crate) fn compute(
     workloads: &[WorkloadResult],
+    contexts: Vec<ContextCost>,
     cores: usize,
     tcp_us: f64,
     socketpair_us: f64,
 ) -> anyhow::Result<Targets> {
+    let fastest = contexts
+        .iter()
+        .min_by(|a, b| a.job_ms.total_cmp(&b.job_ms))
+        .cloned()
+        .context("no job cost measured")?;
     let mut heavy = Vec::new();
     for strategy in crate::STRATEGIES {
         let points = workloads_points(workloads, "heavy", strategy)
             .with_context(|| format!("no heavy results for {strategy}"))?;
         let tiny = workloads_points(workloads, "tiny", strategy)
             .with_context(|| format!("no tiny results for {strategy}"))?;
-        heavy.push(heavy_target(strategy, points, tiny, cores)?);
+        let context = contexts
+            .iter()
+            .find(|c| c.strategy == strategy)
+            .with_context(|| format!("no job cost measured for {strategy}"))?;
+        let points = heavy_points(strategy, points, tiny, cores)?;
+        heavy.push(heavy_target(strategy, points, context, &fastest, cores));
     }
     let tiny_p50 = |strategy| -> anyhow::Result<f64> {
         workloads_points(workloads, "tiny", strategy)
@@ -106,6 +138,7 @@ pub(crate) fn compute(
     let inline_ratio = inline / tcp_us;
     let procs_ratio = (procs - inline) / socketpair_us;
     Ok(Targets {
+        contexts,
         heavy,
         tiny_inline_over_tcp_floor: RatioTarget {
             ratio: inline_ratio,
@@ -134,15 +167,25 @@ fn cpu_per_request(point: &Point) -> f64 {
     }
 }
 
-fn heavy_target(
+/// Lanes of `strategy`: exclusive runs one job at a time.
+fn lanes(strategy: &str, cores: usize) -> f64 {
+    if strategy == "exclusive" {
+        1.0
+    } else {
+        cores as f64
+    }
+}
+
+/// `strategy`'s heavy points with clients ≥ cores, each with the job's CPU
+/// time as this strategy ran it; the ratio is set by [`heavy_target`].
+fn heavy_points(
     strategy: &str,
     points: &[Point],
     tiny: &[Point],
     cores: usize,
-) -> anyhow::Result<HeavyTarget> {
-    let exclusive = strategy == "exclusive";
-    let lanes = if exclusive { 1.0 } else { cores as f64 };
-    let ratios: Vec<HeavyRatio> = points
+) -> anyhow::Result<Vec<HeavyRatio>> {
+    let lanes = lanes(strategy, cores);
+    points
         .iter()
         .filter(|p| p.clients >= cores as u64)
         .map(|p| {
@@ -160,7 +203,9 @@ fn heavy_target(
             let job_cores = (p.cores_busy - overhead_cores).max(0.0);
             Ok(HeavyRatio {
                 clients: p.clients,
-                ratio: job_cores / lanes,
+                throughput: p.throughput,
+                ratio: f64::NAN,
+                own_share: Some(job_cores / lanes),
                 job_cpu_ms: job_cores / p.throughput * 1000.0,
                 cores_busy: p.cores_busy,
                 overhead_cores,
@@ -168,35 +213,57 @@ fn heavy_target(
                 probe_job_ms,
             })
         })
-        .collect::<anyhow::Result<_>>()?;
-    let worst = ratios.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
-    let best = ratios.iter().map(|r| r.ratio).fold(0.0, f64::max);
-    let (limit, target, met) = if exclusive {
+        .collect()
+}
+
+/// `strategy`'s points against the cores ÷ the job's CPU time in the
+/// fastest context during each point: its own share ÷ its context's
+/// slowdown.
+fn heavy_target(
+    strategy: &str,
+    mut points: Vec<HeavyRatio>,
+    context: &ContextCost,
+    fastest: &ContextCost,
+    cores: usize,
+) -> HeavyTarget {
+    let lanes = lanes(strategy, cores);
+    for p in &mut points {
+        p.ratio = p.own_share.unwrap_or(0.0) / context.slowdown;
+    }
+    let worst = points.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
+    let best = points.iter().map(|r| r.ratio).fold(0.0, f64::max);
+    let limit = format!(
+        "{} ÷ the job's CPU time in its fastest context ({}; the job runs {:.3}× as long under {strategy})",
+        if lanes == 1.0 {
+            "1 core".to_owned()
+        } else {
+            format!("{cores} cores")
+        },
+        fastest.strategy,
+        context.slowdown,
+    );
+    let (target, met) = if strategy == "exclusive" {
         (
-            "1 core ÷ job CPU time".to_owned(),
             format!("near one core: {}–{}", ONE_CORE_BAND.0, ONE_CORE_BAND.1),
             worst >= ONE_CORE_BAND.0 && best <= ONE_CORE_BAND.1,
         )
     } else {
-        (
-            format!("{cores} cores ÷ job CPU time"),
-            "≥ 0.90".to_owned(),
-            worst >= 0.90,
-        )
+        ("≥ 0.90".to_owned(), worst >= 0.90)
     };
-    Ok(HeavyTarget {
+    HeavyTarget {
         strategy: strategy.to_owned(),
         limit,
-        points: ratios,
+        points,
         worst,
         target,
         met,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::StrategyResult;
 
     fn point(clients: u64, throughput: f64, cores_busy: f64) -> Point {
         Point {
@@ -221,40 +288,116 @@ mod tests {
         [1, 2, 4, 8].map(|c| point(c, 20_000.0, 0.4)).to_vec()
     }
 
+    fn context(strategy: &str, job_ms: f64, slowdown: f64) -> ContextCost {
+        ContextCost {
+            strategy: strategy.to_owned(),
+            job_ms,
+            slowdown,
+        }
+    }
+
+    /// Judges `points` of `strategy`, whose context runs the job `slowdown`
+    /// times as long as the fastest.
+    fn judged(strategy: &str, points: &[Point], slowdown: f64) -> HeavyTarget {
+        let points = heavy_points(strategy, points, &tiny(), 2).unwrap();
+        let fastest = context("procs", 5.0, 1.0);
+        heavy_target(
+            strategy,
+            points,
+            &context(strategy, 5.0 * slowdown, slowdown),
+            &fastest,
+            2,
+        )
+    }
+
     #[test]
-    fn the_job_share_of_the_busy_cores_is_the_ratio() {
+    fn in_the_fastest_context_the_ratio_is_the_job_share_of_the_cores() {
         // 400 req/s with 1.96 cores busy, 400 × 20 µs = 0.008 cores of
-        // overhead: the job had 1.952 cores, 0.976 of two.
+        // overhead: the job had 1.952 cores, 4.88 ms each, 0.976 of two.
         let points = [
             point(1, 200.0, 0.98),
             point(2, 400.0, 1.96),
             point(4, 380.0, 1.84),
         ];
-        let target = heavy_target("threads", &points, &tiny(), 2).unwrap();
+        let target = judged("threads", &points, 1.0);
         assert_eq!(target.points.len(), 2, "1 client is below the core count");
         let two = &target.points[0];
         assert!((two.overhead_cores - 0.008).abs() < 1e-9);
-        assert!((two.ratio - 0.976).abs() < 1e-9);
         assert!((two.job_cpu_ms - 4.88).abs() < 1e-9);
+        assert!((two.own_share.unwrap() - 0.976).abs() < 1e-9);
+        assert!((two.ratio - 0.976).abs() < 1e-9);
         // The probes said 5 ms: 400 req/s is exactly the limit by them.
         assert!((two.probe_ratio - 1.0).abs() < 1e-9);
         assert!((target.points[1].ratio - (1.84 - 0.0076) / 2.0).abs() < 1e-9);
         assert!(target.met);
         let idle = [point(2, 300.0, 1.5)];
-        assert!(!heavy_target("inline", &idle, &tiny(), 2).unwrap().met);
+        assert!(!judged("inline", &idle, 1.0).met);
+    }
+
+    #[test]
+    fn a_slower_copy_of_the_job_does_not_lower_the_limit() {
+        // Both cores busy on the job, but the job runs 10 % longer in this
+        // context than in the fastest: 0.976 of the cores is 0.887 of the
+        // limit.
+        let points = [point(2, 400.0, 1.96), point(4, 400.0, 1.96)];
+        let target = judged("threads", &points, 1.1);
+        assert!((target.points[0].ratio - 0.976 / 1.1).abs() < 1e-9);
+        assert!(target.limit.contains("procs") && target.limit.contains("1.100"));
+        assert!(!target.met);
+        assert!(judged("threads", &points, 1.02).met);
+    }
+
+    #[test]
+    fn compute_takes_the_fastest_context_of_those_measured() {
+        let heavy = |throughput, busy| [2, 4].map(|c| point(c, throughput, busy)).to_vec();
+        let strategy = |name: &str, heavy: Vec<Point>| StrategyResult {
+            strategy: name.to_owned(),
+            points: heavy,
+            sumclient: Vec::new(),
+        };
+        let workloads = |name: &str, points: &dyn Fn() -> Vec<Point>| WorkloadResult {
+            workload: name.to_owned(),
+            what: String::new(),
+            strategies: crate::STRATEGIES
+                .iter()
+                .map(|s| strategy(s, points()))
+                .collect(),
+        };
+        let all = [
+            workloads("heavy", &|| heavy(400.0, 1.96)),
+            workloads("tiny", &|| tiny()),
+        ];
+        // Every context as fast as procs but threads, 10 % slower.
+        let contexts = crate::STRATEGIES
+            .iter()
+            .map(|s| {
+                let slow = if *s == "threads" { 1.1 } else { 1.0 };
+                context(s, 5.0 * slow, slow)
+            })
+            .collect();
+        let targets = compute(&all, contexts, 2, 30.0, 20.0).unwrap();
+        let of = |name: &str| targets.heavy.iter().find(|h| h.strategy == name).unwrap();
+        assert!(of("procs").met && of("inline").met);
+        assert!(!of("threads").met, "{:?}", of("threads").points);
+        let no_threads_cost: Vec<ContextCost> = targets
+            .contexts
+            .into_iter()
+            .filter(|c| c.strategy != "threads")
+            .collect();
+        assert!(compute(&all, no_threads_cost, 2, 30.0, 20.0).is_err());
     }
 
     #[test]
     fn exclusive_is_held_to_one_core_both_ways() {
-        let held = |busy| heavy_target("exclusive", &[point(2, 200.0, busy)], &tiny(), 2);
-        assert!(held(1.0).unwrap().met);
-        assert!(!held(1.9).unwrap().met, "two cores is not one");
-        assert!(!held(0.6).unwrap().met, "most of one core idle");
+        let held = |busy| judged("exclusive", &[point(2, 200.0, busy)], 1.0);
+        assert!(held(1.0).met);
+        assert!(!held(1.9).met, "two cores is not one");
+        assert!(!held(0.6).met, "most of one core idle");
     }
 
     #[test]
     fn a_heavy_point_needs_its_tiny_twin() {
         let only_one = [point(1, 20_000.0, 0.4)];
-        assert!(heavy_target("procs", &[point(8, 400.0, 1.9)], &only_one, 2).is_err());
+        assert!(heavy_points("procs", &[point(8, 400.0, 1.9)], &only_one, 2).is_err());
     }
 }
