@@ -146,6 +146,10 @@ fn side_by_side(md: &mut String, results: &Results) -> std::fmt::Result {
                 "floor: the same, each request echoed by a process of the connection's own"
                     .to_owned()
             }
+            ("floor", "shared") => format!(
+                "floor: the same, echoed by one of {} processes shared by all, as a pool",
+                table.workers
+            ),
             (io, apply) => format!("`--io {io} --apply {apply}`"),
         };
         writeln!(
@@ -154,16 +158,19 @@ fn side_by_side(md: &mut String, results: &Results) -> std::fmt::Result {
             row.one_client_rps, row.eight_clients_rps, row.eight_p50_us, row.eight_p99_us
         )?;
     }
-    if let (Some(relay), Some(procs)) = (
+    if let (Some(relay), Some(shared), Some(procs)) = (
         table.relay_floor_over_bare_floor,
-        table.procs_over_relay_floor,
+        table.shared_floor_over_inline,
+        table.procs_over_shared_floor,
     ) {
         writeln!(
             md,
             "\nWith 8 clients the relay floor does {relay:.2}× the bare floor's requests per \
              second: a process round trip per request, even with no pool, no queue and a \
-             process per connection, costs that much here. `procs`, with {} workers shared \
-             by the 8 connections, does {procs:.2}× the relay floor.",
+             process per connection, costs that much here. With {} processes shared by the 8 \
+             connections (the shared floor: no queue wait, no timeout, no isolation to keep) \
+             it does {shared:.2}× inline's; `procs`, with as many workers, does {procs:.2}× \
+             the shared floor.",
             table.workers
         )?;
     }

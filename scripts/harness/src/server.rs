@@ -31,13 +31,32 @@ impl Server {
         Server::spawn(command, binary)
     }
 
-    /// Starts one of this binary's floor servers (`bare` or `relay`, see
-    /// `floor_server.rs`); stop it by dropping it.
+    /// Starts one of this binary's floor servers (`bare`, `relay` or
+    /// `shared`, see `floor_server.rs`); stop it with [`Server::stop_floor`].
     pub(crate) fn floor(mode: &str) -> anyhow::Result<Server> {
         let binary = std::env::current_exe()?;
         let mut command = Command::new(&binary);
-        command.args(["floor-server", mode]);
+        command.args(["floor-server", mode]).stdin(Stdio::piped());
         Server::spawn(command, &binary)
+    }
+
+    /// Stops a floor server: it exits, its echoes stopped and reaped, when
+    /// its stdin closes; killed if it has not within 5 s.
+    pub(crate) fn stop_floor(mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        drop(child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                child.wait()?;
+                bail!("the floor server did not stop when its stdin closed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     fn spawn(mut command: Command, binary: &Path) -> anyhow::Result<Server> {

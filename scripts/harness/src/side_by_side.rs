@@ -16,9 +16,10 @@ use crate::targets::RatioTarget;
 
 /// The servers, as `--io` and `--apply` values, in the order of the table;
 /// `floor` for the floor servers of `floor_server.rs`.
-const SERVERS: [(&str, &str); 8] = [
+const SERVERS: [(&str, &str); 9] = [
     (FLOOR, "bare"),
     (FLOOR, "relay"),
+    (FLOOR, "shared"),
     ("threads", "inline"),
     ("events", "inline"),
     ("threads", "threads"),
@@ -65,6 +66,14 @@ pub(crate) struct SideBySide {
     /// round trip costs. No target: a measure of the distance.
     #[serde(default)]
     pub(crate) procs_over_relay_floor: Option<f64>,
+    /// 8 clients: procs throughput ÷ the shared floor's (one echo process
+    /// per core, shared by the connections): how far the pool is from the
+    /// least a pool of that many processes costs.
+    #[serde(default)]
+    pub(crate) procs_over_shared_floor: Option<f64>,
+    /// 8 clients: the shared floor's throughput ÷ inline's.
+    #[serde(default)]
+    pub(crate) shared_floor_over_inline: Option<f64>,
     /// 8 clients: the relay floor's throughput ÷ the bare floor's.
     #[serde(default)]
     pub(crate) relay_floor_over_bare_floor: Option<f64>,
@@ -140,9 +149,7 @@ pub(crate) fn run(
             let [one, _, _] = one_run(client_bin, &server, 1, requests.0)?;
             let [eight, p50, p99] = one_run(client_bin, &server, 8, requests.1)?;
             if *io == FLOOR {
-                // It has no graceful stop; its connections, and the echoes
-                // they started, ended with sumclient's.
-                drop(server);
+                server.stop_floor()?;
             } else {
                 server.stop()?;
             }
@@ -177,12 +184,15 @@ pub(crate) fn run(
         met: ratio >= bar,
     };
     let (bare, relay) = (row(FLOOR, "bare"), row(FLOOR, "relay"));
+    let shared = row(FLOOR, "shared");
     let p99_ratio = procs.eight_p99_us / inline.eight_p99_us;
     Ok(SideBySide {
         rounds,
         workers: cores,
         requests,
         procs_over_relay_floor: Some(procs.eight_clients_rps / relay.eight_clients_rps),
+        procs_over_shared_floor: Some(procs.eight_clients_rps / shared.eight_clients_rps),
+        shared_floor_over_inline: Some(shared.eight_clients_rps / inline.eight_clients_rps),
         relay_floor_over_bare_floor: Some(relay.eight_clients_rps / bare.eight_clients_rps),
         procs_over_inline: at_least(procs.eight_clients_rps / inline.eight_clients_rps, 0.5),
         procs_p99_over_inline: RatioTarget {

@@ -1,6 +1,8 @@
 //! The floor servers of the side-by-side table answer like a sumserver
-//! answers `sumn 1`, and the relay one really makes a round trip to a
-//! process of each connection's own, which it stops with the connection.
+//! answers `sumn 1`; the relay one really makes a round trip to a process
+//! of each connection's own, which it stops with the connection; the shared
+//! one has a process per core for all, which it stops and reaps when its
+//! stdin closes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -14,6 +16,7 @@ impl Floor {
     fn start(mode: &str) -> (Floor, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ysum-bench"))
             .args(["floor-server", mode])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the floor server");
@@ -101,5 +104,42 @@ fn the_relay_floor_has_an_echo_per_connection_and_stops_it() {
             floor.echoes()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_shared_floor_has_an_echo_per_core_for_all_and_reaps_them_at_the_end() {
+    let (mut floor, addr) = Floor::start("shared");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut conns: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    for conn in &mut conns {
+        assert_eq!(exchange(conn, 4), vec!["1\n"; 4]);
+    }
+    let echoes = floor.echoes();
+    assert_eq!(
+        echoes.len(),
+        cores,
+        "one echo per core, not per connection: {echoes:?}"
+    );
+    drop(conns);
+    // Closing its stdin stops it, after it has stopped and reaped its echoes.
+    drop(floor.0.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = floor.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "it did not stop when its stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    for pid in echoes {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "echo {pid} left behind"
+        );
     }
 }
