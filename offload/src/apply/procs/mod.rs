@@ -35,6 +35,7 @@ mod fork_server_main;
 mod round_trip;
 mod supervisor;
 mod throttle;
+mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ use ipc_channel::ipc::{IpcReceiver, IpcSender};
 
 use fork_server::Command;
 pub use fork_server_main::fork_server_main_if_requested;
+use watchdog::{Deadline, Watchdog};
 use worker::WorkerReply;
 
 use super::done::{Caller, Done};
@@ -82,6 +84,8 @@ struct WorkerEnd {
     timed_out: AtomicBool,
     /// Raised when the fork server died: the worker died with it.
     orphaned: AtomicBool,
+    /// When its job in flight runs out of time, for the watchdog.
+    deadline: Deadline,
     exit: Mutex<Option<Exit>>,
     reported: Condvar,
 }
@@ -144,6 +148,8 @@ struct Shared {
     queue_wait: Duration,
     job_timeout: Option<Duration>,
     recycle_after: Option<u64>,
+    /// What job deadlines count from.
+    epoch: Instant,
 }
 
 impl Shared {
@@ -171,6 +177,8 @@ pub(crate) struct Procs {
     queue: Arc<Queue>,
     supervisor: Option<JoinHandle<()>>,
     runners: Vec<JoinHandle<()>>,
+    /// Kills workers whose job runs past the job timeout; none without one.
+    watchdog: Option<Watchdog>,
 }
 
 impl Procs {
@@ -198,6 +206,7 @@ impl Procs {
             queue_wait: config.queue_wait,
             job_timeout: config.job_timeout,
             recycle_after: config.recycle_after,
+            epoch: Instant::now(),
         });
         let queue = Arc::new(Queue::start(config.queue, config.queue_wait, stats)?);
         let supervisor = supervisor::Supervisor::start(&shared, &queue, config.workers)?;
@@ -206,7 +215,11 @@ impl Procs {
             queue,
             supervisor: Some(supervisor),
             runners: Vec::with_capacity(config.workers),
+            watchdog: None,
         };
+        if let Some(limit) = config.job_timeout {
+            procs.watchdog = Some(Watchdog::start(&procs.shared, limit)?);
+        }
         for index in 0..config.workers {
             let shared = Arc::clone(&procs.shared);
             let taker = procs.queue.taker();

@@ -9,9 +9,9 @@
 //! job already sent, the worker is busy meanwhile instead of idle.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ipc_channel::{IpcError, TryRecvError};
+use ipc_channel::IpcError;
 
 use super::fork_server::Command;
 use super::{Shared, WorkerHandle, EXIT_REPORT_WAIT, STOP_CHECK};
@@ -152,6 +152,9 @@ impl Shared {
         worker.end.busy.store(true, Ordering::Relaxed);
         self.stats.running.fetch_add(1, Ordering::Relaxed);
         let sent_at = Instant::now();
+        if let Some(limit) = self.job_timeout {
+            worker.end.deadline.arm(self.epoch, sent_at, limit);
+        }
         let sent = worker.jobs.send(job);
         Some(InFlight {
             job,
@@ -162,8 +165,10 @@ impl Shared {
         })
     }
 
-    /// Waits for the reply to `flight` at most the job timeout, and says
-    /// what it means; kills the worker if the job ran over.
+    /// Waits for the reply to `flight`, and says what it means. The wait
+    /// itself has no timeout: the watchdog kills a worker whose job runs
+    /// past the job timeout, which ends the wait with EOF (see
+    /// `watchdog.rs`).
     fn await_reply(
         &self,
         worker: &mut WorkerHandle,
@@ -171,42 +176,30 @@ impl Shared {
     ) -> Result<Answer, ApplyError> {
         let job = flight.job;
         let reply = match std::mem::replace(&mut flight.sent, Ok(())) {
-            Ok(()) => match self.job_timeout {
-                // The rest of the limit since the send, rounded up to whole
-                // milliseconds: ipc-channel's wait drops the fraction, and a
-                // timeout must never be reported early.
-                Some(limit) => {
-                    let left = limit.saturating_sub(flight.sent_at.elapsed());
-                    let left = Duration::from_millis(left.as_micros().div_ceil(1000) as u64);
-                    worker.replies.try_recv_timeout(left)
-                }
-                None => worker.replies.recv().map_err(TryRecvError::IpcError),
-            },
-            Err(err) => Err(TryRecvError::IpcError(err)),
+            Ok(()) => worker.replies.recv(),
+            Err(err) => Err(err),
         };
         let elapsed = flight.sent_at.elapsed();
+        let overdue = worker.end.deadline.disarm();
         flight.timing.run = Some(elapsed);
         worker.end.busy.store(false, Ordering::Relaxed);
         self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        if overdue {
+            // Over time, and already being killed by the watchdog, even if
+            // the reply slipped in meanwhile: the job used its whole limit.
+            return Err(ApplyError::Timeout { job, elapsed });
+        }
         match reply {
             Ok(reply) => {
                 worker.served += 1;
                 reply.map_err(|message| ApplyError::JobPanicked { job, message })
             }
-            Err(TryRecvError::Empty) => {
-                // Over time: the only way to stop a job in another process is
-                // to kill the process. The fork server does it, because it can
-                // be sure the pid is still its child.
-                worker.end.timed_out.store(true, Ordering::Relaxed);
-                self.command(Command::Kill { pid: worker.pid });
-                Err(ApplyError::Timeout { job, elapsed })
-            }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_)))
+            Err(IpcError::Disconnected | IpcError::Io(_))
                 if self.stopping.load(Ordering::Relaxed) =>
             {
                 Err(ApplyError::ShuttingDown { job })
             }
-            Err(TryRecvError::IpcError(IpcError::Disconnected | IpcError::Io(_))) => {
+            Err(IpcError::Disconnected | IpcError::Io(_)) => {
                 let exit = worker.end.wait(EXIT_REPORT_WAIT);
                 if worker.end.orphaned.load(Ordering::Relaxed) {
                     return Err(ApplyError::PoolDown {
@@ -223,7 +216,7 @@ impl Shared {
                     exit,
                 })
             }
-            Err(TryRecvError::IpcError(IpcError::SerializationError(err))) => {
+            Err(IpcError::SerializationError(err)) => {
                 // A garbled reply means the worker cannot be trusted: retire it.
                 self.command(Command::Kill { pid: worker.pid });
                 Err(ApplyError::PoolDown {
