@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Case); 14] = [
+    let tests: [(&str, Case); 15] = [
         ("smoke", smoke),
         (
             "identical_answers_across_strategies",
@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             idle_worker_death_is_replaced,
         ),
         ("timeout_kills_and_replaces", timeout_kills_and_replaces),
+        (
+            "staggered_timeouts_each_end_on_time",
+            staggered_timeouts_each_end_on_time,
+        ),
         ("panic_is_contained", panic_is_contained),
         ("recycling_replaces_workers", recycling_replaces_workers),
         (
@@ -380,6 +384,40 @@ fn timeout_kills_and_replaces() {
     assert_eq!(strategy.apply(Job::Sleep(1)), Ok(Answer::Slept));
     assert_no_zombies(&strategy);
     assert_eq!(strategy.stats().jobs[&offload::JobKind::Prime].timeout, 1);
+}
+
+/// Two runaway jobs sent 300 ms apart, on two workers, with a 500 ms
+/// timeout: each ends at its own deadline. The watchdog sleeps until the
+/// earliest deadline still to come; had it slept a whole timeout after the
+/// first kill, the second job would end 700 ms after it was sent.
+fn staggered_timeouts_each_end_on_time() {
+    let limit = Duration::from_millis(500);
+    let strategy = pool(|c| c.job_timeout = Some(limit));
+    let runaway = || {
+        let started = Instant::now();
+        let result = strategy.apply(Job::Prime(18_446_744_073_709_551_557));
+        (result, started.elapsed())
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(runaway);
+        std::thread::sleep(Duration::from_millis(300));
+        let second = scope.spawn(runaway);
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    for (result, took) in [first, second] {
+        assert!(
+            matches!(result, Err(ApplyError::Timeout { .. })),
+            "{result:?}"
+        );
+        // Never early; and well before the 700 ms a late watchdog gives.
+        assert!(
+            took >= limit && took < limit + Duration::from_millis(150),
+            "took {took:?} with a limit of {limit:?}"
+        );
+    }
+    back_to_k(&strategy, Instant::now());
+    assert_eq!(strategy.stats().jobs[&offload::JobKind::Prime].timeout, 2);
+    assert_no_zombies(&strategy);
 }
 
 /// A panicking job becomes `JobPanicked` for its caller; the worker process
