@@ -37,13 +37,21 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Case); 15] = [
+    let tests: [(&str, Case); 17] = [
         ("smoke", smoke),
         (
             "identical_answers_across_strategies",
             identical_answers_across_strategies,
         ),
         ("kill_busy_worker_20_times", kill_busy_worker_20_times),
+        (
+            "a_kill_fails_only_the_running_job",
+            a_kill_fails_only_the_running_job,
+        ),
+        (
+            "worker_descriptors_stay_bounded",
+            worker_descriptors_stay_bounded,
+        ),
         (
             "idle_worker_death_is_replaced",
             idle_worker_death_is_replaced,
@@ -324,6 +332,111 @@ fn submit_completes_exactly_once() {
         "{:?}",
         stopping.elapsed()
     );
+}
+
+/// Tiny jobs queue in a busy worker's channel behind the one it runs. Kill
+/// busy workers again and again under a steady stream of them, from `apply`
+/// callers and from `submit`: each kill fails at most the job its worker was
+/// running (`WorkerLost`); the jobs queued behind it are sent to another
+/// worker and answered, every answer right, none lost or answered twice.
+fn a_kill_fails_only_the_running_job() {
+    let strategy = pool(|c| c.job_timeout = None);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let check = |job: Job, result: Result<Answer, ApplyError>, lost: &mut u64| match result {
+        Ok(answer) => assert_eq!(Some(answer), common::closed_form(job), "{job}"),
+        Err(ApplyError::WorkerLost { .. }) => *lost += 1,
+        Err(err) => panic!("{job}: {err}"),
+    };
+    let (kills, lost, answered) = std::thread::scope(|scope| {
+        let mut callers = Vec::new();
+        for thread in 0..6u64 {
+            let (strategy, stop) = (&strategy, &stop);
+            callers.push(scope.spawn(move || {
+                let (mut lost, mut answered) = (0, 0);
+                let mut n = thread;
+                while !stop.load(relaxed) {
+                    n += 7;
+                    let job = Job::Sumn(n % 500);
+                    check(job, strategy.apply(job), &mut lost);
+                    answered += 1;
+                }
+                (lost, answered)
+            }));
+        }
+        for thread in 0..2u64 {
+            let (strategy, stop) = (&strategy, &stop);
+            callers.push(scope.spawn(move || {
+                let (mut lost, mut answered) = (0, 0);
+                let mut round = thread;
+                while !stop.load(relaxed) {
+                    round += 1;
+                    let jobs: Vec<Job> = (0..8).map(|i| Job::Sumn(round * 8 + i)).collect();
+                    let mut completions = common::Completions::new();
+                    for &job in &jobs {
+                        completions.submit(strategy, job);
+                    }
+                    for (job, result) in jobs.iter().zip(completions.all(Duration::from_secs(5))) {
+                        check(*job, result, &mut lost);
+                        answered += 1;
+                    }
+                }
+                (lost, answered)
+            }));
+        }
+        let mut kills = 0u64;
+        let began = Instant::now();
+        while began.elapsed() < Duration::from_millis(1500) {
+            std::thread::sleep(Duration::from_millis(30));
+            if let Some(&pid) = strategy.busy_worker_pids().first() {
+                if kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+                    kills += 1;
+                }
+            }
+        }
+        stop.store(true, relaxed);
+        let (mut lost, mut answered) = (0, 0);
+        for caller in callers {
+            let (l, a) = caller.join().expect("no caller panicked");
+            lost += l;
+            answered += a;
+        }
+        (kills, lost, answered)
+    });
+    println!("    {kills} kills, {lost} jobs lost, {answered} answered");
+    assert!(kills >= 10, "only {kills} kills landed");
+    assert!(lost <= kills, "{lost} jobs lost to {kills} kills");
+    assert!(answered > 20 * kills, "only {answered} jobs answered");
+    back_to_k(&strategy, Instant::now());
+    assert_no_zombies(&strategy);
+}
+
+/// A worker keeps a channel to each caller's mailbox it has answered;
+/// mailboxes are pooled, so however many threads come and go (one per
+/// connection, under `--io threads`), a worker holds no more descriptors
+/// than there were callers at once.
+fn worker_descriptors_stay_bounded() {
+    let strategy = pool(|_| {});
+    for _ in 0..25 {
+        std::thread::scope(|scope| {
+            for thread in 0..8u64 {
+                let strategy = &strategy;
+                scope.spawn(move || {
+                    for n in 0..3 {
+                        let job = Job::Sumn(thread + n);
+                        assert_eq!(strategy.apply(job).ok(), common::closed_form(job));
+                    }
+                });
+            }
+        });
+    }
+    for pid in strategy.worker_pids() {
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("a worker's descriptors")
+            .count();
+        println!("    worker {pid}: {open} descriptors after 200 caller threads");
+        assert!(open <= 24, "worker {pid} holds {open} descriptors");
+    }
 }
 
 /// A worker killed while idle costs no job: it is replaced, and the next jobs

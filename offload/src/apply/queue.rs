@@ -171,11 +171,6 @@ impl Queue {
             == 0
     }
 
-    /// Workers waiting for a job now.
-    pub(crate) fn free_workers(&self) -> usize {
-        self.inner.lock().free_workers
-    }
-
     /// A handle for a worker to take jobs with.
     pub(crate) fn taker(&self) -> Taker {
         Taker {

@@ -38,14 +38,13 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender, IpcSharedMemory};
 use nix::unistd::getpid;
 use serde::{Deserialize, Serialize};
 
 use super::fork_server_main::{FORK_SERVER_ENV, HOST_PREPARED, WORKER_GRACE};
-use super::worker::WorkerReply;
+use super::worker::{FromWorker, ToWorker};
 use crate::error::{Exit, StartError};
-use crate::job::Job;
 
 /// How long a new fork server has to report for work.
 const READY_WAIT: Duration = Duration::from_secs(5);
@@ -74,9 +73,11 @@ pub(crate) enum Event {
         /// The worker's pid.
         pid: u32,
         /// Where to send it jobs.
-        jobs: IpcSender<Job>,
-        /// Where its replies come.
-        replies: IpcReceiver<WorkerReply>,
+        jobs: IpcSender<ToWorker>,
+        /// Where its replies to the collector come.
+        replies: IpcReceiver<FromWorker>,
+        /// Its status page.
+        page: IpcSharedMemory,
     },
     /// A worker ended and was reaped.
     Exited {

@@ -8,16 +8,16 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender, IpcSharedMemory};
 use ipc_channel::TryRecvError;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, ForkResult, Pid};
 
 use super::fork_server::{Command, Event};
-use super::worker::{self, exit_now, WorkerReply};
+use super::status::StatusPage;
+use super::worker::{self, exit_now, FromWorker, ToWorker};
 use crate::error::Exit;
-use crate::job::Job;
 
 /// Set in the environment of a process started as a fork server: the pool's
 /// pid and the name of the one-shot server to connect to, as `PID:NAME`.
@@ -129,7 +129,7 @@ fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>) -> ! {
     loop {
         match requests.try_recv_timeout(REAP_EVERY) {
             Ok(Command::Spawn) => {
-                if let Some((jobs, replies)) = spawn(&events, &mut children) {
+                if let Some((jobs, replies, page)) = spawn(&events, &mut children) {
                     // This is the new worker. Keep only its own ends: every
                     // other copy would stop EOF from telling its owner of a
                     // death (the pool's `events` in particular, which must
@@ -137,7 +137,10 @@ fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>) -> ! {
                     drop(requests);
                     drop(events);
                     drop(children);
-                    worker::serve(jobs, replies, me)
+                    match StatusPage::open(page) {
+                        Some(page) => worker::serve(jobs, replies, page, me),
+                        None => exit_now(2),
+                    }
                 }
             }
             Ok(Command::Kill { pid }) => {
@@ -172,13 +175,18 @@ fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>) -> ! {
 }
 
 /// Forks one worker and reports it (or the failure) to the pool. Returns
-/// the worker's channel ends in the new worker, `None` in the fork server.
+/// the worker's channel ends and status page in the new worker, `None` in
+/// the fork server.
 fn spawn(
     events: &IpcSender<Event>,
     children: &mut HashSet<Pid>,
-) -> Option<(IpcReceiver<Job>, IpcSender<WorkerReply>)> {
+) -> Option<(
+    IpcReceiver<ToWorker>,
+    IpcSender<FromWorker>,
+    IpcSharedMemory,
+)> {
     let channels =
-        ipc::channel::<Job>().and_then(|jobs| Ok((jobs, ipc::channel::<WorkerReply>()?)));
+        ipc::channel::<ToWorker>().and_then(|jobs| Ok((jobs, ipc::channel::<FromWorker>()?)));
     let ((job_tx, job_rx), (reply_tx, reply_rx)) = match channels {
         Ok(channels) => channels,
         Err(err) => {
@@ -188,12 +196,15 @@ fn spawn(
             return None;
         }
     };
+    // Mapped here, before the fork, so that the worker shares this mapping;
+    // the pool maps the same memory from the copy sent to it.
+    let page = StatusPage::create();
     // SAFETY: this process never starts a thread.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(job_tx);
             drop(reply_rx);
-            Some((job_rx, reply_tx))
+            Some((job_rx, reply_tx, page))
         }
         Ok(ForkResult::Parent { child }) => {
             drop(job_rx);
@@ -206,6 +217,7 @@ fn spawn(
                 pid,
                 jobs: job_tx,
                 replies: reply_rx,
+                page,
             });
             children.insert(child);
             None

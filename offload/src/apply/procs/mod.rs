@@ -1,26 +1,33 @@
 //! `procs` (alias `pool`): a pool of K worker processes over ipc-channel,
 //! the counterpart of the original's `multiprocessing.Pool`.
 //!
-//! A job reaches a worker one of two ways. An `apply` caller that finds a
-//! worker idle, with no job waiting and no runner waiting for a worker, takes
-//! it and does the round trip on its own thread (`round_trip.rs`): send the
-//! job on the worker's channel, block on the reply, complete the job's
-//! [`Done`]. Every other job (all of `submit`'s, and `apply`'s when workers
-//! are busy) waits in the same [`Queue`] as `threads`, so a job no worker
-//! takes within the queue wait is refused at that moment by the queue's
-//! timer; K *runner* threads take jobs from it, get an idle worker within the
-//! job's queue wait, and do the round trip, then send the next waiting job
-//! to the same worker before completing the one that just answered. Both
-//! paths complete the job with its answer or with what went wrong (timeout,
-//! worker lost, shutdown). What the processes buy is isolation: a job that
-//! runs too long is killed with its process, a worker that dies fails only
-//! its own job, and the pool replaces it.
+//! A job goes straight from the thread that hands it in to a worker's
+//! channel (`dispatch.rs`): no thread sits between them. Before sending, the
+//! sender reserves room in the worker's status page (`status.rs`), shared
+//! memory that the worker updates itself: a worker is free again the moment
+//! it has run a job, not once that job's caller has woken up. An idle worker
+//! takes any job; a small one (predicted below a bound, at most 100 µs of
+//! work in the channel in all) may also queue in the channel of a worker
+//! that runs other small jobs, and the worker starts it as soon as the one
+//! before ends, without sleeping in between. When no worker has room, the
+//! job waits in the same [`Queue`] as `threads`, so a job no worker takes
+//! within the queue wait is refused at that moment by the queue's timer;
+//! whoever sees a worker make room (a reply arriving, a new worker) sends it
+//! the front job.
 //!
-//! Why two paths: a hand-off to a runner and back is two thread wake-ups,
-//! which cost more than a tiny job's whole round trip to the worker; but
-//! when callers outnumber workers, a fair queue matters more, and a runner
-//! that sends the next job as soon as a worker answers keeps the workers
-//! busy while the callers it wakes are scheduled.
+//! Replies come back two ways. An `apply` caller waits on a mailbox of its
+//! own (`mailbox.rs`), a channel per worker that the worker writes to, so it
+//! is woken by its own reply and nobody else's. Every other job (`submit`'s,
+//! and jobs that waited in the queue) is answered on the worker's own reply
+//! channel, read by one collector thread per worker (`collector.rs`), which
+//! completes the job's [`Done`]. Either way a worker that dies closes the
+//! channel, so its death is seen at once, and the status page says what
+//! became of each of its jobs: one never started is sent again, the one
+//! running is lost with the worker, and one the watchdog (`watchdog.rs`)
+//! claimed for running past the job timeout has timed out. What the
+//! processes buy is isolation: a job that runs too long is killed with its
+//! process, a worker that dies fails only its own job, and the pool
+//! replaces it.
 //!
 //! A supervisor thread (`supervisor.rs`) owns the fork server: it starts it
 //! (from this program's own executable, see `fork_server.rs`), adds new
@@ -30,42 +37,43 @@
 //! at once, reaps it, refuses jobs as [`ApplyError::PoolDown`] while there is
 //! none, and starts a new one.
 
+mod collector;
+mod dispatch;
 mod fork_server;
 mod fork_server_main;
-mod round_trip;
+mod mailbox;
+mod status;
 mod supervisor;
 mod throttle;
 mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use ipc_channel::ipc::{IpcReceiver, IpcSender};
+use ipc_channel::ipc::IpcSender;
 
 use fork_server::Command;
 pub use fork_server_main::fork_server_main_if_requested;
-use watchdog::{Deadline, Watchdog};
-use worker::WorkerReply;
+use mailbox::Mailboxes;
+use status::StatusPage;
+use watchdog::Watchdog;
+use worker::ToWorker;
 
+use super::cost::StepCosts;
 use super::done::{Caller, Done};
-use super::queue::{Claimed, Queue};
-use super::{StrategyConfig, Timing};
+use super::queue::Queue;
+use super::StrategyConfig;
 use crate::error::{ApplyError, Exit, StartError};
-use crate::job::Job;
+use crate::job::{Cancel, Job};
 use crate::stats::Stats;
 
 /// How long a caller that saw its worker vanish waits for the fork server to
 /// say how it ended, before reporting the end as unknown.
 const EXIT_REPORT_WAIT: Duration = Duration::from_millis(500);
-
-/// How often a runner waiting for a worker looks whether the pool is
-/// stopping.
-const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// How long the pool waits for its first workers.
 const START_WAIT: Duration = Duration::from_secs(10);
@@ -74,33 +82,40 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// has the fork server kill them.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// What the pool knows of one worker, shared by its handle and the
-/// supervisor: whether it runs a job now, and how it ended.
-#[derive(Debug, Default)]
-struct WorkerEnd {
-    busy: AtomicBool,
-    /// Raised by the runner before it has the worker killed for running past
-    /// the job timeout, so that its end is logged as that.
+/// The most predicted work a worker's channel may hold when a job queues
+/// behind another there (and never more than the queue wait): a job sent to
+/// a busy worker starts within about this much work, so that the queue-wait
+/// promise still holds for it. 100 µs is a hundred tiny jobs, or one `sumn`
+/// of about 100 000.
+const BEHIND_BOUND: Duration = Duration::from_micros(100);
+
+/// What the pool knows of one worker process, shared by everyone who sends
+/// it jobs, its collector, the watchdog and the supervisor.
+#[derive(Debug)]
+struct WorkerState {
+    pid: u32,
+    /// Unique in the pool, unlike pids, which the kernel reuses.
+    number: u64,
+    page: StatusPage,
+    /// The sequence number of its next job.
+    next_seq: AtomicU64,
+    /// Jobs whose reply the collector takes, by sequence number; `None` once
+    /// the collector has seen the worker die and dealt with them, so that a
+    /// late sender knows its job will not be.
+    pending: Mutex<Option<HashMap<u64, dispatch::Pending>>>,
+    /// Raised by the watchdog before it has the worker killed for running
+    /// past the job timeout, so that its end is logged as that.
     timed_out: AtomicBool,
     /// Raised when the fork server died: the worker died with it.
     orphaned: AtomicBool,
-    /// When its job in flight runs out of time, for the watchdog.
-    deadline: Deadline,
     exit: Mutex<Option<Exit>>,
     reported: Condvar,
 }
 
-impl WorkerEnd {
+impl WorkerState {
     fn report(&self, exit: Exit) {
         *self.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit);
         self.reported.notify_all();
-    }
-
-    fn has_ended(&self) -> bool {
-        self.exit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
     }
 
     /// How the worker ended, waiting at most `within` for the report.
@@ -114,29 +129,34 @@ impl WorkerEnd {
     }
 }
 
-/// The pool's end of one worker.
+/// The way to send one worker jobs. Only the directory holds it for long
+/// (a sender holds it for the length of a send), so that taking it out of
+/// the directory closes the worker's job channel once the last send is
+/// through: the worker then runs what is already in its channel and exits.
+/// That is how a worker is retired.
 #[derive(Debug)]
-struct WorkerHandle {
-    pid: u32,
-    jobs: IpcSender<Job>,
-    replies: IpcReceiver<WorkerReply>,
-    /// Jobs it has answered, for recycling.
-    served: u64,
-    end: Arc<WorkerEnd>,
+struct Route {
+    worker: Arc<WorkerState>,
+    jobs: IpcSender<ToWorker>,
+    /// Jobs sent to it, for recycling.
+    sent: AtomicU64,
 }
 
-/// What the runners and the supervisor share.
+/// What the senders, the collectors, the watchdog and the supervisor share.
 #[derive(Debug)]
 struct Shared {
-    /// Workers that no runner holds yet. Unbounded only in type: it never
-    /// holds more than the workers alive.
-    idle: Receiver<WorkerHandle>,
-    give_back: Sender<WorkerHandle>,
-    /// Pids of the workers alive, with their end records.
-    alive: Mutex<HashMap<u32, Arc<WorkerEnd>>>,
+    /// The workers that take jobs now.
+    directory: RwLock<Vec<Arc<Route>>>,
+    /// Where the next look for a worker with room starts, so that jobs
+    /// spread over the workers.
+    rotor: AtomicUsize,
+    /// Every worker alive (retired ones too, until they exit), by pid.
+    alive: Mutex<HashMap<u32, Arc<WorkerState>>>,
+    next_worker: AtomicU64,
+    mailboxes: Mailboxes,
+    queue: Queue,
+    collectors: Mutex<Vec<JoinHandle<()>>>,
     stopping: AtomicBool,
-    /// Runners waiting for an idle worker for a job they claimed.
-    wanting: AtomicUsize,
     /// Raised while there is no fork server (it died; a new one is
     /// starting): jobs are refused at once as pool-down.
     down: AtomicBool,
@@ -145,11 +165,12 @@ struct Shared {
     /// The fork server's pid, for diagnostics and tests.
     fork_server_pid: AtomicU32,
     stats: Arc<Stats>,
-    queue_wait: Duration,
     job_timeout: Option<Duration>,
     recycle_after: Option<u64>,
-    /// What job deadlines count from.
-    epoch: Instant,
+    /// What a job will cost, to decide whether it may queue behind others.
+    costs: StepCosts,
+    /// [`BEHIND_BOUND`], or the queue wait if that is shorter, in ns.
+    behind_ns: u64,
 }
 
 impl Shared {
@@ -167,24 +188,37 @@ impl Shared {
             reason: "the worker pool's fork server died; a new one is starting".into(),
         }
     }
+
+    /// How many workers take jobs now.
+    fn directory_len(&self) -> usize {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Takes a worker out of the directory: no job is sent to it any more.
+    fn retire(&self, worker: &WorkerState) {
+        self.directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|route| route.worker.number != worker.number);
+    }
 }
 
-/// K worker processes, the runners that do their round trips, the queue in
-/// front of them, and the supervisor with its fork server behind them.
+/// K worker processes, the queue in front of them, the collectors and the
+/// watchdog beside them, and the supervisor with its fork server behind them.
 #[derive(Debug)]
 pub(crate) struct Procs {
     shared: Arc<Shared>,
-    queue: Arc<Queue>,
     supervisor: Option<JoinHandle<()>>,
-    runners: Vec<JoinHandle<()>>,
     /// Kills workers whose job runs past the job timeout; none without one.
     watchdog: Option<Watchdog>,
 }
 
 impl Procs {
     /// Starts the supervisor (which starts the fork server and asks it for
-    /// `config.workers` workers) and the runners, and waits until the
-    /// workers are all up.
+    /// `config.workers` workers) and waits until the workers are all up.
     pub(crate) fn start(config: &StrategyConfig, stats: &Arc<Stats>) -> Result<Self, StartError> {
         // Workers are the fork server's children; if it dies, they die with
         // it and would be re-parented to init, which in a container may
@@ -192,48 +226,37 @@ impl Procs {
         // the supervisor reaps them by pid.
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| StartError::os("could not become a child subreaper", e))?;
-        let (give_back, idle) = crossbeam_channel::unbounded();
+        let behind = BEHIND_BOUND.min(config.queue_wait);
         let shared = Arc::new(Shared {
-            idle,
-            give_back,
+            directory: RwLock::new(Vec::new()),
+            rotor: AtomicUsize::new(0),
             alive: Mutex::new(HashMap::new()),
+            next_worker: AtomicU64::new(1),
+            mailboxes: Mailboxes::default(),
+            queue: Queue::start(config.queue, config.queue_wait, stats)?,
+            collectors: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
-            wanting: AtomicUsize::new(0),
             down: AtomicBool::new(true),
             commands: Mutex::new(None),
             fork_server_pid: AtomicU32::new(0),
             stats: Arc::clone(stats),
-            queue_wait: config.queue_wait,
             job_timeout: config.job_timeout,
             recycle_after: config.recycle_after,
-            epoch: Instant::now(),
+            // Timed as a worker runs jobs: with no deadline to check.
+            costs: StepCosts::calibrate(&Cancel::never()),
+            behind_ns: u64::try_from(behind.as_nanos()).unwrap_or(u64::MAX),
         });
-        let queue = Arc::new(Queue::start(config.queue, config.queue_wait, stats)?);
-        let supervisor = supervisor::Supervisor::start(&shared, &queue, config.workers)?;
+        let supervisor = supervisor::Supervisor::start(&shared, config.workers)?;
         let mut procs = Procs {
             shared,
-            queue,
             supervisor: Some(supervisor),
-            runners: Vec::with_capacity(config.workers),
             watchdog: None,
         };
         if let Some(limit) = config.job_timeout {
             procs.watchdog = Some(Watchdog::start(&procs.shared, limit)?);
         }
-        for index in 0..config.workers {
-            let shared = Arc::clone(&procs.shared);
-            let taker = procs.queue.taker();
-            let runner = std::thread::Builder::new()
-                .name(format!("offload-runner-{index}"))
-                .spawn(move || shared.run_runner(&taker))
-                .map_err(|e| StartError::os("could not start a runner thread", e))?;
-            procs.runners.push(runner);
-        }
-        // Ready when every worker is idle and every runner waits for a job.
         let deadline = Instant::now() + START_WAIT;
-        while procs.shared.idle.len() < config.workers
-            || procs.queue.free_workers() < config.workers
-        {
+        while procs.shared.directory_len() < config.workers {
             if Instant::now() >= deadline {
                 return Err(StartError::WorkersMissing {
                     started: procs.shared.stats.alive.load(Ordering::Relaxed),
@@ -246,44 +269,24 @@ impl Procs {
         Ok(procs)
     }
 
-    /// Runs `job`'s round trip on this thread if the caller blocks anyway
-    /// and a worker is idle with nobody ahead; otherwise queues it for a
-    /// runner. Either completes `done`. Refused at once while the pool has no
+    /// Sends `job` to a worker with room, or queues it; either completes
+    /// `done`. An `apply` caller (`Caller::Blocking`) waits for the reply on
+    /// its own mailbox, on this thread; refused at once while the pool has no
     /// fork server, and by the queue when it is full or no worker takes the
     /// job within the queue wait.
     pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
-        let shared = &*self.shared;
-        let refuse = |done: Done, err| done.complete(Err(err), Timing::default());
-        if shared.stopping.load(Ordering::Relaxed) {
-            return refuse(done, ApplyError::ShuttingDown { job });
+        match caller {
+            Caller::Blocking => self.shared.serve_here(job, done),
+            Caller::NonBlocking => self.shared.dispatch(job, done),
         }
-        if shared.down.load(Ordering::Relaxed) {
-            return refuse(done, Shared::pool_down(job));
-        }
-        // The fast path skips two thread hand-offs (to a runner and back),
-        // which cost more than a tiny job's whole round trip. Only when no
-        // job waits and no runner waits for a worker: an idle worker is
-        // theirs first, or a caller that came later would overtake them.
-        let nobody_ahead = shared.wanting.load(Ordering::Relaxed) == 0 && self.queue.looks_empty();
-        if caller == Caller::Blocking && nobody_ahead {
-            if let Some(worker) = shared.idle.try_iter().find(|w| !w.end.has_ended()) {
-                let claimed = Claimed {
-                    job,
-                    arrived: Instant::now(),
-                    done,
-                };
-                return shared.serve_here(worker, claimed);
-            }
-        }
-        self.queue.push(job, done);
     }
 
-    /// Pids of the workers alive now; only those running a job if `busy`.
+    /// Pids of the workers alive now; only those holding a job if `busy`.
     pub(crate) fn worker_pids(&self, busy: bool) -> Vec<u32> {
         let alive = self.shared.alive.lock().unwrap_or_else(|p| p.into_inner());
         let mut pids: Vec<u32> = alive
             .iter()
-            .filter(|(_, state)| !busy || state.busy.load(Ordering::Relaxed))
+            .filter(|(_, worker)| !busy || worker.page.busy())
             .map(|(pid, _)| *pid)
             .collect();
         pids.sort_unstable();
@@ -299,7 +302,7 @@ impl Procs {
     /// their callers get `ShuttingDown`.
     pub(crate) fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
-        self.queue.close();
+        self.shared.queue.close();
         for pid in self.worker_pids(true) {
             self.shared.command(Command::Kill { pid });
         }
@@ -308,20 +311,30 @@ impl Procs {
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
-        // Waiting jobs are refused; runners finish the job in hand (ended
-        // when the supervisor kills a lingering worker) and end, closing
-        // their workers' channels.
-        self.queue.close();
-        for runner in self.runners.drain(..) {
-            let _ = runner.join();
-        }
-        // Idle workers' channels close here; the supervisor closes any that
-        // arrive later, waits for every worker to be reported gone, and
-        // stops the fork server.
-        while self.shared.idle.try_recv().is_ok() {}
+        let shared = &*self.shared;
+        shared.stopping.store(true, Ordering::Relaxed);
+        // Waiting jobs are refused. Emptying the directory closes every
+        // worker's job channel: each runs what it holds and exits, which ends
+        // its collector; the supervisor waits for every worker to be
+        // reported gone (killing stragglers), and stops the fork server.
+        shared.queue.close();
+        shared
+            .directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.join();
+        }
+        self.watchdog.take();
+        let collectors: Vec<_> = shared
+            .collectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for collector in collectors {
+            let _ = collector.join();
         }
     }
 }

@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::TryRecvError;
 
+use ipc_channel::ipc::{IpcReceiver, IpcSender, IpcSharedMemory};
+
+use super::collector;
 use super::fork_server::{Command, Event, ForkServer};
+use super::status::StatusPage;
 use super::throttle::{Throttle, WINDOW};
-use super::{Shared, WorkerEnd, WorkerHandle, STOP_WAIT};
-use crate::apply::queue::Queue;
+use super::worker::{FromWorker, ToWorker};
+use super::{Route, Shared, WorkerState, STOP_WAIT};
 use crate::error::{Exit, StartError};
 
 /// How often the supervisor wakes with no news, to see to shutdown and to
@@ -30,7 +34,6 @@ const ORPHAN_REAP_WAIT: Duration = Duration::from_secs(3);
 /// The supervisor's state, owned by its thread.
 pub(super) struct Supervisor {
     shared: Arc<Shared>,
-    queue: Arc<Queue>,
     workers: usize,
     /// Workers of a dead fork server, re-parented to this process (a child
     /// subreaper), to reap by pid until the deadline.
@@ -49,12 +52,10 @@ impl Supervisor {
     /// is up.
     pub(super) fn start(
         shared: &Arc<Shared>,
-        queue: &Arc<Queue>,
         workers: usize,
     ) -> Result<JoinHandle<()>, StartError> {
         let supervisor = Supervisor {
             shared: Arc::clone(shared),
-            queue: Arc::clone(queue),
             workers,
             orphans: Vec::new(),
             lost: Throttle::default(),
@@ -115,25 +116,12 @@ impl Supervisor {
             self.reap_orphans();
             match fork_server.events.try_recv_timeout(TICK) {
                 Ok(Event::Ready { .. }) => {}
-                Ok(Event::Spawned { pid, jobs, replies }) => {
-                    let end = Arc::new(WorkerEnd::default());
-                    self.shared
-                        .alive
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(pid, Arc::clone(&end));
-                    self.shared.stats.alive.fetch_add(1, Ordering::Relaxed);
-                    let worker = WorkerHandle {
-                        pid,
-                        jobs,
-                        replies,
-                        served: 0,
-                        end,
-                    };
-                    if !self.shared.stopping.load(Ordering::Relaxed) {
-                        let _ = self.shared.give_back.send(worker);
-                    }
-                }
+                Ok(Event::Spawned {
+                    pid,
+                    jobs,
+                    replies,
+                    page,
+                }) => self.worker_started(pid, jobs, replies, page),
                 Ok(Event::Exited { pid, exit }) => self.worker_ended(pid, exit),
                 Ok(Event::SpawnFailed { reason }) => {
                     if self.spawn_failed.admit(Instant::now()) {
@@ -171,7 +159,6 @@ impl Supervisor {
     /// wait, having had the stragglers killed).
     fn stopped(&self, stop_deadline: &mut Option<Instant>) -> bool {
         let shared = &*self.shared;
-        while shared.idle.try_recv().is_ok() {}
         let alive = shared.alive.lock().unwrap_or_else(|p| p.into_inner());
         if alive.is_empty() {
             return true;
@@ -188,10 +175,82 @@ impl Supervisor {
         Instant::now() >= deadline + STOP_WAIT
     }
 
+    /// A new worker: its collector starts, and it joins the directory.
+    fn worker_started(
+        &mut self,
+        pid: u32,
+        jobs: IpcSender<ToWorker>,
+        replies: IpcReceiver<FromWorker>,
+        page: IpcSharedMemory,
+    ) {
+        let shared = &self.shared;
+        let Some(page) = StatusPage::open(page) else {
+            tracing::error!(
+                pid,
+                "a new worker process came with no usable status page; killing it"
+            );
+            shared.command(Command::Kill { pid });
+            return;
+        };
+        let worker = Arc::new(WorkerState {
+            pid,
+            number: shared.next_worker.fetch_add(1, Ordering::Relaxed),
+            page,
+            next_seq: std::sync::atomic::AtomicU64::new(1),
+            pending: std::sync::Mutex::new(Some(Default::default())),
+            timed_out: Default::default(),
+            orphaned: Default::default(),
+            exit: Default::default(),
+            reported: Default::default(),
+        });
+        shared
+            .alive
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, Arc::clone(&worker));
+        shared.stats.alive.fetch_add(1, Ordering::Relaxed);
+        match collector::start(shared, &worker, replies) {
+            Ok(handle) => {
+                let mut collectors = shared.collectors.lock().unwrap_or_else(|p| p.into_inner());
+                // The collectors of workers gone have ended: join them, so
+                // that their threads' memory is freed.
+                let (ended, running): (Vec<_>, Vec<_>) =
+                    collectors.drain(..).partition(|c| c.is_finished());
+                *collectors = running;
+                collectors.push(handle);
+                drop(collectors);
+                for collector in ended {
+                    let _ = collector.join();
+                }
+            }
+            Err(err) => {
+                // Without a collector its death would go unheard: it goes.
+                tracing::error!(pid, %err, "killing a new worker process");
+                shared.command(Command::Kill { pid });
+                return;
+            }
+        }
+        if shared.stopping.load(Ordering::Relaxed) {
+            // Dropping `jobs` closes its channel: it exits at once.
+            return;
+        }
+        shared
+            .directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(Route {
+                worker,
+                jobs,
+                sent: Default::default(),
+            }));
+        // Jobs that waited for room may go now.
+        shared.pump();
+    }
+
     /// A worker was reaped: record how, and replace it.
     fn worker_ended(&mut self, pid: u32, exit: Exit) {
         let shared = &*self.shared;
-        let Some(end) = shared
+        let Some(worker) = shared
             .alive
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -199,20 +258,14 @@ impl Supervisor {
         else {
             return;
         };
-        end.report(exit);
+        shared.retire(&worker);
+        worker.report(exit);
         shared.stats.alive.fetch_sub(1, Ordering::Relaxed);
-        // If it died idle, its handle (two descriptors) would wait in the
-        // idle queue until a runner pulled it: drop it now.
-        for worker in shared.idle.try_iter().collect::<Vec<_>>() {
-            if !worker.end.has_ended() {
-                let _ = shared.give_back.send(worker);
-            }
-        }
         if shared.stopping.load(Ordering::Relaxed) {
             return;
         }
         let now = Instant::now();
-        if end.timed_out.load(Ordering::Relaxed) {
+        if worker.timed_out.load(Ordering::Relaxed) {
             shared.stats.killed_timeout.fetch_add(1, Ordering::Relaxed);
             if self.timed_out.admit(now) {
                 tracing::warn!(
@@ -255,15 +308,19 @@ impl Supervisor {
             .drain()
             .collect();
         let reap_until = Instant::now() + ORPHAN_REAP_WAIT;
-        for (pid, end) in ended {
+        shared
+            .directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        for (pid, worker) in ended {
             self.orphans
                 .push((nix::unistd::Pid::from_raw(pid as i32), reap_until));
-            end.orphaned.store(true, Ordering::Relaxed);
-            end.report(Exit::Unknown);
+            worker.orphaned.store(true, Ordering::Relaxed);
+            worker.report(Exit::Unknown);
             shared.stats.alive.fetch_sub(1, Ordering::Relaxed);
         }
-        while shared.idle.try_recv().is_ok() {}
-        self.queue.fail_all(Shared::pool_down);
+        shared.queue.fail_all(Shared::pool_down);
     }
 
     /// Starts a new fork server, trying again every second until one starts

@@ -1,41 +1,128 @@
 //! A worker process: receives jobs on its channel, runs them, replies.
 //!
-//! It is forked by the fork server and holds exactly two channel ends: the
-//! receiving end of its job channel and the sending end of its reply channel.
-//! When the pool drops the other ends, or when the fork server dies, it exits.
+//! It is forked by the fork server and holds its job channel's receiving
+//! end, the sending end of its own reply channel (read by the pool's
+//! collector thread for this worker), and its status page. A job names
+//! where its reply goes: the collector, or the mailbox of the thread that
+//! sent it, whose channel the worker is given the first time that mailbox
+//! sends it a job. When the pool drops its end of the job channel, or when
+//! the fork server dies, it exits.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
+use super::status::{monotonic_ns, Load, StatusPage};
 use crate::apply::run::panic_message;
 use crate::job::{Answer, Cancel, Job};
 
 /// A worker's reply: the answer, or the message of the panic the job raised.
 pub(crate) type WorkerReply = Result<Answer, String>;
 
+/// One job sent to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ToWorker {
+    pub(crate) job: Job,
+    /// Its slot in the status page, and its sequence number there.
+    pub(crate) slot: u8,
+    pub(crate) seq: u64,
+    /// The room it took in the load word, given back when it ends.
+    pub(crate) load: Load,
+    /// Its time limit in nanoseconds, counted from its start; 0 for none.
+    pub(crate) limit_ns: u64,
+    pub(crate) reply_to: ReplyTo,
+}
+
+/// Where a job's reply goes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ReplyTo {
+    /// The worker's own reply channel, read by the pool's collector.
+    Collector,
+    /// A caller's mailbox; its channel comes with its first job here.
+    Mailbox {
+        id: u64,
+        channel: Option<IpcSender<FromWorker>>,
+    },
+}
+
+/// A reply, with the sequence number of the job it answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct FromWorker {
+    pub(crate) seq: u64,
+    pub(crate) reply: WorkerReply,
+}
+
 /// The worker's life: serve jobs until the job channel closes, then exit.
 /// Never returns.
 pub(crate) fn serve(
-    jobs: IpcReceiver<Job>,
-    replies: IpcSender<WorkerReply>,
+    jobs: IpcReceiver<ToWorker>,
+    replies: IpcSender<FromWorker>,
+    page: StatusPage,
     fork_server: Pid,
 ) -> ! {
     die_with_parent(fork_server);
     let _ = nix::sys::prctl::set_name(c"ysum-worker");
     // Jobs in a worker have no deadline of their own: a job that runs too
-    // long is killed with its process by the pool.
+    // long is killed with its process by the pool's watchdog.
     let cancel = Cancel::never();
-    while let Ok(job) = jobs.recv() {
+    // Bounded by the mailboxes the pool ever made, which is bounded by its
+    // callers at once.
+    let mut mailboxes: HashMap<u64, IpcSender<FromWorker>> = HashMap::new();
+    while let Ok(message) = jobs.recv() {
+        let ToWorker {
+            job,
+            slot,
+            seq,
+            load,
+            limit_ns,
+            reply_to,
+        } = message;
+        let slot = usize::from(slot);
+        if let ReplyTo::Mailbox {
+            id,
+            channel: Some(channel),
+        } = &reply_to
+        {
+            mailboxes.insert(*id, channel.clone());
+        }
+        let deadline = if limit_ns == 0 {
+            0
+        } else {
+            monotonic_ns().saturating_add(limit_ns).max(1)
+        };
+        if !page.start(slot, seq, deadline) {
+            // Not a job the pool queued for this worker: it cannot be
+            // trusted any more.
+            exit_now(2);
+        }
         let reply = match catch_unwind(AssertUnwindSafe(|| job.run(&cancel))) {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(stop)) => Err(format!("stopped at a yield point: {stop:?}")),
             Err(payload) => Err(panic_message(payload.as_ref())),
         };
-        if replies.send(reply).is_err() {
-            break;
+        if !page.finish(slot, seq, load) {
+            // The watchdog claimed the job: its caller is told it timed out,
+            // and this process is about to be killed.
+            exit_now(0);
+        }
+        let reply = FromWorker { seq, reply };
+        match reply_to {
+            ReplyTo::Collector => {
+                if replies.send(reply).is_err() {
+                    break;
+                }
+            }
+            ReplyTo::Mailbox { id, .. } => {
+                // A mailbox gone means the pool is going.
+                let sent = mailboxes.get(&id).map(|to| to.send(reply).is_ok());
+                if sent != Some(true) {
+                    mailboxes.remove(&id);
+                }
+            }
         }
     }
     exit_now(0)

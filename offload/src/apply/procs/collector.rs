@@ -1,0 +1,51 @@
+//! A worker's collector: the one thread that reads the worker's own reply
+//! channel, for the jobs whose sender does not wait on a mailbox (`submit`'s
+//! from an event loop, and those that waited in the queue). It completes
+//! each job's `Done` as its reply comes, and sends the worker a waiting job
+//! as soon as it has room.
+//!
+//! Its channel's EOF is how the pool hears at once that the worker is gone
+//! (exited when retired, killed, or dead): it then deals with every job it
+//! was still to answer, and ends.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ipc_channel::ipc::IpcReceiver;
+use ipc_channel::IpcError;
+
+use super::fork_server::Command;
+use super::worker::FromWorker;
+use super::{Shared, WorkerState};
+use crate::error::StartError;
+
+/// Starts the collector of `worker`, reading `replies`.
+pub(super) fn start(
+    shared: &Arc<Shared>,
+    worker: &Arc<WorkerState>,
+    replies: IpcReceiver<FromWorker>,
+) -> Result<JoinHandle<()>, StartError> {
+    let (shared, worker) = (Arc::clone(shared), Arc::clone(worker));
+    std::thread::Builder::new()
+        .name(format!("offload-collector-{}", worker.pid))
+        .spawn(move || collect(&shared, &worker, &replies))
+        .map_err(|e| StartError::os("could not start a worker's collector thread", e))
+}
+
+fn collect(shared: &Shared, worker: &WorkerState, replies: &IpcReceiver<FromWorker>) {
+    loop {
+        match replies.recv() {
+            Ok(reply) => shared.collected(worker, reply),
+            Err(IpcError::SerializationError(err)) => {
+                // A garbled reply means the worker cannot be trusted: retire
+                // and kill it; its jobs are dealt with at the EOF that
+                // follows.
+                tracing::error!(pid = worker.pid, %err, "unreadable reply from a worker process; killing it");
+                shared.retire(worker);
+                shared.command(Command::Kill { pid: worker.pid });
+            }
+            Err(IpcError::Disconnected | IpcError::Io(_)) => break,
+        }
+    }
+    shared.worker_gone(worker);
+}

@@ -1,0 +1,396 @@
+//! Sending a job to a worker, and what its sender does until it is
+//! answered: the whole of `procs`' work for a job. Whatever happens
+//! (answer, timeout, worker lost, no worker, shutdown), the job's `Done` is
+//! completed once, here or by the worker's collector.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_channel::IpcError;
+
+use super::fork_server::Command;
+use super::status::{Fate, Load};
+use super::worker::{FromWorker, ReplyTo, ToWorker, WorkerReply};
+use super::{Route, Shared, WorkerState, EXIT_REPORT_WAIT};
+use crate::apply::done::Done;
+use crate::apply::Timing;
+use crate::error::ApplyError;
+use crate::job::{Answer, Job};
+
+/// A job with room reserved for it in a worker's channel and a slot in its
+/// status page, about to be sent.
+#[derive(Debug)]
+pub(super) struct Ticket {
+    route: Arc<Route>,
+    slot: usize,
+    seq: u64,
+    load: Load,
+}
+
+/// A job sent to a worker whose reply the collector takes.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    job: Job,
+    done: Done,
+    slot: usize,
+    queue_wait: Duration,
+    sent_at: Instant,
+}
+
+impl Shared {
+    /// An `apply` caller's job: sent from this thread to a worker with room,
+    /// the reply awaited on this thread's mailbox; queued if no worker has
+    /// room, or if other jobs wait already (they were first).
+    pub(super) fn serve_here(&self, job: Job, done: Done) {
+        let arrived = Instant::now();
+        loop {
+            if let Some(err) = self.refusal(job) {
+                return done.complete(Err(err), Timing::default());
+            }
+            let ticket = if self.queue.looks_empty() {
+                self.reserve(job)
+            } else {
+                None
+            };
+            let Some(ticket) = ticket else {
+                return self.enqueue(job, done);
+            };
+            let mut mailbox = self.mailboxes.take(self);
+            let worker = Arc::clone(&ticket.route.worker);
+            let Ok(reply_to) = mailbox.reply_to(worker.number) else {
+                // No channel to be had (out of descriptors): the collector
+                // can take the reply instead.
+                self.mailboxes.give_back(mailbox);
+                return self.send_for_collector(ticket, job, done, arrived);
+            };
+            let queue_wait = arrived.elapsed();
+            self.stats.running.fetch_add(1, Ordering::Relaxed);
+            let sent_at = Instant::now();
+            if self.send(&ticket, job, reply_to).is_err() {
+                self.stats.running.fetch_sub(1, Ordering::Relaxed);
+                mailbox.forget(worker.number);
+                self.mailboxes.give_back(mailbox);
+                self.unsend(&ticket);
+                // Dead: its replacement is on its way.
+                self.retire(&worker);
+                continue;
+            }
+            drop(ticket.route);
+            let reply = mailbox.recv(worker.number);
+            let run = sent_at.elapsed();
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            let timing = Timing {
+                queue_wait: Some(queue_wait),
+                run: Some(run),
+            };
+            match reply {
+                Ok(FromWorker { seq, reply }) if seq == ticket.seq => {
+                    self.mailboxes.give_back(mailbox);
+                    // The worker has room again: a job waiting may go now.
+                    self.pump();
+                    return done.complete(answer(job, reply), timing);
+                }
+                Ok(FromWorker { seq, .. }) => {
+                    mailbox.forget(worker.number);
+                    self.mailboxes.give_back(mailbox);
+                    let reason = format!(
+                        "worker {} answered job {seq} instead of job {}",
+                        worker.pid, ticket.seq
+                    );
+                    return done.complete(Err(self.untrusted(&worker, job, reason)), timing);
+                }
+                Err(IpcError::SerializationError(err)) => {
+                    mailbox.forget(worker.number);
+                    self.mailboxes.give_back(mailbox);
+                    let reason = format!("unreadable reply from worker {}: {err}", worker.pid);
+                    return done.complete(Err(self.untrusted(&worker, job, reason)), timing);
+                }
+                Err(IpcError::Disconnected | IpcError::Io(_)) => {
+                    mailbox.forget(worker.number);
+                    self.mailboxes.give_back(mailbox);
+                    match self.after_loss(&worker, ticket.slot, ticket.seq, job, run) {
+                        // Never started: off to another worker.
+                        None => continue,
+                        Some(err) => return done.complete(Err(err), timing),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A job whose caller does not wait (`submit`, or one sent again after
+    /// its worker died): sent to a worker with room for the collector to
+    /// answer, or queued.
+    pub(super) fn dispatch(&self, job: Job, done: Done) {
+        if let Some(err) = self.refusal(job) {
+            return done.complete(Err(err), Timing::default());
+        }
+        if self.queue.looks_empty() {
+            if let Some(ticket) = self.reserve(job) {
+                return self.send_for_collector(ticket, job, done, Instant::now());
+            }
+        }
+        self.enqueue(job, done);
+    }
+
+    /// Sends the jobs waiting in the queue to idle workers, as long as there
+    /// are both. Called by whoever sees a worker make room.
+    pub(super) fn pump(&self) {
+        while !self.queue.looks_empty() && !self.stopping.load(Ordering::Relaxed) {
+            // Room first, then the job: a job taken from the queue must have
+            // somewhere to go. A job that waited runs alone, whatever its
+            // size: the queue is for when workers are busy.
+            let Some(ticket) = self.reserve_load(Load::alone()) else {
+                return;
+            };
+            let Some(claimed) = self.queue.taker().try_take() else {
+                self.unsend(&ticket);
+                return;
+            };
+            self.send_for_collector(ticket, claimed.job, claimed.done, claimed.arrived);
+        }
+    }
+
+    /// Queues a job, then sends the front one if a worker has room: a worker
+    /// that made room just before the job was queued saw no job to take.
+    fn enqueue(&self, job: Job, done: Done) {
+        self.queue.push(job, done);
+        self.pump();
+    }
+
+    /// Why a job must be refused now, if it must.
+    fn refusal(&self, job: Job) -> Option<ApplyError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            Some(ApplyError::ShuttingDown { job })
+        } else if self.down.load(Ordering::Relaxed) {
+            Some(Shared::pool_down(job))
+        } else {
+            None
+        }
+    }
+
+    /// Reserves room for `job` on a worker: an idle one if any, else one
+    /// whose channel holds only small jobs, if `job` is small too.
+    fn reserve(&self, job: Job) -> Option<Ticket> {
+        let load = match self.costs.predict(job) {
+            Some(cost) if cost.as_nanos() <= u128::from(self.behind_ns) => {
+                Load::small(u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX))
+            }
+            _ => Load::alone(),
+        };
+        self.reserve_load(load)
+    }
+
+    fn reserve_load(&self, load: Load) -> Option<Ticket> {
+        let directory = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        let count = directory.len();
+        let start = self.rotor.fetch_add(1, Ordering::Relaxed);
+        let passes: &[bool] = if self.behind_ns == 0 {
+            &[true]
+        } else {
+            &[true, false]
+        };
+        for &idle_only in passes {
+            for i in 0..count {
+                let route = &directory[start.wrapping_add(i) % count];
+                let page = &route.worker.page;
+                if page.reserve(load, idle_only, self.behind_ns) {
+                    let seq = route.worker.next_seq.fetch_add(1, Ordering::Relaxed);
+                    let slot = page.occupy(seq);
+                    let route = Arc::clone(route);
+                    drop(directory);
+                    self.count_sent(&route);
+                    return Some(Ticket {
+                        route,
+                        slot,
+                        seq,
+                        load,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Counts a job sent to `route`, and retires the worker once it has been
+    /// sent as many as `recycle_after`: it runs those and exits, and the
+    /// supervisor replaces it.
+    fn count_sent(&self, route: &Route) {
+        let sent = route.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.recycle_after == Some(sent) {
+            self.stats.recycled.fetch_add(1, Ordering::Relaxed);
+            self.retire(&route.worker);
+        }
+    }
+
+    fn send(&self, ticket: &Ticket, job: Job, reply_to: ReplyTo) -> Result<(), IpcError> {
+        let limit_ns = self.job_timeout.map_or(0, |limit| {
+            u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        ticket.route.jobs.send(ToWorker {
+            job,
+            // Fewer than 256 slots: see `status::SLOTS`.
+            slot: ticket.slot as u8,
+            seq: ticket.seq,
+            load: ticket.load,
+            limit_ns,
+            reply_to,
+        })
+    }
+
+    /// Undoes a reservation whose job was not sent.
+    fn unsend(&self, ticket: &Ticket) {
+        let page = &ticket.route.worker.page;
+        page.vacate(ticket.slot, ticket.seq);
+        page.release(ticket.load);
+    }
+
+    /// Sends a job whose reply the worker's collector will take and complete.
+    fn send_for_collector(&self, ticket: Ticket, job: Job, done: Done, arrived: Instant) {
+        let worker = Arc::clone(&ticket.route.worker);
+        let pending = Pending {
+            job,
+            done,
+            slot: ticket.slot,
+            queue_wait: arrived.elapsed(),
+            sent_at: Instant::now(),
+        };
+        // Recorded before it is sent, so that the collector knows it when the
+        // reply comes; refused if the collector has already seen the worker
+        // die, in which case this one is not sent at all.
+        let refused = {
+            let mut table = worker.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match table.as_mut() {
+                Some(table) => {
+                    table.insert(ticket.seq, pending);
+                    None
+                }
+                None => Some(pending),
+            }
+        };
+        if let Some(pending) = refused {
+            self.unsend(&ticket);
+            self.retire(&worker);
+            return self.dispatch(pending.job, pending.done);
+        }
+        self.stats.running.fetch_add(1, Ordering::Relaxed);
+        if self.send(&ticket, job, ReplyTo::Collector).is_ok() {
+            return;
+        }
+        // Dead. If the collector has not taken the job back yet, it is this
+        // thread's to place again.
+        let taken = worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|table| table.remove(&ticket.seq));
+        if let Some(pending) = taken {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            self.unsend(&ticket);
+            self.retire(&worker);
+            self.dispatch(pending.job, pending.done);
+        }
+    }
+
+    /// The collector's side: completes the job that `reply` answers.
+    pub(super) fn collected(&self, worker: &WorkerState, reply: FromWorker) {
+        let pending = worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|table| table.remove(&reply.seq));
+        // The worker has room again: a job waiting may go now.
+        self.pump();
+        if let Some(pending) = pending {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            let timing = Timing {
+                queue_wait: Some(pending.queue_wait),
+                run: Some(pending.sent_at.elapsed()),
+            };
+            pending
+                .done
+                .complete(answer(pending.job, reply.reply), timing);
+        }
+    }
+
+    /// The collector's side, once its worker is gone: every job it was to
+    /// answer is sent again (never started) or completed with what happened.
+    pub(super) fn worker_gone(&self, worker: &WorkerState) {
+        let table = worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        let mut jobs: Vec<(u64, Pending)> = table.into_iter().collect();
+        jobs.sort_unstable_by_key(|(seq, _)| *seq);
+        for (seq, pending) in jobs {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            let run = pending.sent_at.elapsed();
+            match self.after_loss(worker, pending.slot, seq, pending.job, run) {
+                None => self.dispatch(pending.job, pending.done),
+                Some(err) => {
+                    let timing = Timing {
+                        queue_wait: Some(pending.queue_wait),
+                        run: Some(run),
+                    };
+                    pending.done.complete(Err(err), timing);
+                }
+            }
+        }
+    }
+
+    /// What to tell the sender of job `seq` in `slot` of a worker that died
+    /// before answering it; `None` if it never started and may be sent
+    /// again.
+    fn after_loss(
+        &self,
+        worker: &WorkerState,
+        slot: usize,
+        seq: u64,
+        job: Job,
+        elapsed: Duration,
+    ) -> Option<ApplyError> {
+        let fate = worker.page.fate(slot, seq);
+        if self.stopping.load(Ordering::Relaxed) {
+            return Some(ApplyError::ShuttingDown { job });
+        }
+        match fate {
+            Fate::NeverStarted => None,
+            Fate::Killed => Some(ApplyError::Timeout { job, elapsed }),
+            Fate::Started => {
+                let exit = worker.wait(EXIT_REPORT_WAIT);
+                if worker.orphaned.load(Ordering::Relaxed) {
+                    return Some(ApplyError::PoolDown {
+                        job,
+                        reason: format!(
+                            "the worker pool's fork server died, and worker {} with it",
+                            worker.pid
+                        ),
+                    });
+                }
+                Some(ApplyError::WorkerLost {
+                    job,
+                    pid: worker.pid,
+                    exit,
+                })
+            }
+        }
+    }
+
+    /// A worker that sent something unreadable cannot be trusted: it is
+    /// retired and killed.
+    fn untrusted(&self, worker: &WorkerState, job: Job, reason: String) -> ApplyError {
+        self.retire(worker);
+        self.command(Command::Kill { pid: worker.pid });
+        ApplyError::PoolDown { job, reason }
+    }
+}
+
+/// A worker's reply as the job's result.
+fn answer(job: Job, reply: WorkerReply) -> Result<Answer, ApplyError> {
+    reply.map_err(|message| ApplyError::JobPanicked { job, message })
+}
