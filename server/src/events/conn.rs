@@ -388,7 +388,7 @@ impl Conn {
         self.jobs += 1;
         let token = self.token;
         let completions = env.completions.clone();
-        let waker = Arc::clone(env.waker);
+        let doorbell = Arc::clone(env.doorbell);
         let (peer, began) = (self.peer, Instant::now());
         // Runs on whichever thread learns the result (this one, under inline
         // and exclusive). A failed send means the reactor is gone, and with
@@ -404,7 +404,7 @@ impl Conn {
                 cut,
             };
             if completions.send(completion).is_ok() {
-                let _ = waker.wake();
+                doorbell.ring();
             }
         });
     }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use mio::{Token, Waker};
+use mio::Token;
 use offload::Strategy;
 
+use super::doorbell::Doorbell;
 use super::output::Seq;
 use crate::config::Config;
 use crate::counts::ConnectionCounts;
@@ -39,7 +40,7 @@ pub(super) struct Env<'a> {
     pub(super) completions: &'a Sender<Completion>,
     /// Wakes the reactor's poll when a completion arrives from another
     /// thread.
-    pub(super) waker: &'a Arc<Waker>,
+    pub(super) doorbell: &'a Arc<Doorbell>,
     /// Connection counters and uptime, for `stats`.
     pub(super) counts: &'a ConnectionCounts,
 }

@@ -36,6 +36,7 @@
 
 mod admit;
 mod conn;
+mod doorbell;
 mod env;
 mod grace;
 mod output;
@@ -56,6 +57,7 @@ use crate::config::Config;
 use crate::counts::ConnectionCounts;
 use crate::shutdown::{Shutdown, Stopped, CUT_TIME};
 use conn::Conn;
+use doorbell::Doorbell;
 use env::{Completion, Env};
 use grace::cut_short_after_grace;
 
@@ -110,7 +112,7 @@ struct Link<'a> {
     strategy: &'a Strategy,
     config: &'a Config,
     completions: crossbeam_channel::Sender<Completion>,
-    waker: Arc<Waker>,
+    doorbell: Arc<Doorbell>,
     counts: &'a ConnectionCounts,
 }
 
@@ -121,7 +123,7 @@ impl Link<'_> {
             config: self.config,
             stopping,
             completions: &self.completions,
-            waker: &self.waker,
+            doorbell: &self.doorbell,
             counts: self.counts,
         }
     }
@@ -162,7 +164,7 @@ pub fn run(
             strategy,
             config,
             completions,
-            waker,
+            doorbell: Arc::new(Doorbell::new(waker)),
             counts,
         },
         config,
@@ -219,6 +221,9 @@ impl Reactor<'_> {
             if self.grace_ends.is_none() && self.shutdown.is_triggered() {
                 self.begin_shutdown();
             }
+            // Before any look at the completions: a ring from now on wakes
+            // the next poll.
+            self.link.doorbell.answer();
             let mut ready: Vec<Token> = std::mem::take(&mut self.again);
             let mut accept = self.retry_accept_at.is_some_and(|at| Instant::now() >= at);
             for event in events.iter() {
