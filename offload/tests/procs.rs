@@ -244,13 +244,12 @@ fn kill_busy_worker_20_times() {
     );
 }
 
-/// Every submission to the pool completes exactly once, on a runner thread,
+/// Every submission to the pool completes exactly once, on a collector thread,
 /// without `submit` ever blocking: answered, busy (queue full), timed out,
 /// worker lost, and refused or cut short at shutdown.
 fn submit_completes_exactly_once() {
     let strategy = pool(|c| {
-        // Room for the first three at once (runners may not have taken any
-        // yet), and for three waiting later.
+        // Room for three waiting later.
         c.queue = 3;
         c.job_timeout = Some(Duration::from_millis(300));
     });

@@ -29,8 +29,8 @@ fn busy_at_the_queue_wait_threads(io: Io) {
     busy_at_the_queue_wait(io, "threads");
 }
 
-/// The same under `--apply procs`, where the job used to wait for a runner
-/// thread and then run.
+/// The same under `--apply procs`, where the job waits in the queue until a
+/// worker process has room.
 fn busy_at_the_queue_wait_procs(io: Io) {
     busy_at_the_queue_wait(io, "procs");
 }

@@ -5,7 +5,7 @@
 //! caller's callback, and [`Strategy::apply`] wraps a one-slot reply
 //! (`reply.rs`) that its thread then waits on. A flavor completes the `Done` wherever the
 //! result becomes known (the caller's thread, a worker thread, a `procs`
-//! runner). If a `Done` is dropped instead — a queued task thrown away while
+//! collector). If a `Done` is dropped instead — a queued task thrown away while
 //! the strategy stops — its `Drop` completes it with
 //! [`ApplyError::ShuttingDown`], so no submission is ever lost silently.
 //!

@@ -322,8 +322,9 @@ impl Strategy {
     ///   `exclusive` does not wait for its token: if another thread holds it,
     ///   the job is [`ApplyError::Busy`] at once.
     /// - `threads`: on the worker thread that ran the job.
-    /// - `procs`: on the pool's runner thread that did the round trip to the
-    ///   worker process, including when the job timed out or the worker died.
+    /// - `procs`: on the collector thread of the worker process that ran the
+    ///   job, including when the job timed out or the worker died (a job
+    ///   queued behind it that never started goes to another worker).
     /// - with [`StrategyConfig::inline_below`], a job predicted to run below
     ///   the threshold runs on this thread, as under `inline`, whatever the
     ///   strategy; an event loop stalls at most that long for it.

@@ -1,4 +1,5 @@
-//! The queue in front of a pool's workers (`threads`, and `procs`' runners),
+//! The queue in front of a pool's workers (`threads`, and `procs` when no
+//! worker process has room),
 //! which keeps the queue-wait promise: a job that no worker has taken within
 //! the queue wait is refused as busy at that moment, and never runs after.
 //!

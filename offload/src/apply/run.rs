@@ -49,7 +49,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// A place among the jobs waiting for a worker; dropping it leaves. It owns
 /// its handle on the counters, so that it can travel with a job to another
-/// thread (a `procs` runner).
+/// thread.
 #[derive(Debug)]
 pub(crate) struct Place(Arc<Stats>);
 

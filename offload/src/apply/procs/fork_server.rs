@@ -19,10 +19,11 @@
 //!  ──────────────────────────             ──────────────────────       ──────
 //!  spawn /proc/self/exe ──exec──▶          connect(one-shot name)
 //!                      ◀─events──          Ready{commands}
-//!  pool: Spawn         ─commands─▶         fork() ─────────────────▶   serve(jobs, replies)
-//!                      ◀─events──          Spawned{pid, jobs, replies}
-//!  runner: job         ─────────────────── jobs ──────────────────▶
-//!                      ◀─────────────────── replies ───────────────
+//!  pool: Spawn         ─commands─▶         fork() ─────────────────▶   serve(jobs, replies, page)
+//!                      ◀─events──          Spawned{pid, jobs, replies, page}
+//!  caller: job         ─────────────────── jobs ──────────────────▶
+//!  collector           ◀─────────────────── replies ───────────────
+//!  caller's mailbox    ◀─────────────────── its own channel ───────
 //!                      ◀─events──          waitpid: Exited{pid, exit}
 //!  events: EOF = the fork server died
 //! ```
