@@ -451,6 +451,16 @@ impl Strategy {
         }
     }
 
+    /// For each worker process running a job now, its pid and how many jobs
+    /// its channel holds, the running one included (empty unless `procs`):
+    /// for tests and diagnostics.
+    pub fn busy_worker_loads(&self) -> Vec<(u32, usize)> {
+        match &self.flavor {
+            Flavor::Procs(procs) => procs.busy_worker_loads(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The fork server's process id (`procs` only; `Some(0)` while it is
     /// being replaced).
     pub fn fork_server_pid(&self) -> Option<u32> {

@@ -121,6 +121,15 @@ impl Queue {
     /// Admits `job`, or completes `done` at once as busy (full queue, or no
     /// free worker with a queue wait of zero) or shutting down (closed).
     pub(crate) fn push(&self, job: Job, done: Done) {
+        self.push_since(job, done, Instant::now());
+    }
+
+    /// [`Queue::push`] for a job that arrived at `arrived` and has waited
+    /// elsewhere since (`procs`: in the channel of a worker that died before
+    /// starting it): its queue wait still counts from then, it is refused at
+    /// once if that is over, and it takes its place in arrival order, so that
+    /// the front job still has the earliest deadline.
+    pub(crate) fn push_since(&self, job: Job, done: Done, arrived: Instant) {
         let inner = &*self.inner;
         let mut state = inner.lock();
         let refused = if state.closed {
@@ -137,30 +146,99 @@ impl Queue {
                 job,
                 reason: BusyReason::NoneFree,
             })
+        } else if !inner.queue_wait.is_zero() && arrived.elapsed() >= inner.queue_wait {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::Waited {
+                    queue_wait: inner.queue_wait,
+                },
+            })
         } else {
             None
         };
         if let Some(err) = refused {
             drop(state);
             let timing = Timing {
-                queue_wait: Some(Duration::ZERO),
+                queue_wait: Some(arrived.elapsed()),
                 run: None,
             };
             return done.complete(Err(err), timing);
         }
-        let arrived = Instant::now();
         let deadline = (!inner.queue_wait.is_zero()).then(|| arrived + inner.queue_wait);
-        state.jobs.push_back(Waiting {
-            job,
-            arrived,
-            deadline,
-            done,
-        });
+        let place = state
+            .jobs
+            .iter()
+            .rposition(|waiting| waiting.arrived <= arrived)
+            .map_or(0, |before| before + 1);
+        state.jobs.insert(
+            place,
+            Waiting {
+                job,
+                arrived,
+                deadline,
+                done,
+            },
+        );
         inner.count(&state);
         drop(state);
+        if place == 0 {
+            // Now the front, with a deadline the timer may sleep past.
+            inner.timer.notify_one();
+        }
         // The timer is not told: it wakes by itself no later than this job's
         // deadline (see `Inner::expire`).
         inner.arrived.notify_one();
+    }
+
+    /// Returns a job a worker took with [`Taker::try_take`] but could not
+    /// place after all (`procs`: no worker process had room for it). It goes
+    /// back in arrival order, full queue or not, since it was admitted
+    /// already; its queue wait still counts from its arrival, and it is
+    /// refused at once if that is over, or if the queue is closed.
+    pub(crate) fn put_back(&self, claimed: Claimed) {
+        let inner = &*self.inner;
+        let mut state = inner.lock();
+        let Claimed { job, arrived, done } = claimed;
+        let refused = if state.closed {
+            Some(ApplyError::ShuttingDown { job })
+        } else if !inner.queue_wait.is_zero() && arrived.elapsed() >= inner.queue_wait {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::Waited {
+                    queue_wait: inner.queue_wait,
+                },
+            })
+        } else {
+            None
+        };
+        if let Some(err) = refused {
+            drop(state);
+            let timing = Timing {
+                queue_wait: Some(arrived.elapsed()),
+                run: None,
+            };
+            return done.complete(Err(err), timing);
+        }
+        let deadline = (!inner.queue_wait.is_zero()).then(|| arrived + inner.queue_wait);
+        let place = state
+            .jobs
+            .iter()
+            .rposition(|waiting| waiting.arrived <= arrived)
+            .map_or(0, |before| before + 1);
+        state.jobs.insert(
+            place,
+            Waiting {
+                job,
+                arrived,
+                deadline,
+                done,
+            },
+        );
+        inner.count(&state);
+        drop(state);
+        if place == 0 {
+            inner.timer.notify_one();
+        }
     }
 
     /// Whether no job waits now: a hint, stale as soon as it is read.
@@ -417,6 +495,43 @@ mod tests {
         // The queue is empty: a late worker waits instead of running it.
         queue.close();
         assert!(queue.taker().take().is_none());
+    }
+
+    /// A job that waited elsewhere keeps its arrival: it goes before the
+    /// jobs that came after it, and is refused when its own queue wait ends.
+    #[test]
+    fn a_job_pushed_again_keeps_its_arrival() {
+        let wait = Duration::from_millis(200);
+        let (queue, stats) = queue(8, wait);
+        let earlier = Instant::now();
+        std::thread::sleep(Duration::from_millis(100));
+        let later = push(&queue, &stats, Job::Sumn(2));
+        let (tx, again) = std::sync::mpsc::channel();
+        let done = Done::new(
+            Job::Sumn(1),
+            &stats,
+            Box::new(move |result| tx.send((result, Instant::now())).unwrap()),
+        );
+        queue.push_since(Job::Sumn(1), done, earlier);
+        let (result, at) = again.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(matches!(result, Err(ApplyError::Busy { .. })), "{result:?}");
+        let took = at - earlier;
+        assert!(
+            took >= wait && took < wait + wait / 2,
+            "refused after {took:?}"
+        );
+        assert!(later.try_recv().is_err(), "the later job is still waiting");
+        let (tx, stale) = std::sync::mpsc::channel();
+        let done = Done::new(
+            Job::Sumn(3),
+            &stats,
+            Box::new(move |result| tx.send(result).unwrap()),
+        );
+        queue.push_since(Job::Sumn(3), done, earlier);
+        assert!(
+            matches!(stale.try_recv(), Ok(Err(ApplyError::Busy { .. }))),
+            "refused at once when its wait is over"
+        );
     }
 
     /// A worker that takes the job first owns it: the timer does not refuse

@@ -45,6 +45,9 @@ impl Doorbell {
     /// must wake it again.
     pub(super) fn answer(&self) {
         self.rung.store(false, Ordering::SeqCst);
+        // The reactor's look at the completions must not be ordered before
+        // this store, or a ring between the two would be lost.
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 }
 

@@ -8,6 +8,7 @@
 //! (exited when retired, killed, or dead): it then deals with every job it
 //! was still to answer, and ends.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -39,13 +40,23 @@ fn collect(shared: &Shared, worker: &WorkerState, replies: &IpcReceiver<FromWork
             Err(IpcError::SerializationError(err)) => {
                 // A garbled reply means the worker cannot be trusted: retire
                 // and kill it; its jobs are dealt with at the EOF that
-                // follows.
+                // follows, when its slots can no longer change.
                 tracing::error!(pid = worker.pid, %err, "unreadable reply from a worker process; killing it");
                 shared.retire(worker);
                 shared.command(Command::Kill { pid: worker.pid });
             }
-            Err(IpcError::Disconnected | IpcError::Io(_)) => break,
+            Err(IpcError::Io(err)) => {
+                // Not an EOF: the worker may be alive. The same way out as a
+                // garbled reply, so that its slots are final when read.
+                tracing::error!(pid = worker.pid, %err, "a worker process's reply channel failed; killing it");
+                shared.retire(worker);
+                shared.command(Command::Kill { pid: worker.pid });
+                // Until the EOF, which the kill brings.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(IpcError::Disconnected) => break,
         }
     }
+    worker.gone.store(true, Ordering::Relaxed);
     shared.worker_gone(worker);
 }

@@ -3,7 +3,7 @@
 //! (answer, timeout, worker lost, no worker, shutdown), the job's `Done` is
 //! completed once, here or by the worker's collector.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub(super) struct Ticket {
 pub(crate) struct Pending {
     job: Job,
     done: Done,
+    /// When it was handed in, for its queue wait if it is sent again.
+    arrived: Instant,
     slot: usize,
     queue_wait: Duration,
     sent_at: Instant,
@@ -54,7 +56,7 @@ impl Shared {
                 None
             };
             let Some(ticket) = ticket else {
-                return self.enqueue(job, done);
+                return self.enqueue(job, done, arrived);
             };
             let mut mailbox = self.mailboxes.take(self);
             let worker = Arc::clone(&ticket.route.worker);
@@ -106,7 +108,16 @@ impl Shared {
                     let reason = format!("unreadable reply from worker {}: {err}", worker.pid);
                     return done.complete(Err(self.untrusted(&worker, job, reason)), timing);
                 }
-                Err(IpcError::Disconnected | IpcError::Io(_)) => {
+                Err(IpcError::Io(err)) => {
+                    // Not an EOF: the worker may still be alive and running
+                    // the job, so its slot says nothing yet.
+                    mailbox.forget(worker.number);
+                    self.mailboxes.give_back(mailbox);
+                    let reason = format!("no reply from worker {}: {err}", worker.pid);
+                    return done.complete(Err(self.untrusted(&worker, job, reason)), timing);
+                }
+                Err(IpcError::Disconnected) => {
+                    worker.gone.store(true, Ordering::Relaxed);
                     mailbox.forget(worker.number);
                     self.mailboxes.give_back(mailbox);
                     match self.after_loss(&worker, ticket.slot, ticket.seq, job, run) {
@@ -119,43 +130,57 @@ impl Shared {
         }
     }
 
-    /// A job whose caller does not wait (`submit`, or one sent again after
-    /// its worker died): sent to a worker with room for the collector to
-    /// answer, or queued.
-    pub(super) fn dispatch(&self, job: Job, done: Done) {
+    /// A job whose caller does not wait (`submit`'s, arrived now, or one
+    /// sent again after its worker died before starting it, arrived at
+    /// `arrived`): sent to a worker with room for the collector to answer,
+    /// or queued.
+    pub(super) fn dispatch(&self, job: Job, done: Done, arrived: Instant) {
         if let Some(err) = self.refusal(job) {
             return done.complete(Err(err), Timing::default());
         }
         if self.queue.looks_empty() {
             if let Some(ticket) = self.reserve(job) {
-                return self.send_for_collector(ticket, job, done, Instant::now());
+                return self.send_for_collector(ticket, job, done, arrived);
             }
         }
-        self.enqueue(job, done);
+        self.enqueue(job, done, arrived);
     }
 
     /// Sends the jobs waiting in the queue to idle workers, as long as there
     /// are both. Called by whoever sees a worker make room.
     pub(super) fn pump(&self) {
+        // Pairs with the fence in `enqueue`: either this look sees the job
+        // queued there, or that thread's look sees the room made here.
+        fence(Ordering::SeqCst);
         while !self.queue.looks_empty() && !self.stopping.load(Ordering::Relaxed) {
-            // Room first, then the job: a job taken from the queue must have
-            // somewhere to go. A job that waited runs alone, whatever its
-            // size: the queue is for when workers are busy.
-            let Some(ticket) = self.reserve_load(Load::alone()) else {
-                return;
-            };
+            // The job first, then room for it by the same rules as any job:
+            // a small one may still queue behind small ones.
             let Some(claimed) = self.queue.taker().try_take() else {
-                self.unsend(&ticket);
                 return;
             };
-            self.send_for_collector(ticket, claimed.job, claimed.done, claimed.arrived);
+            let job = claimed.job;
+            if let Some(ticket) = self.reserve(job) {
+                self.send_for_collector(ticket, job, claimed.done, claimed.arrived);
+                continue;
+            }
+            self.queue.put_back(claimed);
+            // A worker that made room while the job was out of the queue saw
+            // no job to send it: look once more, and go round again if there
+            // is room now.
+            fence(Ordering::SeqCst);
+            if !self.has_room(self.load_of(job)) {
+                return;
+            }
         }
     }
 
-    /// Queues a job, then sends the front one if a worker has room: a worker
-    /// that made room just before the job was queued saw no job to take.
-    fn enqueue(&self, job: Job, done: Done) {
-        self.queue.push(job, done);
+    /// Queues a job (its queue wait counting from `arrived`), then sends the
+    /// front one if a worker has room: a worker that made room just before
+    /// the job was queued saw no job to take.
+    fn enqueue(&self, job: Job, done: Done, arrived: Instant) {
+        self.queue.push_since(job, done, arrived);
+        // Pairs with the fence in `pump`.
+        fence(Ordering::SeqCst);
         self.pump();
     }
 
@@ -173,13 +198,25 @@ impl Shared {
     /// Reserves room for `job` on a worker: an idle one if any, else one
     /// whose channel holds only small jobs, if `job` is small too.
     fn reserve(&self, job: Job) -> Option<Ticket> {
-        let load = match self.costs.predict(job) {
+        self.reserve_load(self.load_of(job))
+    }
+
+    /// The room `job` takes in a worker's channel.
+    fn load_of(&self, job: Job) -> Load {
+        match self.costs.predict(job) {
             Some(cost) if cost.as_nanos() <= u128::from(self.behind_ns) => {
                 Load::small(u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX))
             }
             _ => Load::alone(),
-        };
-        self.reserve_load(load)
+        }
+    }
+
+    /// Whether some worker has room for a job of `load` now.
+    fn has_room(&self, load: Load) -> bool {
+        let directory = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        directory
+            .iter()
+            .any(|route| route.worker.page.has_room(load, self.behind_ns))
     }
 
     fn reserve_load(&self, load: Load) -> Option<Ticket> {
@@ -196,11 +233,10 @@ impl Shared {
                 let route = &directory[start.wrapping_add(i) % count];
                 let page = &route.worker.page;
                 if page.reserve(load, idle_only, self.behind_ns) {
-                    let seq = route.worker.next_seq.fetch_add(1, Ordering::Relaxed);
-                    let slot = page.occupy(seq);
                     let route = Arc::clone(route);
                     drop(directory);
-                    self.count_sent(&route);
+                    let seq = route.worker.next_seq.fetch_add(1, Ordering::Relaxed);
+                    let slot = route.worker.page.occupy(seq);
                     return Some(Ticket {
                         route,
                         slot,
@@ -215,7 +251,7 @@ impl Shared {
 
     /// Counts a job sent to `route`, and retires the worker once it has been
     /// sent as many as `recycle_after`: it runs those and exits, and the
-    /// supervisor replaces it.
+    /// supervisor replaces it. Only jobs that did go count.
     fn count_sent(&self, route: &Route) {
         let sent = route.sent.fetch_add(1, Ordering::Relaxed) + 1;
         if self.recycle_after == Some(sent) {
@@ -236,7 +272,9 @@ impl Shared {
             load: ticket.load,
             limit_ns,
             reply_to,
-        })
+        })?;
+        self.count_sent(&ticket.route);
+        Ok(())
     }
 
     /// Undoes a reservation whose job was not sent.
@@ -252,13 +290,16 @@ impl Shared {
         let pending = Pending {
             job,
             done,
+            arrived,
             slot: ticket.slot,
             queue_wait: arrived.elapsed(),
             sent_at: Instant::now(),
         };
-        // Recorded before it is sent, so that the collector knows it when the
-        // reply comes; refused if the collector has already seen the worker
-        // die, in which case this one is not sent at all.
+        // Counted and recorded before it is sent, so that the collector
+        // knows it when the reply comes (and never counts it out first);
+        // refused if the collector has already seen the worker die, in which
+        // case this one is not sent at all.
+        self.stats.running.fetch_add(1, Ordering::Relaxed);
         let refused = {
             let mut table = worker.pending.lock().unwrap_or_else(|p| p.into_inner());
             match table.as_mut() {
@@ -270,11 +311,11 @@ impl Shared {
             }
         };
         if let Some(pending) = refused {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
             self.unsend(&ticket);
             self.retire(&worker);
-            return self.dispatch(pending.job, pending.done);
+            return self.dispatch(pending.job, pending.done, arrived);
         }
-        self.stats.running.fetch_add(1, Ordering::Relaxed);
         if self.send(&ticket, job, ReplyTo::Collector).is_ok() {
             return;
         }
@@ -290,7 +331,7 @@ impl Shared {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
             self.unsend(&ticket);
             self.retire(&worker);
-            self.dispatch(pending.job, pending.done);
+            self.dispatch(pending.job, pending.done, arrived);
         }
     }
 
@@ -331,7 +372,7 @@ impl Shared {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
             let run = pending.sent_at.elapsed();
             match self.after_loss(worker, pending.slot, seq, pending.job, run) {
-                None => self.dispatch(pending.job, pending.done),
+                None => self.dispatch(pending.job, pending.done, pending.arrived),
                 Some(err) => {
                     let timing = Timing {
                         queue_wait: Some(pending.queue_wait),

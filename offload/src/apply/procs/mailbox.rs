@@ -8,9 +8,12 @@
 //! ends the wait at once with EOF, as the pool's own channel would.
 //!
 //! Mailboxes are pooled, not one per thread: a caller takes one for a job
-//! and gives it back with the answer. There are never more than the callers
-//! waiting at once, which bounds the channels each worker keeps open, however
-//! many threads come and go (a thread per connection, under `--io threads`).
+//! and gives it back with the answer. A caller only takes one once its job
+//! has room in a worker's channel (the others wait in the queue, and are
+//! answered through the collectors), so there are never more mailboxes than
+//! jobs in the workers' channels at once, K × `status::SLOTS` at most. That
+//! bounds the channels each worker keeps open, however many threads come and
+//! go (a thread per connection, under `--io threads`).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

@@ -108,6 +108,9 @@ struct WorkerState {
     timed_out: AtomicBool,
     /// Raised when the fork server died: the worker died with it.
     orphaned: AtomicBool,
+    /// Raised when its channel closed: it has died (or exited), though the
+    /// fork server may not have reaped it yet.
+    gone: AtomicBool,
     exit: Mutex<Option<Exit>>,
     reported: Condvar,
 }
@@ -116,6 +119,15 @@ impl WorkerState {
     fn report(&self, exit: Exit) {
         *self.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit);
         self.reported.notify_all();
+    }
+
+    /// Whether it runs a job it has started: not one whose job the watchdog
+    /// has claimed, nor one already seen dead (their pages stay as they
+    /// were).
+    fn runs_a_job(&self) -> bool {
+        self.page.running()
+            && !self.timed_out.load(Ordering::Relaxed)
+            && !self.gone.load(Ordering::Relaxed)
     }
 
     /// How the worker ended, waiting at most `within` for the report.
@@ -277,16 +289,34 @@ impl Procs {
     pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
         match caller {
             Caller::Blocking => self.shared.serve_here(job, done),
-            Caller::NonBlocking => self.shared.dispatch(job, done),
+            Caller::NonBlocking => self.shared.dispatch(job, done, Instant::now()),
         }
     }
 
-    /// Pids of the workers alive now; only those holding a job if `busy`.
+    /// Pids of the workers alive now; if `busy`, only those running a job
+    /// they have started (not one whose job the watchdog has claimed, nor
+    /// one already seen dead: their pages stay as they were).
     pub(crate) fn worker_pids(&self, busy: bool) -> Vec<u32> {
+        self.pids_where(|worker| !busy || worker.runs_a_job())
+    }
+
+    /// [`Procs::worker_pids`] of the busy ones, with the jobs each holds.
+    pub(crate) fn busy_worker_loads(&self) -> Vec<(u32, usize)> {
+        let alive = self.shared.alive.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loads: Vec<(u32, usize)> = alive
+            .iter()
+            .filter(|(_, worker)| worker.runs_a_job())
+            .map(|(pid, worker)| (*pid, worker.page.held()))
+            .collect();
+        loads.sort_unstable();
+        loads
+    }
+
+    fn pids_where(&self, keep: impl Fn(&WorkerState) -> bool) -> Vec<u32> {
         let alive = self.shared.alive.lock().unwrap_or_else(|p| p.into_inner());
         let mut pids: Vec<u32> = alive
             .iter()
-            .filter(|(_, worker)| !busy || worker.page.busy())
+            .filter(|(_, worker)| keep(worker))
             .map(|(pid, _)| *pid)
             .collect();
         pids.sort_unstable();
@@ -298,12 +328,13 @@ impl Procs {
         self.shared.fork_server_pid.load(Ordering::Relaxed)
     }
 
-    /// Refuses new jobs and the jobs waiting, and kills the busy workers;
-    /// their callers get `ShuttingDown`.
+    /// Refuses new jobs and the jobs waiting, and kills the workers that
+    /// hold any (running, or queued in their channel); their callers get
+    /// `ShuttingDown`.
     pub(crate) fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
         self.shared.queue.close();
-        for pid in self.worker_pids(true) {
+        for pid in self.pids_where(|worker| worker.page.busy()) {
             self.shared.command(Command::Kill { pid });
         }
     }

@@ -144,9 +144,19 @@ impl StatusPage {
         self.word(1 + SLOTS + slot)
     }
 
-    /// Whether the worker holds any job.
+    /// Whether the worker holds any job, queued or running.
     pub(crate) fn busy(&self) -> bool {
         self.load_word().load(Ordering::Acquire) & COUNT_MASK != 0
+    }
+
+    /// How many jobs the worker holds, queued or running.
+    pub(crate) fn held(&self) -> usize {
+        (self.load_word().load(Ordering::Acquire) & COUNT_MASK) as usize
+    }
+
+    /// Whether the worker has started a job that has not ended.
+    pub(crate) fn running(&self) -> bool {
+        (0..SLOTS).any(|slot| self.state(slot).load(Ordering::Acquire) & 3 == RUNNING)
     }
 
     /// Reserves room for a job of `load`: on an idle worker only if
@@ -163,6 +173,11 @@ impl StatusPage {
                 fits.then_some(held + load.0)
             })
             .is_ok()
+    }
+
+    /// Whether [`StatusPage::reserve`] would find room for `load` now.
+    pub(crate) fn has_room(&self, load: Load, bound_ns: u64) -> bool {
+        load.fits(self.load_word().load(Ordering::Acquire), bound_ns)
     }
 
     /// Gives back room reserved for a job that was never sent, or that the
@@ -354,7 +369,9 @@ mod tests {
         let slot = page.occupy(7);
         assert_eq!(page.fate(slot, 7), Fate::NeverStarted);
         assert!(!page.start(slot, 8, 0), "not its job");
+        assert!(page.busy() && !page.running(), "sent, not started");
         assert!(page.start(slot, 7, 0));
+        assert!(page.running());
         assert_eq!(page.fate(slot, 7), Fate::Started);
         assert!(page.finish(slot, 7, load));
         assert!(!page.busy());

@@ -200,6 +200,7 @@ impl Supervisor {
             pending: std::sync::Mutex::new(Some(Default::default())),
             timed_out: Default::default(),
             orphaned: Default::default(),
+            gone: Default::default(),
             exit: Default::default(),
             reported: Default::default(),
         });

@@ -79,15 +79,18 @@ fn watch(shared: &Shared, limit: Duration, stop: &(Mutex<bool>, Condvar)) {
             .iter()
         {
             match worker.page.claim_overdue(now) {
-                Ok(true) => due.push((*pid, Arc::clone(worker))),
+                Ok(true) => {
+                    // Raised at once, before the worker can see the claim
+                    // and exit: the supervisor then logs its end as a
+                    // timeout kill, not as a lost worker or a clean exit.
+                    worker.timed_out.store(true, Ordering::Relaxed);
+                    due.push((*pid, Arc::clone(worker)));
+                }
                 Ok(false) => {}
                 Err(at) => next = next.min(at),
             }
         }
-        for (pid, worker) in due {
-            // Raised before the kill, so that the supervisor logs the end
-            // as a timeout kill, not as a lost worker.
-            worker.timed_out.store(true, Ordering::Relaxed);
+        for (pid, _) in due {
             shared.command(Command::Kill { pid });
         }
         let sleep = Duration::from_nanos(next.saturating_sub(now));
