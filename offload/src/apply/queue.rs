@@ -121,7 +121,7 @@ impl Queue {
     /// Admits `job`, or completes `done` at once as busy (full queue, or no
     /// free worker with a queue wait of zero) or shutting down (closed).
     pub(crate) fn push(&self, job: Job, done: Done) {
-        self.push_since(job, done, Instant::now());
+        self.admit(job, done, Instant::now(), Admit::New);
     }
 
     /// [`Queue::push`] for a job that arrived at `arrived` and has waited
@@ -130,64 +130,7 @@ impl Queue {
     /// once if that is over, and it takes its place in arrival order, so that
     /// the front job still has the earliest deadline.
     pub(crate) fn push_since(&self, job: Job, done: Done, arrived: Instant) {
-        let inner = &*self.inner;
-        let mut state = inner.lock();
-        let refused = if state.closed {
-            Some(ApplyError::ShuttingDown { job })
-        } else if state.jobs.len() >= inner.capacity {
-            Some(ApplyError::Busy {
-                job,
-                reason: BusyReason::QueueFull {
-                    queued: state.jobs.len(),
-                },
-            })
-        } else if inner.queue_wait.is_zero() && state.free_workers <= state.jobs.len() {
-            Some(ApplyError::Busy {
-                job,
-                reason: BusyReason::NoneFree,
-            })
-        } else if !inner.queue_wait.is_zero() && arrived.elapsed() >= inner.queue_wait {
-            Some(ApplyError::Busy {
-                job,
-                reason: BusyReason::Waited {
-                    queue_wait: inner.queue_wait,
-                },
-            })
-        } else {
-            None
-        };
-        if let Some(err) = refused {
-            drop(state);
-            let timing = Timing {
-                queue_wait: Some(arrived.elapsed()),
-                run: None,
-            };
-            return done.complete(Err(err), timing);
-        }
-        let deadline = (!inner.queue_wait.is_zero()).then(|| arrived + inner.queue_wait);
-        let place = state
-            .jobs
-            .iter()
-            .rposition(|waiting| waiting.arrived <= arrived)
-            .map_or(0, |before| before + 1);
-        state.jobs.insert(
-            place,
-            Waiting {
-                job,
-                arrived,
-                deadline,
-                done,
-            },
-        );
-        inner.count(&state);
-        drop(state);
-        if place == 0 {
-            // Now the front, with a deadline the timer may sleep past.
-            inner.timer.notify_one();
-        }
-        // The timer is not told: it wakes by itself no later than this job's
-        // deadline (see `Inner::expire`).
-        inner.arrived.notify_one();
+        self.admit(job, done, arrived, Admit::Late);
     }
 
     /// Returns a job a worker took with [`Taker::try_take`] but could not
@@ -196,12 +139,31 @@ impl Queue {
     /// already; its queue wait still counts from its arrival, and it is
     /// refused at once if that is over, or if the queue is closed.
     pub(crate) fn put_back(&self, claimed: Claimed) {
+        self.admit(claimed.job, claimed.done, claimed.arrived, Admit::Again);
+    }
+
+    /// Queues a job that arrived at `arrived`, in arrival order, or
+    /// completes it at once with why not.
+    fn admit(&self, job: Job, done: Done, arrived: Instant, how: Admit) {
+        let again = how == Admit::Again;
         let inner = &*self.inner;
         let mut state = inner.lock();
-        let Claimed { job, arrived, done } = claimed;
+        let waited_out = !inner.queue_wait.is_zero() && arrived.elapsed() >= inner.queue_wait;
         let refused = if state.closed {
             Some(ApplyError::ShuttingDown { job })
-        } else if !inner.queue_wait.is_zero() && arrived.elapsed() >= inner.queue_wait {
+        } else if !again && state.jobs.len() >= inner.capacity {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::QueueFull {
+                    queued: state.jobs.len(),
+                },
+            })
+        } else if !again && inner.queue_wait.is_zero() && state.free_workers <= state.jobs.len() {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::NoneFree,
+            })
+        } else if waited_out {
             Some(ApplyError::Busy {
                 job,
                 reason: BusyReason::Waited {
@@ -236,9 +198,14 @@ impl Queue {
         );
         inner.count(&state);
         drop(state);
-        if place == 0 {
+        // A job that arrives now goes last, and the timer is not told: it
+        // wakes by itself no later than this job's deadline (see
+        // `Inner::expire`). One that arrived earlier may have become the
+        // front, with a deadline the timer would sleep past.
+        if how != Admit::New && place == 0 {
             inner.timer.notify_one();
         }
+        inner.arrived.notify_one();
     }
 
     /// Whether no job waits now: a hint, stale as soon as it is read.
@@ -296,6 +263,18 @@ impl Drop for Queue {
             let _ = timer.join();
         }
     }
+}
+
+/// How a job comes to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// It arrives now.
+    New,
+    /// It arrived earlier and waited elsewhere ([`Queue::push_since`]).
+    Late,
+    /// It was admitted before and taken, but not placed
+    /// ([`Queue::put_back`]): the queue's size no longer concerns it.
+    Again,
 }
 
 /// One worker's handle on the queue.

@@ -15,9 +15,11 @@ use std::thread::JoinHandle;
 use ipc_channel::ipc::IpcReceiver;
 use ipc_channel::IpcError;
 
+use super::dispatch::{answer, Pending};
 use super::fork_server::Command;
 use super::worker::FromWorker;
 use super::{Shared, WorkerState};
+use crate::apply::Timing;
 use crate::error::StartError;
 
 /// Starts the collector of `worker`, reading `replies`.
@@ -59,4 +61,55 @@ fn collect(shared: &Shared, worker: &WorkerState, replies: &IpcReceiver<FromWork
     }
     worker.gone.store(true, Ordering::Relaxed);
     shared.worker_gone(worker);
+}
+
+impl Shared {
+    /// The collector's side: completes the job that `reply` answers.
+    fn collected(&self, worker: &WorkerState, reply: FromWorker) {
+        let pending = worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|table| table.remove(&reply.seq));
+        // The worker has room again: a job waiting may go now.
+        self.pump();
+        if let Some(pending) = pending {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            let timing = Timing {
+                queue_wait: Some(pending.queue_wait),
+                run: Some(pending.sent_at.elapsed()),
+            };
+            pending
+                .done
+                .complete(answer(pending.job, reply.reply), timing);
+        }
+    }
+
+    /// The collector's side, once its worker is gone: every job it was to
+    /// answer is sent again (never started) or completed with what happened.
+    fn worker_gone(&self, worker: &WorkerState) {
+        let table = worker
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        let mut jobs: Vec<(u64, Pending)> = table.into_iter().collect();
+        jobs.sort_unstable_by_key(|(seq, _)| *seq);
+        for (seq, pending) in jobs {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            let run = pending.sent_at.elapsed();
+            match self.after_loss(worker, pending.slot, seq, pending.job, run) {
+                None => self.dispatch(pending.job, pending.done, pending.arrived),
+                Some(err) => {
+                    let timing = Timing {
+                        queue_wait: Some(pending.queue_wait),
+                        run: Some(run),
+                    };
+                    pending.done.complete(Err(err), timing);
+                }
+            }
+        }
+    }
 }

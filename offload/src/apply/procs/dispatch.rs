@@ -31,13 +31,13 @@ pub(super) struct Ticket {
 /// A job sent to a worker whose reply the collector takes.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    job: Job,
-    done: Done,
+    pub(super) job: Job,
+    pub(super) done: Done,
     /// When it was handed in, for its queue wait if it is sent again.
-    arrived: Instant,
-    slot: usize,
-    queue_wait: Duration,
-    sent_at: Instant,
+    pub(super) arrived: Instant,
+    pub(super) slot: usize,
+    pub(super) queue_wait: Duration,
+    pub(super) sent_at: Instant,
 }
 
 impl Shared {
@@ -335,59 +335,10 @@ impl Shared {
         }
     }
 
-    /// The collector's side: completes the job that `reply` answers.
-    pub(super) fn collected(&self, worker: &WorkerState, reply: FromWorker) {
-        let pending = worker
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-            .and_then(|table| table.remove(&reply.seq));
-        // The worker has room again: a job waiting may go now.
-        self.pump();
-        if let Some(pending) = pending {
-            self.stats.running.fetch_sub(1, Ordering::Relaxed);
-            let timing = Timing {
-                queue_wait: Some(pending.queue_wait),
-                run: Some(pending.sent_at.elapsed()),
-            };
-            pending
-                .done
-                .complete(answer(pending.job, reply.reply), timing);
-        }
-    }
-
-    /// The collector's side, once its worker is gone: every job it was to
-    /// answer is sent again (never started) or completed with what happened.
-    pub(super) fn worker_gone(&self, worker: &WorkerState) {
-        let table = worker
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default();
-        let mut jobs: Vec<(u64, Pending)> = table.into_iter().collect();
-        jobs.sort_unstable_by_key(|(seq, _)| *seq);
-        for (seq, pending) in jobs {
-            self.stats.running.fetch_sub(1, Ordering::Relaxed);
-            let run = pending.sent_at.elapsed();
-            match self.after_loss(worker, pending.slot, seq, pending.job, run) {
-                None => self.dispatch(pending.job, pending.done, pending.arrived),
-                Some(err) => {
-                    let timing = Timing {
-                        queue_wait: Some(pending.queue_wait),
-                        run: Some(run),
-                    };
-                    pending.done.complete(Err(err), timing);
-                }
-            }
-        }
-    }
-
     /// What to tell the sender of job `seq` in `slot` of a worker that died
     /// before answering it; `None` if it never started and may be sent
     /// again.
-    fn after_loss(
+    pub(super) fn after_loss(
         &self,
         worker: &WorkerState,
         slot: usize,
@@ -432,6 +383,6 @@ impl Shared {
 }
 
 /// A worker's reply as the job's result.
-fn answer(job: Job, reply: WorkerReply) -> Result<Answer, ApplyError> {
+pub(super) fn answer(job: Job, reply: WorkerReply) -> Result<Answer, ApplyError> {
     reply.map_err(|message| ApplyError::JobPanicked { job, message })
 }
