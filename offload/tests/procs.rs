@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Case); 17] = [
+    let tests: [(&str, Case); 18] = [
         ("smoke", smoke),
         (
             "identical_answers_across_strategies",
@@ -70,6 +70,10 @@ fn main() -> ExitCode {
         (
             "submit_completes_exactly_once",
             submit_completes_exactly_once,
+        ),
+        (
+            "an_event_loop_reads_the_results",
+            an_event_loop_reads_the_results,
         ),
         (
             "no_orphans_when_the_server_is_killed",
@@ -331,6 +335,94 @@ fn submit_completes_exactly_once() {
         "{:?}",
         stopping.elapsed()
     );
+}
+
+/// An event loop that takes the reading of results over gets them on its
+/// own thread, each exactly once, only when it runs them, and with the same
+/// outcomes as the pool's own collector: answers, a job that waited in the
+/// queue, a timeout, and a worker lost (whose result waits for the fork
+/// server's report on a thread of its own).
+fn an_event_loop_reads_the_results() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::sync::Mutex;
+    type Outcome = (usize, std::thread::ThreadId, Result<Answer, ApplyError>);
+
+    let strategy = pool(|c| c.job_timeout = Some(Duration::from_millis(300)));
+    let results = strategy
+        .take_completion_fd()
+        .expect("procs hands its results over");
+    // The collector's own thread has stopped reading once its wait is over.
+    std::thread::sleep(Duration::from_millis(50));
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let submit = |id: usize, job: Job| {
+        let outcomes = Arc::clone(&outcomes);
+        strategy.submit(job, move |result| {
+            let me = std::thread::current().id();
+            outcomes.lock().unwrap().push((id, me, result));
+        });
+    };
+    let run_until = |count: usize, within: Duration| {
+        let deadline = Instant::now() + within;
+        while outcomes.lock().unwrap().len() < count && Instant::now() < deadline {
+            let mut fds = [PollFd::new(results, PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(20u8)).unwrap_or(0) > 0 {
+                strategy.run_completions();
+            }
+        }
+    };
+
+    // Answered only when the loop runs them.
+    submit(0, Job::Sumn(25_000));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        outcomes.lock().unwrap().is_empty(),
+        "completed without the loop"
+    );
+    run_until(1, Duration::from_secs(5));
+
+    // Both workers busy with sleeps; tiny jobs wait in the queue behind them.
+    submit(1, Job::Sleep(5_000));
+    submit(2, Job::Sleep(5_000));
+    let started = Instant::now();
+    let busy = loop {
+        let pids = strategy.busy_worker_pids();
+        if pids.len() == K {
+            break pids[0];
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "workers busy");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    const TINY: usize = 100;
+    for id in 3..3 + TINY {
+        submit(id, Job::Sumn(id as u64));
+    }
+    kill(Pid::from_raw(busy as i32), Signal::SIGKILL).expect("kill a busy worker");
+    run_until(3 + TINY, Duration::from_secs(10));
+
+    let outcomes = outcomes.lock().unwrap();
+    assert_eq!(outcomes.len(), 3 + TINY, "every job completed once");
+    let mut seen = [false; 3 + TINY];
+    let here = std::thread::current().id();
+    for (id, thread, result) in outcomes.iter() {
+        assert!(!std::mem::replace(&mut seen[*id], true), "job {id} twice");
+        match (*id, result) {
+            (0, result) => assert_eq!(result, &Ok(Answer::Sum(312_512_500))),
+            (1 | 2, Err(ApplyError::WorkerLost { .. })) => {}
+            (1 | 2, Err(ApplyError::Timeout { .. })) => {
+                assert_eq!(*thread, here, "a timeout is told on the loop's thread");
+            }
+            (id, result) => {
+                let n = id as u128;
+                assert_eq!(result, &Ok(Answer::Sum(n * (n + 1) / 2)), "job {id}");
+                assert_eq!(*thread, here, "job {id} completed on another thread");
+            }
+        }
+    }
+    let lost = outcomes
+        .iter()
+        .filter(|(_, _, r)| matches!(r, Err(ApplyError::WorkerLost { .. })))
+        .count();
+    assert_eq!(lost, 1, "exactly the killed worker's job is lost");
 }
 
 /// Tiny jobs queue in a busy worker's channel behind the one it runs. Kill

@@ -46,6 +46,7 @@ mod run;
 mod threads;
 
 use std::fmt;
+use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -356,6 +357,32 @@ impl Strategy {
     /// ```
     pub fn submit(&self, job: Job, done: impl FnOnce(Result<Answer, ApplyError>) + Send + 'static) {
         self.dispatch(job, Caller::NonBlocking, Box::new(done));
+    }
+
+    /// For an event loop that calls [`Strategy::submit`]: takes over the
+    /// reading of the submitted jobs' results, so that their callbacks run
+    /// on the loop's own thread, with no other thread to wake in between.
+    ///
+    /// Returns a descriptor to register in the loop's poll (readable
+    /// interest; edge- or level-triggered alike): from then on the loop
+    /// must call [`Strategy::run_completions`] each time it is readable.
+    /// `None` when the strategy has nothing to hand over (its callbacks run
+    /// on its own threads, as before). Only `procs` hands over, and from
+    /// then on its jobs that waited in the queue are answered by the loop
+    /// too, whoever submitted them.
+    pub fn take_completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.flavor {
+            Flavor::Procs(procs) => Some(procs.take_completion_fd()),
+            _ => None,
+        }
+    }
+
+    /// Runs the callbacks of the jobs whose results have come, on this
+    /// thread, without blocking; see [`Strategy::take_completion_fd`].
+    pub fn run_completions(&self) {
+        if let Flavor::Procs(procs) = &self.flavor {
+            procs.run_completions();
+        }
     }
 
     /// The one place that matches on the flavor to hand a job in.

@@ -41,6 +41,13 @@ impl Doorbell {
         }
     }
 
+    /// The reactor's side, before it runs completions' callbacks itself:
+    /// until its next answer, rings cost nothing, since it looks at the
+    /// completions after that answer.
+    pub(super) fn hold(&self) {
+        self.rung.store(true, Ordering::SeqCst);
+    }
+
     /// The reactor's side, before it looks for completions: the next ring
     /// must wake it again.
     pub(super) fn answer(&self) {
@@ -80,5 +87,12 @@ mod tests {
         bell.answer();
         bell.ring();
         assert_eq!(wakes(&mut poll), 1, "answered, so the next ring wakes");
+        bell.answer();
+        bell.hold();
+        bell.ring();
+        assert_eq!(wakes(&mut poll), 0, "held: the reactor looks anyway");
+        bell.answer();
+        bell.ring();
+        assert_eq!(wakes(&mut poll), 1, "answered after the hold: wakes again");
     }
 }

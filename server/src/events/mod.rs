@@ -8,7 +8,9 @@
 //! deadline. A job goes to the strategy with
 //! [`Strategy::submit`], whose callback sends the reply down a channel and
 //! wakes the poll, so under `threads` and `procs` the loop never waits for a
-//! job. Under `inline` and `exclusive` the strategy runs the job inside
+//! job. Under `procs` the loop reads the workers' replies itself
+//! ([`Strategy::take_completion_fd`]): the callbacks run on this thread, and
+//! no thread stands between a worker and the loop. Under `inline` and `exclusive` the strategy runs the job inside
 //! `submit`, on this thread: every other connection waits meanwhile. That
 //! stall is what the experiment is about (`shared/seeds/000`–`003`). With
 //! `--inline-below`, a job predicted to run below the threshold runs inside
@@ -50,6 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use offload::Strategy;
 
@@ -63,9 +66,11 @@ use grace::cut_short_after_grace;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+/// The strategy's results, when it lets the reactor read them.
+const RESULTS: Token = Token(2);
 /// Connection tokens count up from here and are never reused, so that a
 /// late completion cannot reach a newer connection that took an old token.
-const FIRST_CONNECTION: usize = 2;
+const FIRST_CONNECTION: usize = 3;
 
 /// How long a turn keeps filing the jobs completed while it drove the
 /// connections, and driving those again, before it writes and polls: under
@@ -152,6 +157,14 @@ pub fn run(
     // One waker per poll: it serves both the shutdown signal and the
     // completions.
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    if let Some(results) = strategy.take_completion_fd() {
+        use std::os::fd::AsRawFd as _;
+        poll.registry().register(
+            &mut SourceFd(&results.as_raw_fd()),
+            RESULTS,
+            Interest::READABLE,
+        )?;
+    }
     shutdown.set_waker(Arc::clone(&waker));
     let (completions, finished) = crossbeam_channel::unbounded();
     let mut reactor = Reactor {
@@ -221,19 +234,27 @@ impl Reactor<'_> {
             if self.grace_ends.is_none() && self.shutdown.is_triggered() {
                 self.begin_shutdown();
             }
-            // Before any look at the completions: a ring from now on wakes
-            // the next poll.
-            self.link.doorbell.answer();
             let mut ready: Vec<Token> = std::mem::take(&mut self.again);
             let mut accept = self.retry_accept_at.is_some_and(|at| Instant::now() >= at);
+            let mut results = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => accept = true,
                     // A completion or the shutdown: both looked at below.
                     WAKER => {}
+                    RESULTS => results = true,
                     token => ready.push(token),
                 }
             }
+            if results {
+                // The callbacks run here ring the bell: no need, this
+                // thread looks at the completions after the answer below.
+                self.link.doorbell.hold();
+                self.link.strategy.run_completions();
+            }
+            // Before any look at the completions: a ring from now on wakes
+            // the next poll.
+            self.link.doorbell.answer();
             if accept && self.listener.is_some() {
                 self.accept_all(&mut ready);
             }

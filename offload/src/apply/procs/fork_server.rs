@@ -20,7 +20,8 @@
 //!  spawn /proc/self/exe ──exec──▶          connect(one-shot name)
 //!                      ◀─events──          Ready{commands}
 //!  pool: Spawn         ─commands─▶         fork() ─────────────────▶   serve(jobs, replies, page)
-//!                      ◀─events──          Spawned{pid, jobs, replies, page}
+//!                      ◀─stdin───          SCM_RIGHTS{pid, replies}
+//!                      ◀─events──          Spawned{pid, jobs, page}
 //!  caller: job         ─────────────────── jobs ──────────────────▶
 //!  collector           ◀─────────────────── replies ───────────────
 //!  caller's mailbox    ◀─────────────────── its own channel ───────
@@ -33,8 +34,12 @@
 //! ipc-channel's one-shot server: its name (a socket path in a private
 //! temporary directory) goes to the new process in an environment variable.
 //! Every descriptor the server opens is close-on-exec (std and ipc-channel
-//! both ask for it), so the fork server inherits nothing but stdio.
+//! both ask for it), so the fork server inherits nothing but stdio. Its
+//! standard input is one end of a socket pair whose other end the pool
+//! keeps: the fork server passes each worker's reply socket over it
+//! (`reply_socket.rs`), since ipc-channel cannot carry a bare descriptor.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -44,7 +49,8 @@ use nix::unistd::getpid;
 use serde::{Deserialize, Serialize};
 
 use super::fork_server_main::{FORK_SERVER_ENV, HOST_PREPARED, WORKER_GRACE};
-use super::worker::{FromWorker, ToWorker};
+use super::reply_socket::{self, ReplyReceiver};
+use super::worker::ToWorker;
 use crate::error::{Exit, StartError};
 
 /// How long a new fork server has to report for work.
@@ -75,8 +81,6 @@ pub(crate) enum Event {
         pid: u32,
         /// Where to send it jobs.
         jobs: IpcSender<ToWorker>,
-        /// Where its replies to the collector come.
-        replies: IpcReceiver<FromWorker>,
         /// Its status page.
         page: IpcSharedMemory,
     },
@@ -102,6 +106,8 @@ pub(crate) struct ForkServer {
     pub(crate) commands: Option<IpcSender<Command>>,
     /// Its news; EOF when it dies.
     pub(crate) events: IpcReceiver<Event>,
+    /// Where it passes each new worker's reply socket (its stdin).
+    passed: OwnedFd,
 }
 
 impl ForkServer {
@@ -126,11 +132,13 @@ impl ForkServer {
         };
         let (one_shot, name) = IpcOneShotServer::<Event>::new()
             .map_err(|e| failed("could not create its one-shot channel", &e))?;
+        let (passed, its_end) =
+            reply_socket::pair().map_err(|e| failed("could not create its socket pair", &e))?;
         let mut child = {
             use std::os::unix::process::CommandExt as _;
             std::process::Command::new("/proc/self/exe")
                 .env(FORK_SERVER_ENV, format!("{}:{name}", getpid()))
-                .stdin(Stdio::null())
+                .stdin(Stdio::from(its_end))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 // A terminal's Ctrl-C goes to the whole foreground process
@@ -192,6 +200,7 @@ impl ForkServer {
                     child,
                     commands: Some(commands),
                     events,
+                    passed,
                 })
             }
             Err(reason) => {
@@ -207,6 +216,11 @@ impl ForkServer {
     /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The reply socket of worker `pid`, which it has just reported.
+    pub(crate) fn reply_socket(&self, pid: u32) -> Result<ReplyReceiver, String> {
+        reply_socket::take_passed(self.passed.as_fd(), pid)
     }
 
     /// Reaps it after its death (its `events` said EOF); how it ended.

@@ -5,6 +5,7 @@
 //! `fork_server.rs` is the pool's side.
 
 use std::collections::HashSet;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, ForkResult, Pid};
 
 use super::fork_server::{Command, Event};
+use super::reply_socket::{self, ReplySender};
 use super::status::StatusPage;
-use super::worker::{self, exit_now, FromWorker, ToWorker};
+use super::worker::{self, exit_now, ToWorker};
 use crate::error::Exit;
 
 /// Set in the environment of a process started as a fork server: the pool's
@@ -71,7 +73,10 @@ pub fn fork_server_main_if_requested() {
         exit_now(2)
     };
     close_inherited_descriptors();
-    serve_pool(Pid::from_raw(parent), name)
+    // SAFETY: standard input is the pool's socket (see `fork_server.rs`),
+    // and nothing else in this process uses it.
+    let to_pool = unsafe { OwnedFd::from_raw_fd(0) };
+    serve_pool(Pid::from_raw(parent), name, to_pool)
 }
 /// Closes every descriptor above stdio. What the server opened is
 /// close-on-exec already; this also drops what the server itself inherited
@@ -97,7 +102,7 @@ fn close_inherited_descriptors() {
 }
 
 /// The fork server's life, from connecting to its pool. Never returns.
-fn serve_pool(parent: Pid, name: String) -> ! {
+fn serve_pool(parent: Pid, name: String, to_pool: OwnedFd) -> ! {
     worker::die_with_parent(parent);
     // Named apart from the server, so that `ps` tells them apart and
     // `pkill sumserver` signals the server alone.
@@ -119,17 +124,18 @@ fn serve_pool(parent: Pid, name: String) -> ! {
     if events.send(Event::Ready { commands }).is_err() {
         exit_now(2);
     }
-    serve(requests, events)
+    serve(requests, events, to_pool)
 }
 
 /// Serves commands until the pool closes its end, then stops the workers.
-fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>) -> ! {
+fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>, to_pool: OwnedFd) -> ! {
     let me = getpid();
     let mut children: HashSet<Pid> = HashSet::new();
     loop {
         match requests.try_recv_timeout(REAP_EVERY) {
             Ok(Command::Spawn) => {
-                if let Some((jobs, replies, page)) = spawn(&events, &mut children) {
+                if let Some((jobs, replies, page)) = spawn(&events, to_pool.as_fd(), &mut children)
+                {
                     // This is the new worker. Keep only its own ends: every
                     // other copy would stop EOF from telling its owner of a
                     // death (the pool's `events` in particular, which must
@@ -137,6 +143,12 @@ fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>) -> ! {
                     drop(requests);
                     drop(events);
                     drop(children);
+                    // Its standard input is the pool's socket: /dev/null
+                    // takes its place.
+                    drop(to_pool);
+                    if let Ok(null) = std::fs::File::open("/dev/null") {
+                        let _ = nix::unistd::dup2_stdin(&null);
+                    }
                     match StatusPage::open(page) {
                         Some(page) => worker::serve(jobs, replies, page, me),
                         None => exit_now(2),
@@ -179,14 +191,12 @@ fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>) -> ! {
 /// the fork server.
 fn spawn(
     events: &IpcSender<Event>,
+    to_pool: BorrowedFd<'_>,
     children: &mut HashSet<Pid>,
-) -> Option<(
-    IpcReceiver<ToWorker>,
-    IpcSender<FromWorker>,
-    IpcSharedMemory,
-)> {
-    let channels =
-        ipc::channel::<ToWorker>().and_then(|jobs| Ok((jobs, ipc::channel::<FromWorker>()?)));
+) -> Option<(IpcReceiver<ToWorker>, ReplySender, IpcSharedMemory)> {
+    let channels = ipc::channel::<ToWorker>()
+        .map_err(|e| e.to_string())
+        .and_then(|jobs| Ok((jobs, reply_socket::pair().map_err(|e| e.to_string())?)));
     let ((job_tx, job_rx), (reply_tx, reply_rx)) = match channels {
         Ok(channels) => channels,
         Err(err) => {
@@ -204,19 +214,21 @@ fn spawn(
         Ok(ForkResult::Child) => {
             drop(job_tx);
             drop(reply_rx);
-            Some((job_rx, reply_tx, page))
+            Some((job_rx, ReplySender::new(reply_tx), page))
         }
         Ok(ForkResult::Parent { child }) => {
             drop(job_rx);
             drop(reply_tx);
             let pid = child.as_raw().unsigned_abs();
-            // If the pool is gone, the worker's channel ends went with the
-            // failed message: it sees EOF and exits, and is reaped like any
-            // other.
+            // The reply socket first, so that it is there when the pool
+            // hears of the worker. If the pool is gone, the worker's ends
+            // went with the failed messages: it sees EOF and exits, and is
+            // reaped like any other.
+            let _ = reply_socket::pass(to_pool, pid, &reply_rx);
+            drop(reply_rx);
             let _ = events.send(Event::Spawned {
                 pid,
                 jobs: job_tx,
-                replies: reply_rx,
                 page,
             });
             children.insert(child);

@@ -19,9 +19,10 @@
 //! own (`mailbox.rs`), a channel per worker that the worker writes to, so it
 //! is woken by its own reply and nobody else's. Every other job (`submit`'s,
 //! and jobs that waited in the queue) is answered on the worker's own reply
-//! channel, read by one collector thread per worker (`collector.rs`), which
-//! completes the job's [`Done`]. Either way a worker that dies closes the
-//! channel, so its death is seen at once, and the status page says what
+//! socket (`reply_socket.rs`), which the collector (`collector.rs`) reads
+//! and completes the job's [`Done`]: a thread of the pool's, or an event
+//! loop that took the reading over, on its own thread. Either way a worker
+//! that dies closes the channel, so its death is seen at once, and the status page says what
 //! became of each of its jobs: one never started is sent again, the one
 //! running is lost with the worker, and one the watchdog (`watchdog.rs`)
 //! claimed for running past the job timeout has timed out. What the
@@ -42,6 +43,7 @@ mod dispatch;
 mod fork_server;
 mod fork_server_main;
 mod mailbox;
+mod reply_socket;
 mod status;
 mod supervisor;
 mod throttle;
@@ -49,6 +51,7 @@ mod watchdog;
 mod worker;
 
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -56,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::IpcSender;
 
+use collector::Collector;
 use fork_server::Command;
 pub use fork_server_main::fork_server_main_if_requested;
 use mailbox::Mailboxes;
@@ -167,7 +171,7 @@ struct Shared {
     next_worker: AtomicU64,
     mailboxes: Mailboxes,
     queue: Queue,
-    collectors: Mutex<Vec<JoinHandle<()>>>,
+    collector: Collector,
     stopping: AtomicBool,
     /// Raised while there is no fork server (it died; a new one is
     /// starting): jobs are refused at once as pool-down.
@@ -224,6 +228,8 @@ impl Shared {
 pub(crate) struct Procs {
     shared: Arc<Shared>,
     supervisor: Option<JoinHandle<()>>,
+    /// Reads the reply sockets until an event loop takes that over.
+    collector: Option<JoinHandle<()>>,
     /// Kills workers whose job runs past the job timeout; none without one.
     watchdog: Option<Watchdog>,
 }
@@ -246,7 +252,7 @@ impl Procs {
             next_worker: AtomicU64::new(1),
             mailboxes: Mailboxes::default(),
             queue: Queue::start(config.queue, config.queue_wait, stats)?,
-            collectors: Mutex::new(Vec::new()),
+            collector: Collector::new()?,
             stopping: AtomicBool::new(false),
             down: AtomicBool::new(true),
             commands: Mutex::new(None),
@@ -258,12 +264,16 @@ impl Procs {
             costs: StepCosts::calibrate(&Cancel::never()),
             behind_ns: u64::try_from(behind.as_nanos()).unwrap_or(u64::MAX),
         });
-        let supervisor = supervisor::Supervisor::start(&shared, config.workers)?;
+        let collector = collector::start_thread(&shared)?;
+        let supervisor = supervisor::Supervisor::start(&shared, config.workers);
         let mut procs = Procs {
             shared,
-            supervisor: Some(supervisor),
+            supervisor: None,
+            collector: Some(collector),
             watchdog: None,
         };
+        // Dropped on failure, which stops the collector's thread.
+        procs.supervisor = Some(supervisor?);
         if let Some(limit) = config.job_timeout {
             procs.watchdog = Some(Watchdog::start(&procs.shared, limit)?);
         }
@@ -291,6 +301,18 @@ impl Procs {
             Caller::Blocking => self.shared.serve_here(job, done),
             Caller::NonBlocking => self.shared.dispatch(job, done, Instant::now()),
         }
+    }
+
+    /// Hands the reading of the reply sockets to the caller, an event loop:
+    /// it must call [`Procs::run_completions`] whenever the descriptor
+    /// returned is readable.
+    pub(crate) fn take_completion_fd(&self) -> BorrowedFd<'_> {
+        self.shared.collector.take_over()
+    }
+
+    /// Completes, on this thread, the jobs whose replies have come.
+    pub(crate) fn run_completions(&self) {
+        self.shared.collector.read_ready(&self.shared);
     }
 
     /// Pids of the workers alive now; if `busy`, only those running a job
@@ -358,14 +380,13 @@ impl Drop for Procs {
             let _ = supervisor.join();
         }
         self.watchdog.take();
-        let collectors: Vec<_> = shared
-            .collectors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for collector in collectors {
+        shared.collector.close();
+        if let Some(collector) = self.collector.take() {
             let _ = collector.join();
         }
+        // Whoever read the replies (an event loop may have stopped long
+        // ago), what the workers left is read here, up to their EOFs, so
+        // that every job's `Done` is completed.
+        shared.collector.read_to_the_end(&self.shared, STOP_WAIT);
     }
 }

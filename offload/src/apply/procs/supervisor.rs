@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::TryRecvError;
 
-use ipc_channel::ipc::{IpcReceiver, IpcSender, IpcSharedMemory};
+use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
 
-use super::collector;
 use super::fork_server::{Command, Event, ForkServer};
+use super::reply_socket::ReplyReceiver;
 use super::status::StatusPage;
 use super::throttle::{Throttle, WINDOW};
-use super::worker::{FromWorker, ToWorker};
+use super::worker::ToWorker;
 use super::{Route, Shared, WorkerState, STOP_WAIT};
 use crate::error::{Exit, StartError};
 
@@ -116,12 +116,10 @@ impl Supervisor {
             self.reap_orphans();
             match fork_server.events.try_recv_timeout(TICK) {
                 Ok(Event::Ready { .. }) => {}
-                Ok(Event::Spawned {
-                    pid,
-                    jobs,
-                    replies,
-                    page,
-                }) => self.worker_started(pid, jobs, replies, page),
+                Ok(Event::Spawned { pid, jobs, page }) => {
+                    let replies = fork_server.reply_socket(pid);
+                    self.worker_started(pid, jobs, replies, page);
+                }
                 Ok(Event::Exited { pid, exit }) => self.worker_ended(pid, exit),
                 Ok(Event::SpawnFailed { reason }) => {
                     if self.spawn_failed.admit(Instant::now()) {
@@ -175,12 +173,13 @@ impl Supervisor {
         Instant::now() >= deadline + STOP_WAIT
     }
 
-    /// A new worker: its collector starts, and it joins the directory.
+    /// A new worker: the collector watches its reply socket, and it joins
+    /// the directory.
     fn worker_started(
         &mut self,
         pid: u32,
         jobs: IpcSender<ToWorker>,
-        replies: IpcReceiver<FromWorker>,
+        replies: Result<ReplyReceiver, String>,
         page: IpcSharedMemory,
     ) {
         let shared = &self.shared;
@@ -210,26 +209,18 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
             .insert(pid, Arc::clone(&worker));
         shared.stats.alive.fetch_add(1, Ordering::Relaxed);
-        match collector::start(shared, &worker, replies) {
-            Ok(handle) => {
-                let mut collectors = shared.collectors.lock().unwrap_or_else(|p| p.into_inner());
-                // The collectors of workers gone have ended: join them, so
-                // that their threads' memory is freed.
-                let (ended, running): (Vec<_>, Vec<_>) =
-                    collectors.drain(..).partition(|c| c.is_finished());
-                *collectors = running;
-                collectors.push(handle);
-                drop(collectors);
-                for collector in ended {
-                    let _ = collector.join();
-                }
-            }
-            Err(err) => {
-                // Without a collector its death would go unheard: it goes.
-                tracing::error!(pid, %err, "killing a new worker process");
-                shared.command(Command::Kill { pid });
-                return;
-            }
+        // Unwatched, its death would go unheard: it goes (and, being in
+        // `alive`, is replaced once reaped).
+        let watched = replies.and_then(|replies| {
+            shared
+                .collector
+                .watch(&worker, replies)
+                .map_err(|err| format!("could not watch its reply socket: {err}"))
+        });
+        if let Err(reason) = watched {
+            tracing::error!(pid, %reason, "killing a new worker process");
+            shared.command(Command::Kill { pid });
+            return;
         }
         if shared.stopping.load(Ordering::Relaxed) {
             // Dropping `jobs` closes its channel: it exits at once.

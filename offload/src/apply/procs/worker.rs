@@ -1,8 +1,8 @@
 //! A worker process: receives jobs on its channel, runs them, replies.
 //!
 //! It is forked by the fork server and holds its job channel's receiving
-//! end, the sending end of its own reply channel (read by the pool's
-//! collector thread for this worker), and its status page. A job names
+//! end, the sending end of its own reply socket (read by the pool's
+//! collector), and its status page. A job names
 //! where its reply goes: the collector, or the mailbox of the thread that
 //! sent it, whose channel the worker is given the first time that mailbox
 //! sends it a job. When the pool drops its end of the job channel, or when
@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use super::reply_socket::ReplySender;
 use super::status::{monotonic_ns, Load, StatusPage};
 use crate::apply::run::panic_message;
 use crate::job::{Answer, Cancel, Job};
@@ -60,7 +61,7 @@ pub(crate) struct FromWorker {
 /// Never returns.
 pub(crate) fn serve(
     jobs: IpcReceiver<ToWorker>,
-    replies: IpcSender<FromWorker>,
+    replies: ReplySender,
     page: StatusPage,
     fork_server: Pid,
 ) -> ! {
@@ -102,7 +103,7 @@ pub(crate) fn serve(
         let reply = match catch_unwind(AssertUnwindSafe(|| job.run(&cancel))) {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(stop)) => Err(format!("stopped at a yield point: {stop:?}")),
-            Err(payload) => Err(panic_message(payload.as_ref())),
+            Err(payload) => Err(cut_short(panic_message(payload.as_ref()))),
         };
         if !page.finish(slot, seq, load) {
             // The watchdog claimed the job: its caller is told it timed out,
@@ -112,7 +113,7 @@ pub(crate) fn serve(
         let reply = FromWorker { seq, reply };
         match reply_to {
             ReplyTo::Collector => {
-                if replies.send(reply).is_err() {
+                if replies.send(&reply).is_err() {
                     break;
                 }
             }
@@ -126,6 +127,23 @@ pub(crate) fn serve(
         }
     }
     exit_now(0)
+}
+
+/// The longest panic message sent back: a reply must fit the pool's buffer
+/// (`reply_socket::MAX_REPLY`).
+const MAX_MESSAGE: usize = 4096;
+
+/// `message`, cut at a character boundary to at most [`MAX_MESSAGE`] bytes.
+fn cut_short(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks
