@@ -68,6 +68,15 @@ pub(super) struct Conn {
     /// `--read-timeout`, which moves the deadline.
     read_timeout: Duration,
     phase: Phase,
+    /// Its last read took less than it asked for, and no readiness has been
+    /// reported since: the socket was empty then, and anything that came
+    /// after brings an event. So the next read waits for that event, rather
+    /// than pay a system call to meet `WouldBlock` (once per request, and on
+    /// the path from a job's completion to its reply).
+    drained: bool,
+    /// The peer has shut its side (or the socket failed): every read is
+    /// tried, since the end of input comes with no further event.
+    read_closed: bool,
 }
 
 impl Conn {
@@ -89,7 +98,16 @@ impl Conn {
             deadline: Instant::now() + config.read_timeout,
             read_timeout: config.read_timeout,
             phase: Phase::Open,
+            drained: false,
+            read_closed: false,
         }
+    }
+
+    /// Its socket was reported ready; `closed` if the report says the peer
+    /// has shut its side or the socket failed.
+    pub(super) fn readiness(&mut self, closed: bool) {
+        self.drained = false;
+        self.read_closed |= closed;
     }
 
     /// The socket, to register and deregister.
@@ -206,6 +224,7 @@ impl Conn {
     /// leaves its replies unread, nor ever again in the seed dialect.
     fn may_read(&self) -> bool {
         self.dialect != Dialect::Seed
+            && !self.drained
             && self.jobs < JOBS_PER_CONNECTION
             && !self.out.is_backed_up()
             && !self.has_complete_line()
@@ -248,6 +267,7 @@ impl Conn {
             self.phase = Phase::Finishing(Ending::Close);
             return Got::Ended;
         }
+        self.drained = n < want && !self.read_closed;
         let data = &chunk[..n];
         match self.dialect {
             Dialect::ProxyHeader => {

@@ -243,7 +243,12 @@ impl Reactor<'_> {
                     // A completion or the shutdown: both looked at below.
                     WAKER => {}
                     RESULTS => results = true,
-                    token => ready.push(token),
+                    token => {
+                        if let Some(conn) = self.conns.get_mut(&token) {
+                            conn.readiness(event.is_read_closed() || event.is_error());
+                        }
+                        ready.push(token);
+                    }
                 }
             }
             if results {
