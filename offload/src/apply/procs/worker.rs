@@ -67,6 +67,7 @@ pub(crate) fn serve(
 ) -> ! {
     die_with_parent(fork_server);
     let _ = nix::sys::prctl::set_name(c"ysum-worker");
+    run_as_batch();
     // Jobs in a worker have no deadline of their own: a job that runs too
     // long is killed with its process by the pool's watchdog.
     let cancel = Cancel::never();
@@ -127,6 +128,30 @@ pub(crate) fn serve(
         }
     }
     exit_now(0)
+}
+
+/// Runs this process under `SCHED_BATCH`, unless it was given a policy
+/// other than the default. A worker runs CPU-heavy work, and a batch task
+/// that wakes does not preempt the one running: so the thread that sends a
+/// worker its job (the `--io events` reactor, a connection thread), which
+/// has more I/O to do for this and other requests, goes on, and the worker
+/// runs on a free core or at the next tick. Under 8 clients of tiny jobs on
+/// two cores, `perf` put a tenth of the reactor's time in waking workers
+/// and a further 5% in being preempted by them on its way out of `sendmsg`
+/// (docs/results.md, "Issue 15, fifth pass"). Nothing else changes: the
+/// nice value, and the share of the CPU, are those of any other task.
+fn run_as_batch() {
+    use nix::libc::{
+        sched_getscheduler, sched_param, sched_setscheduler, SCHED_BATCH, SCHED_OTHER,
+    };
+    // SAFETY: system calls on this process alone, with a valid `sched_param`.
+    unsafe {
+        if sched_getscheduler(0) == SCHED_OTHER {
+            let param = sched_param { sched_priority: 0 };
+            // Failure leaves the default policy, which only costs speed.
+            let _ = sched_setscheduler(0, SCHED_BATCH, &param);
+        }
+    }
 }
 
 /// The longest panic message sent back: a reply must fit the pool's buffer
