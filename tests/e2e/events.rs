@@ -239,3 +239,37 @@ fn replies_of_a_turn_leave_together() {
         "{segments} data segments for {JOBS} replies: written one by one"
     );
 }
+
+/// A connection reads no further once a read came back short (the socket
+/// was empty), until its next event: a request that comes in pieces is
+/// still answered, each piece bringing its event, and a request whose end
+/// of input came with it (its event says so) is answered and then closed at
+/// once, not at the read timeout. Under `procs` and `inline`, whose replies
+/// reach the reactor by different paths.
+#[test]
+fn short_reads_wait_for_the_next_event_and_see_the_end() {
+    for apply in ["procs", "inline"] {
+        let server = Server::start(Io::Events, apply, &["--workers", "2"]);
+        let mut conn = server.line_conn();
+        conn.send_slowly("sumn 10\nsu", Duration::from_millis(30));
+        assert_eq!(conn.read_line(), "55", "{apply}");
+        std::thread::sleep(Duration::from_millis(50));
+        conn.send("mn 20\n");
+        assert_eq!(conn.read_line(), "210", "{apply}");
+
+        for round in 0..20 {
+            let mut conn = server.line_conn();
+            conn.send(&format!("sumn {round}\nping\n"));
+            conn.stream().shutdown(std::net::Shutdown::Write).unwrap();
+            let started = Instant::now();
+            let rest = conn.read_until_closed();
+            let sum = round * (round + 1) / 2;
+            assert_eq!(rest, format!("{sum}\npong\n"), "{apply}, round {round}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{apply}: closed after {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
