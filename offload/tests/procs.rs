@@ -876,7 +876,7 @@ fn fork_server_death_is_healed() {
 
 /// The fork server, started from this executable, holds its stdio and its
 /// two channel ends, and nothing else of this process (every other
-/// descriptor is close-on-exec).
+/// descriptor is close-on-exec); its workers' stdin is /dev/null.
 fn fork_server_inherits_no_stray_descriptors() {
     // Descriptors this process holds that a careless spawn would pass on.
     let _file = std::fs::File::open("/proc/self/status").expect("a file");
@@ -900,6 +900,13 @@ fn fork_server_inherits_no_stray_descriptors() {
                 .all(|(_, target)| target.starts_with("socket:")),
         "the fork server holds {fds:?}"
     );
+    // Its stdin is the pool's socket; a worker's is /dev/null, and stays
+    // open after the worker has received descriptors of its own.
+    assert_eq!(strategy.apply(Job::Sumn(10)), Ok(Answer::Sum(55)));
+    for worker in strategy.worker_pids() {
+        let stdin = std::fs::read_link(format!("/proc/{worker}/fd/0")).expect("fd 0");
+        assert_eq!(stdin, std::path::Path::new("/dev/null"), "worker {worker}");
+    }
 }
 
 /// A server killed with SIGKILL leaves no orphan: its fork server and every

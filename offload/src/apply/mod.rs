@@ -369,7 +369,10 @@ impl Strategy {
     /// `None` when the strategy has nothing to hand over (its callbacks run
     /// on its own threads, as before). Only `procs` hands over, and from
     /// then on its jobs that waited in the queue are answered by the loop
-    /// too, whoever submitted them.
+    /// too, whoever submitted them. The take-over is for good: a loop that
+    /// stops reading leaves the results to be read when the strategy is
+    /// dropped. (Until the pool's own collector thread sees the take-over,
+    /// within 20 ms, it may still complete a few jobs itself.)
     pub fn take_completion_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.flavor {
             Flavor::Procs(procs) => Some(procs.take_completion_fd()),
@@ -378,7 +381,8 @@ impl Strategy {
     }
 
     /// Runs the callbacks of the jobs whose results have come, on this
-    /// thread, without blocking; see [`Strategy::take_completion_fd`].
+    /// thread, without waiting for any; see
+    /// [`Strategy::take_completion_fd`].
     pub fn run_completions(&self) {
         if let Flavor::Procs(procs) = &self.flavor {
             procs.run_completions();

@@ -115,8 +115,12 @@ impl Collector {
         self.epoll.0.as_fd()
     }
 
-    /// Reads every reply there is now, and every EOF, without blocking.
-    pub(super) fn read_ready(&self, shared: &Arc<Shared>) {
+    /// Reads every reply there is now, and every EOF, without waiting for
+    /// any (only, during a take-over, for the collector's thread to finish
+    /// its own read). Returns how many sockets failed to read; each one's
+    /// worker is being killed, and its EOF will follow.
+    pub(super) fn read_ready(&self, shared: &Arc<Shared>) -> usize {
+        let mut failures = 0;
         let mut reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
         let Reading {
             buf,
@@ -131,17 +135,17 @@ impl Collector {
                     if failed.admit(Instant::now()) {
                         tracing::error!(%err, "the pool's epoll failed; trying again");
                     }
-                    return;
+                    return failures + 1;
                 }
             };
             for event in &events[..ready] {
-                self.read_socket(shared, event.data(), buf, failed);
+                self.read_socket(shared, event.data(), buf, failed, &mut failures);
             }
             // A full batch may have left sockets unread. Each socket read
-            // was read to the end, so one that gets more now is reported
-            // afresh (the caller's poll too).
+            // was read to the end (or its worker is being killed), so one
+            // that gets more now is reported afresh (the caller's poll too).
             if ready < events.len() {
-                return;
+                return failures;
             }
         }
     }
@@ -153,6 +157,7 @@ impl Collector {
         number: u64,
         buf: &mut [u8; MAX_REPLY],
         failed: &mut Throttle,
+        failures: &mut usize,
     ) {
         let Some(watched) = self.sockets_mut().get(&number).cloned() else {
             return;
@@ -178,11 +183,15 @@ impl Collector {
                     shared.command(Command::Kill { pid: worker.pid });
                 }
                 Received::Failed(err) => {
-                    // Out of kernel memory, say: the socket is still
-                    // readable, and read again the next time round.
+                    // The socket is of no use: as with a garbled reply, the
+                    // worker goes, and its EOF (which brings an event of its
+                    // own) settles its jobs.
                     if failed.admit(Instant::now()) {
-                        tracing::error!(pid = worker.pid, %err, "could not read a worker process's reply socket; trying again");
+                        tracing::error!(pid = worker.pid, %err, "could not read a worker process's reply socket; killing it");
                     }
+                    shared.retire(worker);
+                    shared.command(Command::Kill { pid: worker.pid });
+                    *failures += 1;
                     return;
                 }
             }
@@ -194,7 +203,7 @@ impl Collector {
     pub(super) fn read_to_the_end(&self, shared: &Arc<Shared>, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            self.read_ready(shared);
+            let _ = self.read_ready(shared);
             if self.sockets_mut().is_empty() || Instant::now() >= deadline {
                 return;
             }
@@ -228,7 +237,11 @@ pub(super) fn start_thread(shared: &Arc<Shared>) -> Result<JoinHandle<()>, Start
                 // never waits for this thread.
                 let timeout = EpollTimeout::try_from(WAIT).unwrap_or(EpollTimeout::ZERO);
                 if let Ok(1) = collector.epoll.wait(&mut one, timeout) {
-                    collector.read_ready(&shared);
+                    // A socket that failed stays readable until its worker's
+                    // EOF: a pause, rather than spin meanwhile.
+                    if collector.read_ready(&shared) > 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
             }
         })
@@ -271,9 +284,11 @@ impl Shared {
             .unwrap_or_default();
         let mut jobs: Vec<(u64, Pending)> = table.into_iter().collect();
         jobs.sort_unstable_by_key(|(seq, _)| *seq);
-        let (started, settled): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .partition(|(seq, pending)| worker.page.fate(pending.slot, *seq) == Fate::Started);
+        // Stopping, every job is told so at once: nothing to wait for.
+        let stopping = self.stopping.load(Ordering::Relaxed);
+        let (started, settled): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(seq, pending)| {
+            !stopping && worker.page.fate(pending.slot, *seq) == Fate::Started
+        });
         self.settle(worker, settled);
         if started.is_empty() {
             return;
@@ -288,10 +303,24 @@ impl Shared {
                     shared.settle(&lost, started);
                 }
             });
-        if spawned.is_err() {
-            // No thread to be had: wait here rather than lose the jobs.
-            if let Some(started) = carry.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                self.settle(worker, started);
+        match spawned {
+            Ok(mourner) => {
+                let mut mourners = self.mourners.lock().unwrap_or_else(|p| p.into_inner());
+                // Those done are joined now, so that the list stays short.
+                let (ended, running): (Vec<_>, Vec<_>) =
+                    mourners.drain(..).partition(|m| m.is_finished());
+                *mourners = running;
+                mourners.push(mourner);
+                drop(mourners);
+                for ended in ended {
+                    let _ = ended.join();
+                }
+            }
+            Err(_) => {
+                // No thread to be had: wait here rather than lose the jobs.
+                if let Some(started) = carry.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    self.settle(worker, started);
+                }
             }
         }
     }

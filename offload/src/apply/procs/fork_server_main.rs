@@ -144,11 +144,13 @@ fn serve(requests: IpcReceiver<Command>, events: IpcSender<Event>, to_pool: Owne
                     drop(events);
                     drop(children);
                     // Its standard input is the pool's socket: /dev/null
-                    // takes its place.
-                    drop(to_pool);
+                    // takes its place, and fd 0 stays open, so that no
+                    // descriptor the worker gets later lands there.
+                    let mut stdin = to_pool;
                     if let Ok(null) = std::fs::File::open("/dev/null") {
-                        let _ = nix::unistd::dup2_stdin(&null);
+                        let _ = nix::unistd::dup2(&null, &mut stdin);
                     }
+                    std::mem::forget(stdin);
                     match StatusPage::open(page) {
                         Some(page) => worker::serve(jobs, replies, page, me),
                         None => exit_now(2),

@@ -22,7 +22,8 @@
 //! socket (`reply_socket.rs`), which the collector (`collector.rs`) reads
 //! and completes the job's [`Done`]: a thread of the pool's, or an event
 //! loop that took the reading over, on its own thread. Either way a worker
-//! that dies closes the channel, so its death is seen at once, and the status page says what
+//! that dies closes its reply socket and mailbox channels, so its death is
+//! seen at once, and the status page says what
 //! became of each of its jobs: one never started is sent again, the one
 //! running is lost with the worker, and one the watchdog (`watchdog.rs`)
 //! claimed for running past the job timeout has timed out. What the
@@ -94,7 +95,7 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 const BEHIND_BOUND: Duration = Duration::from_micros(100);
 
 /// What the pool knows of one worker process, shared by everyone who sends
-/// it jobs, its collector, the watchdog and the supervisor.
+/// it jobs, the collector, the watchdog and the supervisor.
 #[derive(Debug)]
 struct WorkerState {
     pid: u32,
@@ -112,7 +113,8 @@ struct WorkerState {
     timed_out: AtomicBool,
     /// Raised when the fork server died: the worker died with it.
     orphaned: AtomicBool,
-    /// Raised when its channel closed: it has died (or exited), though the
+    /// Raised when its reply socket or a mailbox channel closed: it has died
+    /// (or exited), though the
     /// fork server may not have reaped it yet.
     gone: AtomicBool,
     exit: Mutex<Option<Exit>>,
@@ -158,7 +160,7 @@ struct Route {
     sent: AtomicU64,
 }
 
-/// What the senders, the collectors, the watchdog and the supervisor share.
+/// What the senders, the collector, the watchdog and the supervisor share.
 #[derive(Debug)]
 struct Shared {
     /// The workers that take jobs now.
@@ -172,6 +174,9 @@ struct Shared {
     mailboxes: Mailboxes,
     queue: Queue,
     collector: Collector,
+    /// The threads that settle the started jobs of workers gone, which wait
+    /// for the fork server's report (see `collector.rs`); joined at the end.
+    mourners: Mutex<Vec<JoinHandle<()>>>,
     stopping: AtomicBool,
     /// Raised while there is no fork server (it died; a new one is
     /// starting): jobs are refused at once as pool-down.
@@ -222,7 +227,7 @@ impl Shared {
     }
 }
 
-/// K worker processes, the queue in front of them, the collectors and the
+/// K worker processes, the queue in front of them, the collector and the
 /// watchdog beside them, and the supervisor with its fork server behind them.
 #[derive(Debug)]
 pub(crate) struct Procs {
@@ -253,6 +258,7 @@ impl Procs {
             mailboxes: Mailboxes::default(),
             queue: Queue::start(config.queue, config.queue_wait, stats)?,
             collector: Collector::new()?,
+            mourners: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             down: AtomicBool::new(true),
             commands: Mutex::new(None),
@@ -312,7 +318,7 @@ impl Procs {
 
     /// Completes, on this thread, the jobs whose replies have come.
     pub(crate) fn run_completions(&self) {
-        self.shared.collector.read_ready(&self.shared);
+        let _ = self.shared.collector.read_ready(&self.shared);
     }
 
     /// Pids of the workers alive now; if `busy`, only those running a job
@@ -367,8 +373,8 @@ impl Drop for Procs {
         let shared = &*self.shared;
         shared.stopping.store(true, Ordering::Relaxed);
         // Waiting jobs are refused. Emptying the directory closes every
-        // worker's job channel: each runs what it holds and exits, which ends
-        // its collector; the supervisor waits for every worker to be
+        // worker's job channel: each runs what it holds and exits, which
+        // closes its reply socket; the supervisor waits for every worker to be
         // reported gone (killing stragglers), and stops the fork server.
         shared.queue.close();
         shared
@@ -388,5 +394,14 @@ impl Drop for Procs {
         // ago), what the workers left is read here, up to their EOFs, so
         // that every job's `Done` is completed.
         shared.collector.read_to_the_end(&self.shared, STOP_WAIT);
+        let mourners: Vec<_> = shared
+            .mourners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for mourner in mourners {
+            let _ = mourner.join();
+        }
     }
 }
