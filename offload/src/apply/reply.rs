@@ -6,7 +6,8 @@
 //! cores that is CPU taken from the workers and the threads that do have
 //! work: `strace -c` of `procs` under 8 clients counted two `sched_yield`s
 //! per request, half the server's system time. A caller here goes to sleep
-//! at once and is woken once.
+//! at once and is woken once, and only if it sleeps: a value put before the
+//! wait (the common case) costs no wake-up.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -25,16 +26,35 @@ pub(crate) struct Putter<T> {
 
 #[derive(Debug)]
 struct Slot<T> {
-    value: Mutex<Option<T>>,
+    state: Mutex<State<T>>,
     filled: Condvar,
+    /// How many times a putter woke the waiter (tests count them).
+    #[cfg(test)]
+    wakes: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    value: Option<T>,
+    /// The waiter sleeps on `filled`. Most values are put before anyone
+    /// waits (`inline`, `exclusive` and `procs` complete an `apply` on the
+    /// caller's own thread, before it waits), and a condvar's notify is a
+    /// `futex` system call even when nobody sleeps: under `inline`, one of
+    /// the four system calls of a request.
+    waiting: bool,
 }
 
 /// A new empty slot; `on_drop` is what the waiter gets if the putter is
 /// dropped without putting anything.
 pub(crate) fn slot<T>(on_drop: T) -> (Putter<T>, Waiter<T>) {
     let slot = Arc::new(Slot {
-        value: Mutex::new(None),
+        state: Mutex::new(State {
+            value: None,
+            waiting: false,
+        }),
         filled: Condvar::new(),
+        #[cfg(test)]
+        wakes: std::sync::atomic::AtomicUsize::new(0),
     });
     let putter = Putter {
         slot: Arc::clone(&slot),
@@ -50,11 +70,20 @@ impl<T> Putter<T> {
         self.fill(value);
     }
 
+    /// Puts `value`, and wakes the waiter if it sleeps. One that does not
+    /// yet sleep finds the value when it takes the lock, before it would.
     fn fill(&self, value: T) {
-        let mut slot = self.slot.value.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(value);
-        drop(slot);
-        self.slot.filled.notify_one();
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.value = Some(value);
+        let asleep = state.waiting;
+        drop(state);
+        if asleep {
+            #[cfg(test)]
+            self.slot
+                .wakes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.slot.filled.notify_one();
+        }
     }
 }
 
@@ -71,22 +100,30 @@ impl<T> Waiter<T> {
     /// `None` if it did not come in time.
     pub(crate) fn wait(self, within: Option<Duration>) -> Option<T> {
         let deadline = within.and_then(|within| Instant::now().checked_add(within));
-        let mut slot = self.0.value.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(value) = slot.take() {
+            if let Some(value) = state.value.take() {
                 return Some(value);
             }
-            slot = match deadline {
-                None => self.0.filled.wait(slot).unwrap_or_else(|p| p.into_inner()),
+            // Raised under the lock that the putter takes to read it, and
+            // held until this thread has the lock back: a put in between
+            // sees it, and wakes the sleep that the condvar's wait starts.
+            state.waiting = true;
+            state = match deadline {
+                None => self.0.filled.wait(state).unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        state.waiting = false;
+                        return None;
+                    };
                     self.0
                         .filled
-                        .wait_timeout(slot, left)
+                        .wait_timeout(state, left)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
+            state.waiting = false;
         }
     }
 }
@@ -110,6 +147,36 @@ mod tests {
         let (putter, waiter) = slot(-1);
         drop(putter);
         assert_eq!(waiter.wait(None), Some(-1));
+    }
+
+    /// A value put before anyone waits wakes nobody: no system call.
+    #[test]
+    fn a_put_before_the_wait_wakes_nobody() {
+        let (putter, waiter) = slot(0);
+        let shared = Arc::clone(&waiter.0);
+        putter.put(3);
+        assert_eq!(waiter.wait(None), Some(3));
+        assert_eq!(shared.wakes.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    /// A waiter that sleeps is woken by the put, once.
+    #[test]
+    fn a_sleeping_waiter_is_woken_once() {
+        let (putter, waiter) = slot(0);
+        let shared = Arc::clone(&waiter.0);
+        let putting = std::thread::spawn(move || {
+            // Until the waiter has gone to sleep (bounded, so that a
+            // waiter that never says so fails the test rather than hangs).
+            let until = Instant::now() + Duration::from_secs(5);
+            while !shared.state.lock().unwrap().waiting && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            putter.put(9);
+            shared
+        });
+        assert_eq!(waiter.wait(Some(Duration::from_secs(5))), Some(9));
+        let shared = putting.join().unwrap();
+        assert_eq!(shared.wakes.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     /// Nothing put: the wait ends at its bound with nothing.
