@@ -232,6 +232,14 @@ pub enum StartError {
         /// How long the pool waited.
         waited: Duration,
     },
+    /// `remote`: the broker answered and refused this process's
+    /// credentials or one of the commands it needs (a wrong password, an
+    /// ACL user without the right): a configuration error.
+    #[error("{detail}")]
+    BrokerRefused {
+        /// What the broker said, with its URL redacted.
+        detail: String,
+    },
 }
 
 impl StartError {

@@ -94,10 +94,9 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_GRACE", default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
 
-    /// remote only: the Redis broker, redis://HOST:PORT[/DB] (see
-    /// docs/distributed.md).
-    #[arg(long, env = "YSUM_BROKER")]
-    broker: Option<String>,
+    /// remote only: the broker and what to trust there.
+    #[command(flatten, next_help_heading = "Broker (--apply remote)")]
+    broker: service::BrokerArgs,
 
     /// Log filter: a level (off, error, warn, info, debug, trace) or
     /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
@@ -231,18 +230,19 @@ impl Args {
         if self.read_timeout.is_zero() {
             bail!("--read-timeout must be above zero, got {:?}", "0");
         }
-        match (self.apply, &self.broker) {
-            (StrategyKind::Remote, None) => {
+        match (self.apply, self.broker.first_given()) {
+            (StrategyKind::Remote, _) if self.broker.broker.is_none() => {
                 bail!("--apply remote needs --broker redis://HOST:PORT")
             }
-            (StrategyKind::Remote, Some(_)) if self.job_timeout.is_zero() => {
+            (StrategyKind::Remote, _) if self.job_timeout.is_zero() => {
                 bail!("--apply remote needs a --job-timeout above zero: the deadline travels with the job")
             }
-            (kind, Some(_)) if kind != StrategyKind::Remote => {
-                bail!("--broker is for --apply remote only, not {kind}")
+            (kind, Some(option)) if kind != StrategyKind::Remote => {
+                bail!("{option} is for --apply remote only, not {kind}")
             }
             _ => {}
         }
+        let broker = self.broker.into_config()?;
         // offload checks `workers` for every strategy; inline and exclusive
         // have none, so the count means nothing there: any value is fine.
         let workers = match self.apply {
@@ -257,7 +257,7 @@ impl Args {
             queue_wait: self.queue_wait,
             job_timeout: (!self.job_timeout.is_zero()).then_some(self.job_timeout),
             recycle_after: (self.recycle_after != 0).then_some(self.recycle_after),
-            broker: self.broker,
+            broker,
         };
         Ok(Config {
             addr: self.addr,
@@ -373,8 +373,13 @@ mod tests {
         assert!(err.to_string().contains("--job-timeout"), "{err}");
         let err = config(&["--broker", "redis://h:1"]).expect_err("not remote");
         assert!(err.to_string().contains("inline"), "{err}");
+        let err = config(&["--broker-prefix", "blue:"]).expect_err("not remote");
+        assert!(err.to_string().contains("--broker-prefix"), "{err}");
         let ok = config(&["--apply", "remote", "--broker", "redis://h:1/2"]).expect("valid");
         assert_eq!(ok.strategy.kind, StrategyKind::Remote);
-        assert_eq!(ok.strategy.broker.as_deref(), Some("redis://h:1/2"));
+        assert_eq!(
+            ok.strategy.broker.map(|broker| broker.url),
+            Some("redis://h:1/2".to_owned())
+        );
     }
 }

@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, ValueEnum};
+use offload::broker::BrokerConfig;
 use offload::{StrategyConfig, StrategyKind};
 
 /// Runs the jobs of `sumserver --apply remote`: reads them from the Redis
-/// stream `ysum:jobs` as consumer NAME of the group `ysum:workers`, runs
-/// them with a local strategy, and pushes each answer to the list its
-/// server named. See docs/distributed.md.
+/// stream `PREFIX jobs` (`ysum:jobs`) as consumer NAME of the group
+/// `ysum:workers`, runs them with a local strategy, and pushes each answer
+/// to the reply list its server named (only lists under the prefix). See
+/// docs/distributed.md.
 #[derive(Debug, Parser)]
 #[command(name = "sumworker", version)]
 pub(crate) struct Args {
-    /// The Redis broker, redis://HOST:PORT[/DB].
-    #[arg(long, env = "YSUM_BROKER", required_unless_present = "generate")]
-    broker: Option<String>,
+    /// The broker (--broker is required) and what to trust there.
+    #[command(flatten, next_help_heading = "Broker")]
+    broker: service::BrokerArgs,
 
     /// Where jobs run on this machine: inline (one at a time on the reading
     /// thread), threads, or procs (forked processes: isolation, killable).
@@ -88,8 +90,8 @@ enum Apply {
 /// What `sumworker` runs with.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    /// The broker's URL.
-    pub(crate) broker: String,
+    /// The broker, and what to trust there.
+    pub(crate) broker: BrokerConfig,
     /// The local strategy; its `workers` is the number of slots.
     pub(crate) strategy: StrategyConfig,
     /// How long a job's lease lasts without renewal.
@@ -135,9 +137,7 @@ impl Args {
             Some(name) => name,
             None => format!("{}-{}", hostname(), std::process::id()),
         };
-        // clap asks for --broker unless --generate stands alone, which never
-        // gets here.
-        let Some(broker) = self.broker else {
+        let Some(broker) = self.broker.into_config()? else {
             bail!("--broker is required: redis://HOST:PORT[/DB]");
         };
         Ok(Config {

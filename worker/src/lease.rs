@@ -1,5 +1,5 @@
 //! The lease thread: renews the leases of the jobs this worker runs, and
-//! records in [`keys::SEEN`] that the worker is alive.
+//! records in the `seen` hash ([`Keys::seen`]) that the worker is alive.
 //!
 //! It runs beside the jobs, never on their threads, so a job that keeps a
 //! core busy cannot starve it. A renewal is `XCLAIM … 0 … JUSTID` by the
@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use offload::broker::{keys, unix_ms_now, Broker, COMMAND_TIMEOUT};
+use offload::broker::{unix_ms_now, Broker, Keys, COMMAND_TIMEOUT};
 use redis::{Connection, RedisResult, Script};
 
 use crate::running::Running;
@@ -53,11 +53,12 @@ pub(crate) fn run(
         }
         let Some(live) = conn.as_mut() else { continue };
         let entries = running.entries();
-        let renewed = heartbeat(live, name).and_then(|()| {
+        let keys = broker.keys();
+        let renewed = heartbeat(live, keys, name).and_then(|()| {
             if entries.is_empty() {
                 Ok(Vec::new())
             } else {
-                renew(&script, live, name, &entries)
+                renew(&script, live, keys, name, &entries)
             }
         });
         match renewed {
@@ -87,9 +88,9 @@ pub(crate) fn run(
 }
 
 /// Records that this worker is alive now, for the servers' `stats`.
-fn heartbeat(conn: &mut Connection, name: &str) -> RedisResult<()> {
+fn heartbeat(conn: &mut Connection, keys: &Keys, name: &str) -> RedisResult<()> {
     redis::cmd("HSET")
-        .arg(keys::SEEN)
+        .arg(keys.seen())
         .arg(name)
         .arg(unix_ms_now())
         .exec(conn)
@@ -98,11 +99,12 @@ fn heartbeat(conn: &mut Connection, name: &str) -> RedisResult<()> {
 fn renew(
     script: &Script,
     conn: &mut Connection,
+    keys: &Keys,
     name: &str,
     entries: &[String],
 ) -> RedisResult<Vec<String>> {
-    let mut call = script.key(keys::JOBS);
-    call.arg(keys::GROUP).arg(name);
+    let mut call = script.key(keys.jobs());
+    call.arg(keys.group()).arg(name);
     for entry in entries {
         call.arg(entry);
     }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser as _;
 use nix::sys::signal::{SigSet, Signal};
-use offload::broker::Broker;
+use offload::broker::{Broker, Probe, Role};
 use offload::Strategy;
 
 use cli::Config;
@@ -69,6 +69,15 @@ fn work(config: Config) -> anyhow::Result<()> {
     let strategy =
         Arc::new(Strategy::start(&config.strategy).context("could not start the local strategy")?);
     init_logging(&config.log_filter)?;
+    // A broker that refuses the credentials is a configuration error, told
+    // at once; one that does not answer may come later.
+    match broker.probe(Role::Worker { name: &config.name }) {
+        Ok(()) => {}
+        Err(Probe::Refused(detail)) => anyhow::bail!("{detail}"),
+        Err(Probe::Unreachable(why)) => {
+            tracing::warn!(broker = broker.shown(), %why, "the broker is not reachable yet; waiting for it");
+        }
+    }
 
     let stopping = Arc::new(AtomicBool::new(false));
     std::thread::Builder::new()
@@ -93,12 +102,13 @@ fn work(config: Config) -> anyhow::Result<()> {
         running: Arc::clone(&running),
         unsent,
         strategy: Arc::downgrade(&strategy),
+        refused: take::Refused::default(),
     });
     // Raised once the reader has stopped and the running jobs are done.
     let stop_helpers = AtomicBool::new(false);
     tracing::info!(
         name = %config.name,
-        broker = %config.broker,
+        broker = broker.shown(),
         apply = %strategy.kind(),
         slots = config.strategy.workers,
         lease = ?config.lease,
@@ -131,13 +141,17 @@ fn work(config: Config) -> anyhow::Result<()> {
         stop_helpers.store(true, Ordering::Release);
         Ok(())
     })?;
-    drop(taker);
-    stop_strategy(strategy);
+    let refused = &taker.refused;
     tracing::info!(
         most_held = running.most_held(),
         slots = config.strategy.workers,
+        refused_malformed = refused.malformed.load(Ordering::Relaxed),
+        refused_forged = refused.forged.load(Ordering::Relaxed),
+        refused_foreign_key = refused.foreign_key.load(Ordering::Relaxed),
         "sumworker stopped"
     );
+    drop(taker);
+    stop_strategy(strategy);
     Ok(())
 }
 

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use offload::broker::{ensure_group, is_missing_group, keys, Backoff, Broker, COMMAND_TIMEOUT};
+use offload::broker::{
+    ensure_group, is_missing_group, is_refusal, redact, Backoff, Broker, Every, COMMAND_TIMEOUT,
+};
 use redis::streams::{StreamAutoClaimReply, StreamPendingCountReply};
 use redis::{Connection, RedisResult, Value};
 
@@ -22,6 +24,10 @@ use crate::cli::Config;
 use crate::running::Running;
 use crate::settle::entries;
 use crate::take::Taker;
+
+/// At most one log line per this period while the broker is unreachable or
+/// refuses this worker.
+const OUTAGE_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 /// What the loop works with.
 pub(crate) struct Reader<'a> {
@@ -41,6 +47,7 @@ impl Reader<'_> {
         let mut cursor = "0-0".to_owned();
         let mut last_claim: Option<Instant> = None;
         let mut announced = false;
+        let outage = Every::new(OUTAGE_LOGGED_EVERY);
         while !stopping.load(Ordering::Acquire) {
             if self.running.free() == 0 {
                 self.running.wait_for_change(self.tick);
@@ -51,7 +58,8 @@ impl Reader<'_> {
                     Ok(fresh) => {
                         conn = Some(fresh);
                         backoff.reset();
-                        tracing::info!(broker = self.broker.url(), name = %self.config.name, "reading jobs");
+                        outage.reset();
+                        tracing::info!(broker = self.broker.shown(), name = %self.config.name, "reading jobs");
                         if !announced {
                             // Scripts and tests wait for this line.
                             let mut out = std::io::stdout();
@@ -59,14 +67,14 @@ impl Reader<'_> {
                                 out,
                                 "sumworker {} reading {}",
                                 self.config.name,
-                                self.broker.url()
+                                self.broker.shown()
                             )
                             .and_then(|()| out.flush());
                             announced = true;
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(%err, "cannot reach the broker");
+                        self.log_outage(&outage, &err);
                         std::thread::sleep(backoff.next_wait());
                         continue;
                     }
@@ -84,14 +92,29 @@ impl Reader<'_> {
             if let Err(err) = step {
                 if is_missing_group(&err) {
                     tracing::warn!("the broker lost the group; creating it again");
-                    if ensure_group(live).is_ok() {
+                    if ensure_group(live, self.broker.keys()).is_ok() {
                         continue;
                     }
                 }
-                tracing::warn!(%err, "lost the broker; reconnecting");
+                self.log_outage(&outage, &err);
                 conn = None;
                 std::thread::sleep(backoff.next_wait());
             }
+        }
+    }
+
+    /// Logs that the broker failed, at most once per period: a refusal of
+    /// the credentials (a password rotated under a running worker) at
+    /// `error`, an outage at `warn`.
+    fn log_outage(&self, every: &Every, err: &redis::RedisError) {
+        let Some(held_back) = every.pass() else {
+            return;
+        };
+        if is_refusal(err) {
+            tracing::error!(held_back, "{}", self.broker.refusal(err));
+        } else {
+            let why = redact(&err.to_string());
+            tracing::warn!(held_back, %why, broker = self.broker.shown(), "cannot reach the broker; retrying");
         }
     }
 
@@ -101,16 +124,17 @@ impl Reader<'_> {
         if reserved.count() == 0 {
             return Ok(());
         }
+        let keys = self.broker.keys();
         let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
-            .arg(keys::GROUP)
+            .arg(keys.group())
             .arg(&self.config.name)
             .arg("COUNT")
             .arg(reserved.count())
             .arg("BLOCK")
             .arg(millis(self.tick))
             .arg("STREAMS")
-            .arg(keys::JOBS)
+            .arg(keys.jobs())
             .arg(">")
             .query(conn)?;
         self.taker
@@ -123,9 +147,10 @@ impl Reader<'_> {
         if reserved.count() == 0 {
             return Ok(());
         }
+        let keys = self.broker.keys();
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(keys::JOBS)
-            .arg(keys::GROUP)
+            .arg(keys.jobs())
+            .arg(keys.group())
             .arg(&self.config.name)
             .arg(millis(self.config.lease))
             .arg(cursor.as_str())
@@ -137,12 +162,12 @@ impl Reader<'_> {
             return Ok(());
         }
         redis::cmd("INCRBY")
-            .arg(keys::REDELIVERIES)
+            .arg(keys.redeliveries())
             .arg(reply.claimed.len())
             .exec(conn)?;
         let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(keys::JOBS)
-            .arg(keys::GROUP)
+            .arg(keys.jobs())
+            .arg(keys.group())
             .arg("-")
             .arg("+")
             .arg(self.config.strategy.workers * 4 + reply.claimed.len())

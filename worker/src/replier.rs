@@ -91,7 +91,7 @@ pub(crate) fn run(
             conn = broker.connect(COMMAND_TIMEOUT).ok();
         }
         let jobs: Vec<Settle> = unsent.iter().map(|(job, _)| job.clone()).collect();
-        match conn.as_mut().map(|live| settle(live, &jobs)) {
+        match conn.as_mut().map(|live| settle(live, broker.keys(), &jobs)) {
             Some(Ok(())) => {
                 backoff.reset();
                 for (job, _) in unsent.drain(..) {

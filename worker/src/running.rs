@@ -220,12 +220,7 @@ mod tests {
     use offload::Job;
 
     fn message(id: u64) -> JobMessage {
-        JobMessage {
-            id,
-            job: Job::Sleep(1),
-            reply_to: "r".into(),
-            deadline_ms: 0,
-        }
+        JobMessage::new(id, Job::Sleep(1), "r".into(), 0)
     }
 
     /// Slots are held by reads and started jobs, and freed when a job has

@@ -3,7 +3,7 @@
 //! that a job is never acknowledged without its answer, nor answered and
 //! left pending.
 
-use offload::broker::keys;
+use offload::broker::{Keys, REPLY_TTL_S};
 use redis::streams::{StreamId, StreamReadReply};
 use redis::{Connection, RedisResult, Value};
 
@@ -22,22 +22,30 @@ pub(crate) struct Settle {
 /// Deleting the entry once acknowledged keeps the stream as long as the jobs
 /// not yet settled, and nothing longer: the stream is never trimmed, so no
 /// pending entry can be lost to a trim.
-pub(crate) fn settle(conn: &mut Connection, jobs: &[Settle]) -> RedisResult<()> {
+pub(crate) fn settle(conn: &mut Connection, keys: &Keys, jobs: &[Settle]) -> RedisResult<()> {
     let mut pipe = redis::pipe();
     pipe.atomic();
+    add_settlements(&mut pipe, keys, jobs);
+    pipe.query(conn)
+}
+
+/// The commands that settle `jobs`, added to `pipe`.
+fn add_settlements(pipe: &mut redis::Pipeline, keys: &Keys, jobs: &[Settle]) {
     for job in jobs {
         if let Some((list, text)) = &job.reply {
+            // Only a reply list of this deployment: whatever an entry
+            // names, a worker writes nowhere else.
+            debug_assert!(keys.is_reply_list(list), "{list}");
             pipe.cmd("RPUSH").arg(list).arg(text).ignore();
-            pipe.cmd("EXPIRE").arg(list).arg(keys::REPLY_TTL_S).ignore();
+            pipe.cmd("EXPIRE").arg(list).arg(REPLY_TTL_S).ignore();
         }
         pipe.cmd("XACK")
-            .arg(keys::JOBS)
-            .arg(keys::GROUP)
+            .arg(keys.jobs())
+            .arg(keys.group())
             .arg(&job.entry)
             .ignore();
-        pipe.cmd("XDEL").arg(keys::JOBS).arg(&job.entry).ignore();
+        pipe.cmd("XDEL").arg(keys.jobs()).arg(&job.entry).ignore();
     }
-    pipe.query(conn)
 }
 
 /// Settles `jobs` and, in the same round trip, reads up to `count` new
@@ -47,6 +55,7 @@ pub(crate) fn settle(conn: &mut Connection, jobs: &[Settle]) -> RedisResult<()> 
 /// known to be settled); the inner one that only the read did.
 pub(crate) fn settle_then_read(
     conn: &mut Connection,
+    keys: &Keys,
     jobs: &[Settle],
     name: &str,
     count: usize,
@@ -56,27 +65,16 @@ pub(crate) fn settle_then_read(
     // the jobs were settled.
     let mut pipe = redis::pipe();
     pipe.cmd("MULTI").ignore();
-    for job in jobs {
-        if let Some((list, text)) = &job.reply {
-            pipe.cmd("RPUSH").arg(list).arg(text).ignore();
-            pipe.cmd("EXPIRE").arg(list).arg(keys::REPLY_TTL_S).ignore();
-        }
-        pipe.cmd("XACK")
-            .arg(keys::JOBS)
-            .arg(keys::GROUP)
-            .arg(&job.entry)
-            .ignore();
-        pipe.cmd("XDEL").arg(keys::JOBS).arg(&job.entry).ignore();
-    }
+    add_settlements(&mut pipe, keys, jobs);
     pipe.cmd("EXEC");
     pipe.cmd("XREADGROUP")
         .arg("GROUP")
-        .arg(keys::GROUP)
+        .arg(keys.group())
         .arg(name)
         .arg("COUNT")
         .arg(count)
         .arg("STREAMS")
-        .arg(keys::JOBS)
+        .arg(keys.jobs())
         .arg(">");
     // Errors are looked at one by one below.
     pipe.ignore_errors();

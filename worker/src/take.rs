@@ -14,14 +14,22 @@
 //! A job already delivered [`MAX_DELIVERIES`] times is answered
 //! `worker-lost` instead of run again; a job whose deadline passed is
 //! acknowledged without running (its server has answered it `timeout`).
+//!
+//! An entry is refused (acknowledged and deleted, counted, logged, never
+//! answered) when it is not a job, when signing is on and its MAC is
+//! missing or wrong, or when it names as its reply list a key that is not a
+//! reply list of this deployment: a worker writes nowhere else, whatever an
+//! entry says.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode};
-use offload::broker::{unix_ms_now, Broker, COMMAND_TIMEOUT, MAX_DELIVERIES};
+use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode, WireError};
+use offload::broker::{unix_ms_now, Broker, Every, COMMAND_TIMEOUT, MAX_DELIVERIES};
 use offload::{Answer, ApplyError, Strategy};
 use redis::streams::StreamId;
 use redis::{Connection, RedisResult};
@@ -45,6 +53,60 @@ pub(crate) struct Taker {
     /// The local strategy; weak, so that it is dropped by the main thread,
     /// never by one of its own pool threads.
     pub(crate) strategy: Weak<Strategy>,
+    /// Entries refused, by why.
+    pub(crate) refused: Refused,
+}
+
+/// Entries refused without being run or answered, by why.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// Not a job (a field missing or unreadable).
+    pub(crate) malformed: AtomicU64,
+    /// Signing is on, and the MAC is missing or wrong.
+    pub(crate) forged: AtomicU64,
+    /// The reply list named is not one of this deployment's.
+    pub(crate) foreign_key: AtomicU64,
+    /// At most one log line per second for refused entries, however many
+    /// an attacker writes.
+    logged: Every,
+}
+
+impl Default for Refused {
+    fn default() -> Self {
+        Refused {
+            malformed: AtomicU64::new(0),
+            forged: AtomicU64::new(0),
+            foreign_key: AtomicU64::new(0),
+            logged: Every::new(Duration::from_secs(1)),
+        }
+    }
+}
+
+impl Refused {
+    /// Counts and logs one refused entry.
+    fn count(&self, entry: &str, err: &WireError) {
+        let counter = match err {
+            WireError::Unsigned | WireError::BadMac => &self.forged,
+            _ => &self.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(held_back) = self.logged.pass() {
+            tracing::error!(entry, %err, held_back, "refused an entry: acknowledged and dropped, never run");
+        }
+    }
+
+    /// Counts and logs an entry whose reply list is not one of ours.
+    fn count_foreign(&self, entry: &str, list: &str) {
+        self.foreign_key.fetch_add(1, Ordering::Relaxed);
+        if let Some(held_back) = self.logged.pass() {
+            tracing::error!(
+                entry,
+                reply = %list.chars().take(64).collect::<String>(),
+                held_back,
+                "refused an entry whose reply list is not under the prefix: acknowledged and dropped, nothing written"
+            );
+        }
+    }
 }
 
 thread_local! {
@@ -70,11 +132,19 @@ impl Taker {
     ) -> RedisResult<()> {
         let mut settle_now = Vec::new();
         for entry in entries {
-            let message = match JobMessage::from_fields(&entry.map) {
-                Ok(message) => message,
+            let message = match JobMessage::from_fields(&entry.map, self.broker.signer()) {
+                Ok(message) if self.broker.keys().is_reply_list(&message.reply_to) => message,
+                Ok(message) => {
+                    self.refused.count_foreign(&entry.id, &message.reply_to);
+                    settle_now.push(Settle {
+                        entry: entry.id,
+                        reply: None,
+                    });
+                    continue;
+                }
                 Err(err) => {
-                    // Nobody can be answered: drop it, loudly.
-                    tracing::error!(entry = %entry.id, %err, "dropping an entry that is not a job");
+                    // Nobody can be answered (or trusted): drop it, loudly.
+                    self.refused.count(&entry.id, &err);
                     settle_now.push(Settle {
                         entry: entry.id,
                         reply: None,
@@ -99,7 +169,12 @@ impl Taker {
                     entry: entry.id,
                     reply: Some((
                         message.reply_to.clone(),
-                        error_reply(message.id, ReplyCode::WorkerLost, &detail),
+                        error_reply(
+                            &message,
+                            ReplyCode::WorkerLost,
+                            &detail,
+                            self.broker.signer(),
+                        ),
                     )),
                 });
             } else {
@@ -109,7 +184,7 @@ impl Taker {
         if settle_now.is_empty() {
             Ok(())
         } else {
-            settle(conn, &settle_now)
+            settle(conn, self.broker.keys(), &settle_now)
         }
     }
 
@@ -141,7 +216,16 @@ impl Taker {
         let Some((message, mut next)) = self.running.finish(&entry, read_next) else {
             return;
         };
-        let Some(text) = reply_text(&message, &entry, &result) else {
+        // The worker's access log, one line per job (target `access`).
+        match &result {
+            Ok(answer) => {
+                tracing::debug!(target: "access", entry = %entry, job = %message.job, %answer, "job done");
+            }
+            Err(err) => {
+                tracing::debug!(target: "access", entry = %entry, job = %message.job, %err, "job failed");
+            }
+        }
+        let Some(text) = reply_text(&message, &entry, &result, self.broker.signer()) else {
             self.running.remove(&entry);
             return;
         };
@@ -158,10 +242,17 @@ impl Taker {
         let Some(live) = conn.as_mut() else {
             return self.hand_to_replier(job, message.deadline_ms);
         };
+        let keys = self.broker.keys();
         let outcome = if next.count() > 0 {
-            settle_then_read(live, std::slice::from_ref(&job), &self.name, next.count())
+            settle_then_read(
+                live,
+                keys,
+                std::slice::from_ref(&job),
+                &self.name,
+                next.count(),
+            )
         } else {
-            settle(live, std::slice::from_ref(&job)).map(|()| Ok(Vec::new()))
+            settle(live, keys, std::slice::from_ref(&job)).map(|()| Ok(Vec::new()))
         };
         match outcome {
             Ok(read) => {
@@ -199,11 +290,12 @@ fn reply_text(
     message: &JobMessage,
     entry: &str,
     result: &Result<Answer, ApplyError>,
+    signer: Option<&offload::broker::Signer>,
 ) -> Option<String> {
     match result {
-        Ok(answer) => Some(answer_reply(message.id, answer)),
+        Ok(answer) => Some(answer_reply(message, answer, signer)),
         Err(err) => match ReplyCode::of(err) {
-            Some(code) => Some(error_reply(message.id, code, &err.to_string())),
+            Some(code) => Some(error_reply(message, code, &err.to_string(), signer)),
             None => {
                 tracing::info!(entry = %entry, %err, "handing the job back");
                 None

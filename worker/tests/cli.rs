@@ -55,7 +55,7 @@ fn flags_from_the_environment() {
         .expect("run sumworker --help");
     let help = String::from_utf8_lossy(&help.stdout);
     for variable in [
-        "[env: YSUM_BROKER=]",
+        "[env: YSUM_BROKER]",
         "[env: YSUM_APPLY=]",
         "[env: YSUM_LEASE=",
     ] {

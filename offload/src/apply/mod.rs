@@ -155,8 +155,8 @@ pub struct StrategyConfig {
     /// `procs` only: replace a worker process after it has run this many jobs
     /// (like `maxtasksperchild`); `None` keeps workers for ever.
     pub recycle_after: Option<u64>,
-    /// `remote` only: the broker's URL, `redis://HOST:PORT[/DB]`.
-    pub broker: Option<String>,
+    /// `remote` only: the broker, and what to trust there.
+    pub broker: Option<crate::broker::BrokerConfig>,
 }
 
 impl StrategyConfig {
@@ -257,8 +257,12 @@ impl Strategy {
             StrategyKind::Threads => Flavor::Threads(threads::Threads::start(config, &stats)?),
             StrategyKind::Procs => Flavor::Procs(procs::Procs::start(config, &stats)?),
             StrategyKind::Remote => {
-                let url = config.broker.as_deref().unwrap_or_default();
-                Flavor::Remote(remote::Remote::start(config, url)?)
+                let broker = config.broker.as_ref().ok_or(StartError::BadSetting {
+                    setting: "broker",
+                    expected: "given for remote (redis://HOST:PORT)",
+                    value: "none".into(),
+                })?;
+                Flavor::Remote(remote::Remote::start(config, broker)?)
             }
         };
         // Inline and exclusive run every job on the caller already (and

@@ -1,19 +1,38 @@
 //! The Redis side of `--apply remote`, shared by the server's strategy and
-//! by `sumworker`: where things live in Redis ([`keys`]), what a job and a
-//! reply look like there ([`wire`]), and how to reach the broker and keep
-//! reaching it ([`Broker`], [`Backoff`]).
+//! by `sumworker`: how to reach the broker and what to trust there
+//! ([`BrokerConfig`], [`Broker`]), where things live in Redis ([`Keys`]),
+//! what a job and a reply look like there ([`wire`]), how they are signed
+//! ([`Signer`]), and how to keep reaching the broker ([`Backoff`]).
 //!
-//! The picture, keys and semantics are in `docs/distributed.md`.
+//! The picture, keys, semantics and what is trusted are in
+//! `docs/distributed.md`.
+//!
+//! # Layout
+//!
+//! - `config`: [`BrokerConfig`], [`Secret`] and [`redact`].
+//! - `keys`: [`Keys`], every key under one prefix.
+//! - `sign`: [`Signer`], HMAC-SHA256 of jobs and replies.
+//! - [`wire`]: the job entry and the reply string.
+//! - `backoff`: [`Backoff`], waits between attempts.
+//! - `every`: [`Every`], at most one log line per period for a repeated
+//!   failure.
 
 mod backoff;
-pub mod keys;
+mod config;
+mod every;
+mod keys;
+mod sign;
 pub mod wire;
 
 use std::time::Duration;
 
-use redis::{Client, Connection, RedisError, RedisResult};
+use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
 
 pub use backoff::Backoff;
+pub use config::{redact, BrokerConfig, Secret, DEFAULT_PREFIX};
+pub use every::Every;
+pub use keys::{Keys, REPLY_TTL_S};
+pub use sign::{KeyError, Signed, Signer, MAC_HEX_LEN, MIN_KEY_LEN};
 
 use crate::error::StartError;
 
@@ -29,34 +48,112 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// being handed out again: a job that kills every worker cannot loop.
 pub const MAX_DELIVERIES: u64 = 3;
 
-/// A broker address, checked, from which connections are opened.
+/// A broker, checked, from which connections are opened; with the keys and
+/// the signer of its deployment.
 #[derive(Debug, Clone)]
 pub struct Broker {
     client: Client,
-    url: String,
+    /// The URL with its password replaced by `***`: the only form in which
+    /// it is ever shown.
+    shown: String,
+    keys: Keys,
+    signer: Option<Signer>,
 }
 
 impl Broker {
-    /// Checks `url` (`redis://HOST:PORT[/DB]`) without connecting.
+    /// Checks `config` without connecting.
     ///
     /// # Errors
     ///
-    /// [`StartError::BadSetting`] quoting the URL when it does not parse.
-    pub fn new(url: &str) -> Result<Broker, StartError> {
-        let client = Client::open(url).map_err(|err| StartError::BadSetting {
-            setting: "broker",
-            expected: "a redis://HOST:PORT[/DB] URL",
-            value: format!("{url:?} ({err})"),
+    /// [`StartError::BadSetting`] when the URL does not parse (quoted
+    /// without its password), the password is not UTF-8, the prefix is
+    /// empty or has spaces, a signing key is too short, or a CA file is
+    /// given for a broker without TLS.
+    pub fn new(config: &BrokerConfig) -> Result<Broker, StartError> {
+        let shown = redact(&config.url);
+        let bad = |setting, expected, value: String| StartError::BadSetting {
+            setting,
+            expected,
+            value,
+        };
+        let info = config.url.as_str().into_connection_info().map_err(|err| {
+            bad(
+                "broker",
+                "a redis://HOST:PORT[/DB] or rediss://… URL",
+                format!("{shown:?} ({})", redact(&err.to_string())),
+            )
         })?;
+        let mut redis_settings = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(password) = &config.password {
+            let password = std::str::from_utf8(password.expose()).map_err(|_| {
+                bad(
+                    "broker password",
+                    "UTF-8 text",
+                    "bytes that are not (not shown)".into(),
+                )
+            })?;
+            redis_settings = redis_settings.set_password(password);
+        }
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        let info = info.set_redis_settings(redis_settings);
+        let client = match (&config.ca_pem, tls) {
+            (Some(_), false) => {
+                return Err(bad(
+                    "broker CA file",
+                    "given only with a rediss:// URL (TLS)",
+                    shown,
+                ))
+            }
+            (Some(ca), true) => Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            (None, _) => Client::open(info),
+        }
+        .map_err(|err| {
+            bad(
+                "broker",
+                "a usable broker address",
+                format!("{shown:?} ({err})"),
+            )
+        })?;
+        if config.prefix.is_empty() || config.prefix.contains(|c: char| c.is_whitespace()) {
+            return Err(bad(
+                "broker prefix",
+                "a word without spaces, such as ysum:",
+                format!("{:?}", config.prefix),
+            ));
+        }
+        let signer = config
+            .signing_keys
+            .as_deref()
+            .map(Signer::new)
+            .transpose()
+            .map_err(|err| bad("broker secret", "usable signing keys", err.to_string()))?;
         Ok(Broker {
             client,
-            url: url.to_owned(),
+            shown,
+            keys: Keys::new(&config.prefix),
+            signer,
         })
     }
 
-    /// The URL as given.
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The URL, its password replaced by `***`.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The keys of this deployment.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The signer, when jobs and replies are signed.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
 
     /// Opens a connection whose replies may take at most `read_timeout`
@@ -80,9 +177,120 @@ impl Broker {
     /// The broker's or the network's error.
     pub fn connect_with_group(&self, read_timeout: Duration) -> RedisResult<Connection> {
         let mut conn = self.connect(read_timeout)?;
-        ensure_group(&mut conn)?;
+        ensure_group(&mut conn, &self.keys)?;
         Ok(conn)
     }
+
+    /// What to say when the broker refused this process's credentials or
+    /// one of its commands: one line, which never holds the password.
+    pub fn refusal(&self, err: &RedisError) -> String {
+        let what = if err.code() == Some("NOPERM") {
+            "refused a command or key this process needs (its ACL user lacks the right)"
+        } else {
+            "refused the credentials (a wrong or missing password or user)"
+        };
+        format!(
+            "the broker at {} {what}: {}",
+            self.shown,
+            redact(&err.to_string())
+        )
+    }
+
+    /// Connects and runs, without side effects, the commands that `role`
+    /// needs on its keys, to tell at start-up a broker that refuses this
+    /// process (its password, its ACL user) from one that is only not there
+    /// yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Probe::Refused`] when the broker answered and refused the
+    /// credentials or a command (a configuration error: fix and restart);
+    /// [`Probe::Unreachable`] for anything else (it may come later).
+    pub fn probe(&self, role: Role<'_>) -> Result<(), Probe> {
+        let classify = |err: RedisError| {
+            if is_refusal(&err) {
+                Probe::Refused(self.refusal(&err))
+            } else {
+                Probe::Unreachable(redact(&err.to_string()))
+            }
+        };
+        let mut conn = self.connect_with_group(COMMAND_TIMEOUT).map_err(classify)?;
+        let keys = &self.keys;
+        // One at a time (not a pipeline): a refusal keeps its error code.
+        let mut checks = Vec::new();
+        match role {
+            Role::Server { reply_list } => {
+                // Its run id, the stream's length, its own (empty) list.
+                checks.push(redis::cmd("INFO").arg("server").clone());
+                checks.push(redis::cmd("XLEN").arg(keys.jobs()).clone());
+                checks.push(redis::cmd("LPOP").arg(reply_list).clone());
+            }
+            Role::Worker { name } => {
+                // Its own pending entries (read, not delivered), and a
+                // claim of entries idle for longer than can be.
+                checks.push(
+                    redis::cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(keys.group())
+                        .arg(name)
+                        .arg("COUNT")
+                        .arg(1)
+                        .arg("STREAMS")
+                        .arg(keys.jobs())
+                        .arg("0")
+                        .clone(),
+                );
+                checks.push(
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(keys.jobs())
+                        .arg(keys.group())
+                        .arg(name)
+                        .arg(i64::MAX)
+                        .arg("0-0")
+                        .arg("COUNT")
+                        .arg(1)
+                        .clone(),
+                );
+            }
+        }
+        for check in checks {
+            check.exec(&mut conn).map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
+/// Who is probing the broker, and so which commands it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Role<'a> {
+    /// A server, with its reply list.
+    Server {
+        /// Its reply list.
+        reply_list: &'a str,
+    },
+    /// A worker, with its consumer name.
+    Worker {
+        /// Its consumer name.
+        name: &'a str,
+    },
+}
+
+/// Why [`Broker::probe`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The broker refused the credentials or a command: the line to show.
+    Refused(String),
+    /// The broker did not answer: why.
+    Unreachable(String),
+}
+
+/// Whether `err` says the broker answered but refused this client: a wrong
+/// or missing password (`WRONGPASS`, `NOAUTH`), or a command or key its ACL
+/// user may not use (`NOPERM`). Retrying does not help; the configuration
+/// (or the broker's users) must change.
+pub fn is_refusal(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
 }
 
 /// Creates the jobs stream and the workers' group if either is missing (a
@@ -92,11 +300,11 @@ impl Broker {
 /// # Errors
 ///
 /// The broker's or the network's error; an existing group is not one.
-pub fn ensure_group(conn: &mut Connection) -> RedisResult<()> {
+pub fn ensure_group(conn: &mut Connection, keys: &Keys) -> RedisResult<()> {
     let created: RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(keys::JOBS)
-        .arg(keys::GROUP)
+        .arg(keys.jobs())
+        .arg(keys.group())
         .arg("0")
         .arg("MKSTREAM")
         .query(conn);
@@ -140,11 +348,59 @@ pub fn unix_ms_now() -> u64 {
 mod tests {
     use super::*;
 
-    /// A URL that does not parse is refused with the URL quoted.
+    /// A URL that does not parse is refused with the URL quoted, but never
+    /// its password.
     #[test]
-    fn bad_urls_are_quoted() {
-        let err = Broker::new("http://nowhere").unwrap_err().to_string();
+    fn bad_urls_are_quoted_without_passwords() {
+        let err = Broker::new(&BrokerConfig::new("http://nowhere"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"http://nowhere\""), "{err}");
-        assert!(Broker::new("redis://127.0.0.1:6380/2").is_ok());
+        let err = Broker::new(&BrokerConfig::new("redis://:hunter2@[::1"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(Broker::new(&BrokerConfig::new("redis://127.0.0.1:6380/2")).is_ok());
+    }
+
+    /// The password is shown as `***`, wherever it came from; the prefix
+    /// names every key.
+    #[test]
+    fn shown_without_the_password() {
+        let broker = Broker::new(&BrokerConfig {
+            prefix: "blue:".into(),
+            ..BrokerConfig::new("redis://:hunter2@127.0.0.1:6380")
+        })
+        .expect("valid");
+        assert_eq!(broker.shown(), "redis://:***@127.0.0.1:6380");
+        assert!(!format!("{broker:?}").contains("hunter2"));
+        assert_eq!(broker.keys().jobs(), "blue:jobs");
+    }
+
+    /// Bad prefixes, short keys and a CA without TLS are refused.
+    #[test]
+    fn bad_settings_are_refused() {
+        let base = BrokerConfig::new("redis://127.0.0.1:6380");
+        for config in [
+            BrokerConfig {
+                prefix: String::new(),
+                ..base.clone()
+            },
+            BrokerConfig {
+                prefix: "a b".into(),
+                ..base.clone()
+            },
+            BrokerConfig {
+                signing_keys: Some(vec![Secret::new("short")]),
+                ..base.clone()
+            },
+            BrokerConfig {
+                ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+                ..base.clone()
+            },
+        ] {
+            let err = Broker::new(&config).unwrap_err().to_string();
+            assert!(!err.contains("short\""), "{err}");
+        }
     }
 }

@@ -246,6 +246,12 @@ fn encode_remote(
     )?;
     counter(
         encoder,
+        "remote_forged_replies",
+        "Replies dropped because their signature was missing or wrong (--broker-secret-file).",
+        remote.forged_replies,
+    )?;
+    counter(
+        encoder,
         "remote_resubmitted",
         "Jobs handed out again after the broker restarted.",
         remote.resubmitted,

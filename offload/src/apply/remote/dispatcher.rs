@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use redis::{Connection, RedisResult};
 
+use super::shared::Delivery;
 use super::{outbox, Shared};
 use crate::broker::wire::{JobMessage, Reply};
 use crate::broker::{run_id, Backoff, COMMAND_TIMEOUT};
@@ -33,13 +34,11 @@ pub(super) fn run(shared: &Shared) {
                 Ok(fresh) => {
                     conn = Some(fresh);
                     backoff.reset();
-                    shared.up.store(true, Ordering::Release);
+                    shared.came_up();
                 }
                 Err(err) => {
                     conn = None;
-                    if shared.up.swap(false, Ordering::AcqRel) {
-                        tracing::warn!(%err, "the broker is unreachable");
-                    }
+                    shared.went_down(&err, "cannot reach the broker");
                     std::thread::sleep(backoff.next_wait());
                     continue;
                 }
@@ -49,9 +48,8 @@ pub(super) fn run(shared: &Shared) {
         match pop(live, &shared.reply_list) {
             Ok(replies) => replies.iter().for_each(|text| deliver(shared, text)),
             Err(err) => {
-                tracing::warn!(%err, "lost the broker while waiting for replies");
+                shared.went_down(&err, "lost the broker while waiting for replies");
                 conn = None;
-                shared.up.store(false, Ordering::Release);
             }
         }
     }
@@ -69,7 +67,7 @@ fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<
             .map(|job| job.message.clone())
             .collect();
         if !messages.is_empty() {
-            outbox::add(&mut conn, &messages)?;
+            outbox::add(&mut conn, &shared.broker, &messages)?;
             shared
                 .resubmitted
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
@@ -80,7 +78,7 @@ fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<
         }
     }
     if known_run_id.as_deref() != Some(now.as_str()) {
-        tracing::info!(broker = shared.broker.url(), run_id = %now, "connected to the broker");
+        tracing::info!(broker = shared.broker.shown(), run_id = %now, "connected to the broker");
     }
     *known_run_id = Some(now);
     Ok(conn)
@@ -100,16 +98,38 @@ fn pop(conn: &mut Connection, list: &str) -> RedisResult<Vec<String>> {
     Ok(popped.map(|(_, replies)| replies).unwrap_or_default())
 }
 
-/// Completes the job a reply names, unless it was completed already.
+/// Completes the job a reply names, unless it was completed already or the
+/// reply is not to be trusted (with `--broker-secret-file`: its MAC is
+/// missing or wrong), in which case the job waits for the real one.
 fn deliver(shared: &Shared, text: &str) {
-    match Reply::parse(text) {
-        Ok(reply) => {
-            let id = reply.id;
-            if !shared.complete(id, |job, elapsed| reply.into_result(job, elapsed)) {
-                shared.late_replies.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(id, "dropped a reply for a job already answered");
+    let reply = match Reply::parse(text) {
+        Ok(reply) => reply,
+        Err(err) => return tracing::warn!(%err, "dropped a reply that cannot be read"),
+    };
+    let id = reply.id;
+    let signer = shared.broker.signer();
+    let mut refusal = None;
+    let delivery = shared.complete_checked(
+        id,
+        |message| match reply.check(message, signer) {
+            Ok(()) => true,
+            Err(err) => {
+                refusal = Some(err);
+                false
             }
+        },
+        |job, elapsed| reply.clone().into_result(job, elapsed),
+    );
+    match delivery {
+        Delivery::Completed => {}
+        Delivery::Late => {
+            shared.late_replies.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(id, "dropped a reply for a job already answered");
         }
-        Err(err) => tracing::warn!(%err, "dropped a reply that cannot be read"),
+        Delivery::Refused => {
+            shared.forged_replies.fetch_add(1, Ordering::Relaxed);
+            let why = refusal.map(|err| err.to_string()).unwrap_or_default();
+            tracing::warn!(id, %why, "dropped a reply that is not signed by a worker");
+        }
     }
 }

@@ -24,8 +24,7 @@ mod monitor;
 mod outbox;
 mod shared;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,7 +35,7 @@ use redis::Connection;
 use super::done::{Caller, Done};
 use super::{StrategyConfig, Timing};
 use crate::broker::wire::JobMessage;
-use crate::broker::{keys, unix_ms_now, Broker, COMMAND_TIMEOUT};
+use crate::broker::{unix_ms_now, Broker, BrokerConfig, Probe, Role, COMMAND_TIMEOUT};
 use crate::error::{ApplyError, BusyReason, StartError};
 use crate::job::Job;
 use shared::{InFlight, Shared};
@@ -73,7 +72,7 @@ pub(crate) struct Remote {
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
-            .field("broker", &self.shared.broker.url())
+            .field("broker", &self.shared.broker.shown())
             .field("reply_list", &self.shared.reply_list)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
@@ -84,23 +83,30 @@ impl Remote {
     /// Starts the four threads and waits up to [`FIRST_CONNECTION`] for the
     /// broker (a broker that is down is not an error: jobs get
     /// `unavailable` until it is back).
-    pub(crate) fn start(config: &StrategyConfig, url: &str) -> Result<Remote, StartError> {
-        let broker = Broker::new(url)?;
+    ///
+    /// A broker that answers but refuses the credentials or a command it
+    /// needs is a configuration error: [`StartError::BrokerRefused`].
+    pub(crate) fn start(
+        config: &StrategyConfig,
+        broker: &BrokerConfig,
+    ) -> Result<Remote, StartError> {
+        let broker = Broker::new(broker)?;
         let job_timeout = config.job_timeout.ok_or(StartError::BadSetting {
             setting: "job timeout",
             expected: "set for remote (the deadline travels with the job)",
             value: "none".into(),
         })?;
-        let shared = Arc::new(Shared {
-            broker,
-            reply_list: keys::reply_list(&server_name()),
-            in_flight: Mutex::new(HashMap::new()),
-            up: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            late_replies: AtomicU64::new(0),
-            resubmitted: AtomicU64::new(0),
-            seen: Mutex::new(RemoteSnapshot::default()),
-        });
+        let reply_list = broker.keys().reply_list(&server_name());
+        match broker.probe(Role::Server {
+            reply_list: &reply_list,
+        }) {
+            Ok(()) => {}
+            Err(Probe::Refused(detail)) => return Err(StartError::BrokerRefused { detail }),
+            Err(Probe::Unreachable(why)) => {
+                tracing::warn!(broker = broker.shown(), %why, "the broker is not reachable yet; jobs get ERR unavailable until it is");
+            }
+        }
+        let shared = Arc::new(Shared::new(broker, reply_list));
         let (outbox, outbox_rx) = crossbeam_channel::unbounded();
         let (deadlines, deadlines_rx) = crossbeam_channel::unbounded();
         let (stop_monitor, stop_monitor_rx) = crossbeam_channel::bounded(0);
@@ -145,12 +151,6 @@ impl Remote {
         while !shared.up.load(Ordering::Acquire) && started.elapsed() < FIRST_CONNECTION {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if !shared.up.load(Ordering::Acquire) {
-            tracing::warn!(
-                broker = url,
-                "the broker is not reachable yet; jobs get ERR unavailable until it is"
-            );
-        }
         Ok(remote)
     }
 
@@ -167,7 +167,7 @@ impl Remote {
             return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
         }
         if !shared.up.load(Ordering::Acquire) {
-            let reason = shared.unreachable("it did not answer the last attempt");
+            let reason = shared.down_reason();
             return done.complete(
                 Err(ApplyError::Unavailable { job, reason }),
                 Timing::default(),
@@ -175,13 +175,13 @@ impl Remote {
         }
         let submitted = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let message = JobMessage {
+        let message = JobMessage::new(
             id,
             job,
-            reply_to: shared.reply_list.clone(),
-            deadline_ms: unix_ms_now()
+            shared.reply_list.clone(),
+            unix_ms_now()
                 .saturating_add(u64::try_from(self.lifetime.as_millis()).unwrap_or(u64::MAX)),
-        };
+        );
         {
             let mut in_flight = shared.in_flight();
             if in_flight.len() >= self.capacity {
@@ -229,7 +229,7 @@ impl Remote {
             None => shared.broker.connect(COMMAND_TIMEOUT),
         };
         let added = conn.and_then(|mut conn| {
-            outbox::add(&mut conn, std::slice::from_ref(&message)).map(|()| conn)
+            outbox::add(&mut conn, &shared.broker, std::slice::from_ref(&message)).map(|()| conn)
         });
         match added {
             Ok(conn) => {
@@ -239,9 +239,7 @@ impl Remote {
                 }
             }
             Err(err) => {
-                shared.up.store(false, Ordering::Release);
-                tracing::warn!(%err, "could not hand a job to the broker");
-                let reason = shared.unreachable(&err.to_string());
+                let reason = shared.went_down(&err, "could not hand a job to the broker");
                 shared.complete(id, |job, _| Err(ApplyError::Unavailable { job, reason }));
             }
         }
@@ -281,10 +279,11 @@ fn snapshot_of(shared: &Shared) -> RemoteSnapshot {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    seen.broker = shared.broker.url().to_owned();
+    seen.broker = shared.broker.shown().to_owned();
     seen.connected = shared.up.load(Ordering::Acquire);
     seen.in_flight = shared.in_flight().len();
     seen.late_replies = shared.late_replies.load(Ordering::Relaxed);
+    seen.forged_replies = shared.forged_replies.load(Ordering::Relaxed);
     seen.resubmitted = shared.resubmitted.load(Ordering::Relaxed);
     seen
 }
@@ -339,7 +338,7 @@ mod tests {
 
     fn config(broker: Option<&str>) -> StrategyConfig {
         StrategyConfig {
-            broker: broker.map(str::to_owned),
+            broker: broker.map(crate::broker::BrokerConfig::new),
             ..StrategyConfig::new(StrategyKind::Remote)
         }
     }
@@ -349,20 +348,23 @@ mod tests {
     #[test]
     fn unreachable_broker_is_unavailable_at_once() {
         // Port 1 on loopback: nothing listens there, connections are refused.
-        let strategy = Strategy::start(&config(Some("redis://127.0.0.1:1"))).expect("starts");
+        let strategy =
+            Strategy::start(&config(Some("redis://:hunter2@127.0.0.1:1"))).expect("starts");
         for _ in 0..3 {
             let started = Instant::now();
             let result = strategy.apply(Job::Sumn(10));
             assert!(started.elapsed() < Duration::from_millis(100));
             match result {
                 Err(ApplyError::Unavailable { reason, .. }) => {
-                    assert!(reason.contains("redis://127.0.0.1:1"), "{reason}");
+                    assert!(reason.contains("redis://:***@127.0.0.1:1"), "{reason}");
+                    assert!(!reason.contains("hunter2"), "{reason}");
                 }
                 other => panic!("{other:?}"),
             }
         }
         let remote = strategy.stats().remote.expect("remote stats");
         assert!(!remote.connected);
+        assert_eq!(remote.broker, "redis://:***@127.0.0.1:1");
     }
 
     /// `remote` without a broker, or without a job timeout, does not start.

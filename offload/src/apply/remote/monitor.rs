@@ -9,7 +9,7 @@ use redis::{Connection, RedisResult};
 use serde::Serialize;
 
 use super::Shared;
-use crate::broker::{keys, COMMAND_TIMEOUT};
+use crate::broker::{Keys, COMMAND_TIMEOUT};
 
 /// How often the broker is read.
 const EVERY: Duration = Duration::from_millis(500);
@@ -18,7 +18,7 @@ const EVERY: Duration = Duration::from_millis(500);
 /// server's own counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RemoteSnapshot {
-    /// The broker's URL.
+    /// The broker's URL, its password shown as `***`.
     pub broker: String,
     /// Whether the broker answered the last time the server asked.
     pub connected: bool,
@@ -33,6 +33,9 @@ pub struct RemoteSnapshot {
     pub redeliveries: u64,
     /// Replies dropped because their job was already answered.
     pub late_replies: u64,
+    /// Replies dropped because their signature was missing or wrong
+    /// (`--broker-secret-file`): forged, or from a worker with another key.
+    pub forged_replies: u64,
     /// Jobs handed out again after the broker restarted.
     pub resubmitted: u64,
     /// Every worker the group has seen.
@@ -61,7 +64,7 @@ pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
             conn = shared.broker.connect(COMMAND_TIMEOUT).ok();
         }
         if let Some(live) = conn.as_mut() {
-            match read(live) {
+            match read(live, shared.broker.keys()) {
                 Ok(reading) => {
                     *shared.seen.lock().unwrap_or_else(|p| p.into_inner()) = reading;
                 }
@@ -78,22 +81,22 @@ pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
     }
 }
 
-fn read(conn: &mut Connection) -> RedisResult<RemoteSnapshot> {
-    let stream_length: u64 = redis::cmd("XLEN").arg(keys::JOBS).query(conn)?;
+fn read(conn: &mut Connection, keys: &Keys) -> RedisResult<RemoteSnapshot> {
+    let stream_length: u64 = redis::cmd("XLEN").arg(keys.jobs()).query(conn)?;
     let seen: std::collections::HashMap<String, u64> =
-        redis::cmd("HGETALL").arg(keys::SEEN).query(conn)?;
+        redis::cmd("HGETALL").arg(keys.seen()).query(conn)?;
     let now = crate::broker::unix_ms_now();
-    let redeliveries: Option<u64> = redis::cmd("GET").arg(keys::REDELIVERIES).query(conn)?;
+    let redeliveries: Option<u64> = redis::cmd("GET").arg(keys.redeliveries()).query(conn)?;
     // The group may not exist yet (no worker and no job since the broker
     // started): then nothing is pending and no worker was seen.
     let pending: RedisResult<StreamPendingReply> = redis::cmd("XPENDING")
-        .arg(keys::JOBS)
-        .arg(keys::GROUP)
+        .arg(keys.jobs())
+        .arg(keys.group())
         .query(conn);
     let consumers: RedisResult<StreamInfoConsumersReply> = redis::cmd("XINFO")
         .arg("CONSUMERS")
-        .arg(keys::JOBS)
-        .arg(keys::GROUP)
+        .arg(keys.jobs())
+        .arg(keys.group())
         .query(conn);
     let pending = match pending {
         Ok(reply) => reply.count() as u64,

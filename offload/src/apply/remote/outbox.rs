@@ -6,14 +6,12 @@
 //! job is new, not in flight, so it is answered `unavailable` at once and
 //! the broker is marked down until the dispatcher reaches it again.
 
-use std::sync::atomic::Ordering;
-
 use crossbeam_channel::Receiver;
 use redis::Connection;
 
 use super::Shared;
 use crate::broker::wire::JobMessage;
-use crate::broker::{keys, COMMAND_TIMEOUT};
+use crate::broker::{Broker, COMMAND_TIMEOUT};
 use crate::error::ApplyError;
 
 /// Most jobs sent in one round trip.
@@ -35,36 +33,39 @@ pub(super) fn run(shared: &Shared, numbers: &Receiver<u64>) {
         if messages.is_empty() {
             continue;
         }
-        if conn.is_none() {
-            conn = shared.broker.connect(COMMAND_TIMEOUT).ok();
+        let sent = match conn.take() {
+            Some(live) => Ok(live),
+            None => shared.broker.connect(COMMAND_TIMEOUT),
         }
-        let sent = match conn.as_mut() {
-            Some(conn) => add(conn, &messages).map_err(|err| err.to_string()),
-            None => Err("could not connect".to_owned()),
-        };
-        if let Err(why) = sent {
-            conn = None;
-            shared.up.store(false, Ordering::Release);
-            tracing::warn!(%why, jobs = messages.len(), "could not hand jobs to the broker");
-            let reason = shared.unreachable(&why);
-            for message in &messages {
-                shared.complete(message.id, |job, _| {
-                    Err(ApplyError::Unavailable {
-                        job,
-                        reason: reason.clone(),
-                    })
-                });
+        .and_then(|mut live| add(&mut live, &shared.broker, &messages).map(|()| live));
+        match sent {
+            Ok(live) => conn = Some(live),
+            Err(err) => {
+                let reason = shared.went_down(&err, "could not hand jobs to the broker");
+                for message in &messages {
+                    shared.complete(message.id, |job, _| {
+                        Err(ApplyError::Unavailable {
+                            job,
+                            reason: reason.clone(),
+                        })
+                    });
+                }
             }
         }
     }
 }
 
-/// `XADD`s every message in one pipeline.
-pub(super) fn add(conn: &mut Connection, messages: &[JobMessage]) -> redis::RedisResult<()> {
+/// `XADD`s every message in one pipeline, signed if the broker's
+/// deployment signs.
+pub(super) fn add(
+    conn: &mut Connection,
+    broker: &Broker,
+    messages: &[JobMessage],
+) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     for message in messages {
-        let cmd = pipe.cmd("XADD").arg(keys::JOBS).arg("*");
-        for (field, value) in message.fields() {
+        let cmd = pipe.cmd("XADD").arg(broker.keys().jobs()).arg("*");
+        for (field, value) in message.fields(broker.signer()) {
             cmd.arg(field).arg(value);
         }
         cmd.ignore();

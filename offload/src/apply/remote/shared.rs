@@ -1,19 +1,26 @@
 //! [`Shared`]: what the remote strategy's threads share, above all the
 //! in-flight table, whose one rule is that whoever removes a job from it
-//! completes it.
+//! completes it; and the broker's health, which every thread that talks to
+//! the broker reports to.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use redis::RedisError;
 
 use super::monitor::RemoteSnapshot;
 use crate::apply::done::Done;
 use crate::apply::Timing;
 use crate::broker::wire::JobMessage;
-use crate::broker::Broker;
+use crate::broker::{is_refusal, redact, Broker, Every};
 use crate::error::ApplyError;
 use crate::job::{Answer, Job};
+
+/// At most one log line per this period for a broker that keeps refusing
+/// the credentials.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 /// One job handed out and not yet answered.
 pub(super) struct InFlight {
@@ -34,18 +41,57 @@ pub(super) struct Shared {
     pub(super) in_flight: Mutex<HashMap<u64, InFlight>>,
     /// Whether the broker answered the last time anyone asked.
     pub(super) up: AtomicBool,
+    /// Why it is down, as the `unavailable` replies say it: set by whoever
+    /// saw it go.
+    pub(super) down_reason: Mutex<String>,
+    /// Lets a refusal of the credentials be logged once per period.
+    pub(super) refusals: Every,
     /// Raised by `shutdown` and on drop.
     pub(super) stopping: AtomicBool,
     /// Replies for jobs already completed (a second worker's answer, or one
     /// after the deadline), dropped.
     pub(super) late_replies: AtomicU64,
+    /// Replies dropped because their signature was missing or wrong
+    /// (`--broker-secret-file`): forged, or from a worker with another key.
+    pub(super) forged_replies: AtomicU64,
     /// Jobs handed out again after the broker lost them.
     pub(super) resubmitted: AtomicU64,
     /// The monitor's last reading.
     pub(super) seen: Mutex<RemoteSnapshot>,
 }
 
+/// What became of a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// It completed its job.
+    Completed,
+    /// Its job was completed already.
+    Late,
+    /// Its job is in flight, but the reply failed the check; the job waits
+    /// for another reply.
+    Refused,
+}
+
 impl Shared {
+    pub(super) fn new(broker: Broker, reply_list: String) -> Shared {
+        Shared {
+            down_reason: Mutex::new(format!(
+                "the broker at {} has not answered yet",
+                broker.shown()
+            )),
+            broker,
+            reply_list,
+            in_flight: Mutex::new(HashMap::new()),
+            up: AtomicBool::new(false),
+            refusals: Every::new(REFUSALS_LOGGED_EVERY),
+            stopping: AtomicBool::new(false),
+            late_replies: AtomicU64::new(0),
+            forged_replies: AtomicU64::new(0),
+            resubmitted: AtomicU64::new(0),
+            seen: Mutex::new(RemoteSnapshot::default()),
+        }
+    }
+
     pub(super) fn in_flight(&self) -> MutexGuard<'_, HashMap<u64, InFlight>> {
         // Completions run outside the lock, so a poisoned table is intact.
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
@@ -58,8 +104,29 @@ impl Shared {
         id: u64,
         result: impl FnOnce(Job, Duration) -> Result<Answer, ApplyError>,
     ) -> bool {
-        let Some(job) = self.in_flight().remove(&id) else {
-            return false;
+        self.complete_checked(id, |_| true, result) == Delivery::Completed
+    }
+
+    /// Completes job `id` with `result` if it is in flight and `check`
+    /// accepts its message (checked under the table's lock, so that no one
+    /// else completes it in between).
+    pub(super) fn complete_checked(
+        &self,
+        id: u64,
+        check: impl FnOnce(&JobMessage) -> bool,
+        result: impl FnOnce(Job, Duration) -> Result<Answer, ApplyError>,
+    ) -> Delivery {
+        let job = {
+            let mut in_flight = self.in_flight();
+            let Some(job) = in_flight.get(&id) else {
+                return Delivery::Late;
+            };
+            if !check(&job.message) {
+                return Delivery::Refused;
+            }
+            in_flight
+                .remove(&id)
+                .expect("looked up under the same lock")
         };
         let elapsed = job.submitted.elapsed();
         let outcome = result(job.message.job, elapsed);
@@ -70,10 +137,50 @@ impl Shared {
                 run: Some(elapsed),
             },
         );
-        true
+        Delivery::Completed
+    }
+
+    /// Records that the broker failed `err` while the thread did `what`:
+    /// it is down from now on (until the dispatcher reaches it again), and
+    /// new jobs are told why. A refusal of the credentials is logged at
+    /// `error`, at most once per period; an outage once, when it starts.
+    /// Returns the reason, as the `unavailable` replies give it.
+    pub(super) fn went_down(&self, err: &RedisError, what: &str) -> String {
+        let reason = if is_refusal(err) {
+            self.broker.refusal(err)
+        } else {
+            self.unreachable(&redact(&err.to_string()))
+        };
+        *self.down_reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.clone();
+        let was_up = self.up.swap(false, Ordering::AcqRel);
+        if is_refusal(err) {
+            if let Some(held) = self.refusals.pass() {
+                tracing::error!(held_back = held, "{what}: {reason}");
+            }
+        } else if was_up {
+            tracing::warn!("{what}: {reason}");
+        }
+        reason
+    }
+
+    /// The broker answered: it is up, and the next refusal is logged.
+    pub(super) fn came_up(&self) {
+        self.refusals.reset();
+        self.up.store(true, Ordering::Release);
+    }
+
+    /// Why the broker is down, for an `unavailable` reply.
+    pub(super) fn down_reason(&self) -> String {
+        self.down_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(super) fn unreachable(&self, why: &str) -> String {
-        format!("the broker at {} is unreachable ({why})", self.broker.url())
+        format!(
+            "the broker at {} is unreachable ({why})",
+            self.broker.shown()
+        )
     }
 }
