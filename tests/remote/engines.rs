@@ -47,17 +47,47 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// How to run a [`Redis`] other than plain: more settings, the test's own
+/// credentials, TLS.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RedisOptions {
+    /// More `redis-server` arguments (`--requirepass …`, `--aclfile …`).
+    pub(crate) args: Vec<String>,
+    /// `USER:PASSWORD` (or `:PASSWORD`) for the test's own connections.
+    pub(crate) admin: Option<String>,
+    /// TLS only, on the port: the certificate files and the CA (PEM) that
+    /// the test's own connections trust.
+    pub(crate) tls: Option<TlsFiles>,
+}
+
+/// A server certificate for `127.0.0.1` and the CA that signed it.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsFiles {
+    /// The CA's certificate (PEM file).
+    pub(crate) ca: PathBuf,
+    /// The server's certificate (PEM file).
+    pub(crate) cert: PathBuf,
+    /// The server's key (PEM file).
+    pub(crate) key: PathBuf,
+}
+
 /// A throwaway `redis-server` (no persistence) on its own port.
 #[derive(Debug)]
 pub(crate) struct Redis {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    options: RedisOptions,
 }
 
 impl Redis {
     /// Starts one and waits until it answers `PING`.
     pub(crate) fn start() -> Redis {
+        Redis::start_with(RedisOptions::default())
+    }
+
+    /// Starts one with `options` and waits until it answers `PING`.
+    pub(crate) fn start_with(options: RedisOptions) -> Redis {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("ysum-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("make redis' directory");
@@ -65,17 +95,39 @@ impl Redis {
             child: None,
             port,
             dir,
+            options,
         };
         redis.spawn();
         redis
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(redis_server())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        let mut command = Command::new(redis_server());
+        match &self.options.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.options.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -89,13 +141,42 @@ impl Redis {
         assert!(up, "redis-server on port {} did not answer", self.port);
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` with TLS), without credentials.
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// [`Redis::url`] with `user_info` (`USER:PASSWORD` or `:PASSWORD`).
+    pub(crate) fn url_as(&self, user_info: &str) -> String {
+        self.url().replacen("://", &format!("://{user_info}@"), 1)
+    }
+
+    /// Its port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
     }
 
     fn try_conn(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.url()).ok()?;
+        let url = match &self.options.admin {
+            Some(admin) => self.url_as(admin),
+            None => self.url(),
+        };
+        let client = match &self.options.tls {
+            None => redis::Client::open(url).ok()?,
+            Some(tls) => redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(&tls.ca).ok()?),
+                },
+            )
+            .ok()?,
+        };
         let conn = client
             .get_connection_with_timeout(Duration::from_millis(500))
             .ok()?;
@@ -150,6 +231,11 @@ pub(crate) struct PendingEntry {
 pub(crate) struct Queue(redis::Connection);
 
 impl Queue {
+    /// The connection, for the test's own commands.
+    pub(crate) fn conn(&mut self) -> &mut redis::Connection {
+        &mut self.0
+    }
+
     /// Every pending entry (at most 100).
     pub(crate) fn pending(&mut self) -> Vec<PendingEntry> {
         let reply: redis::RedisResult<StreamPendingCountReply> = redis::cmd("XPENDING")
@@ -218,33 +304,63 @@ pub(crate) struct Worker {
     /// Its consumer name.
     pub(crate) name: String,
     descendants: Vec<Proc>,
+    /// What it printed on stdout so far.
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Worker {
     /// Starts `sumworker --broker URL --name NAME <extra…>` and waits for
     /// its `reading` line.
     pub(crate) fn start(redis: &Redis, name: &str, extra: &[&str]) -> Worker {
+        Worker::launch(&redis.url(), name, extra, &[], None)
+    }
+
+    /// Starts `sumworker --broker URL --name NAME <extra…>` with `env`
+    /// added, its stderr to `log` when given, and waits for its `reading`
+    /// line.
+    pub(crate) fn launch(
+        url: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Worker {
+        let stderr = match log {
+            Some(path) => std::fs::File::create(path)
+                .expect("create the worker's log")
+                .into(),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(sumworker())
-            .args(["--broker", &redis.url(), "--name", name])
+            .args(["--broker", url, "--name", name])
             .args(extra)
             .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn sumworker");
         let stdout = child.stdout.take().expect("piped");
         let (line_tx, line_rx) = mpsc::channel();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = std::sync::Arc::clone(&printed);
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let _ = line_tx.send(reader.read_line(&mut line).map(|_| line));
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            let first = reader.read_line(&mut line).map(|_| line.clone());
+            keep.lock().unwrap().push_str(&line);
+            let _ = line_tx.send(first);
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+            keep.lock().unwrap().push_str(&rest);
         });
         let mut worker = Worker {
             child,
             name: name.to_owned(),
             descendants: Vec::new(),
+            stdout: printed,
         };
         match line_rx.recv_timeout(IO_TIMEOUT) {
             Ok(Ok(line)) if line.starts_with(&format!("sumworker {name} reading")) => {}
@@ -258,6 +374,11 @@ impl Worker {
     /// Its process id.
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pids fit in i32")
+    }
+
+    /// What it printed on stdout so far.
+    pub(crate) fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Sends `signal` to it.

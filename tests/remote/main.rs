@@ -15,12 +15,18 @@
 //!   every worker, no worker at all.
 //! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
 //! - `outage`: the broker killed and restarted.
+//! - `security`: the password kept secret, refused credentials, keys
+//!   confined to the prefix, deployments apart, forged jobs and replies.
+//! - `acl`: the shipped ACL users (`deploy/redis/users.acl`).
+//! - `tls`: a `rediss://` broker with a CA of the test's own.
+//! - `rotation`: the password and the signing key rotated under load.
 //! - `shutdown`: the server and a worker stopped under load.
 //! - `slots`: a worker reads no more jobs than it has free slots.
 
 // Shared with the e2e tests; not every helper is used here.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+mod acl;
 mod answers;
 #[path = "../common/conn.rs"]
 mod conn;
@@ -30,12 +36,15 @@ mod metrics;
 mod outage;
 #[path = "../common/process.rs"]
 mod process;
+mod rotation;
+mod security;
 #[path = "../common/server.rs"]
 mod server;
 mod shutdown;
 mod slots;
 #[path = "../e2e/support.rs"]
 mod support;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -54,4 +63,34 @@ pub(crate) fn remote_server(io: Io, redis: &engines::Redis, extra: &[&str]) -> S
     let mut args = vec!["--broker", url.as_str()];
     args.extend_from_slice(extra);
     Server::start(io, "remote", &args)
+}
+
+/// Turns each scenario `fn name(io: Io)` into two tests, `name::threads`
+/// and `name::events`, marked ignored (with the reason) where
+/// redis-server is missing.
+#[macro_export]
+macro_rules! with_redis {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            /// The scenario with a thread per connection.
+            #[test]
+            #[cfg_attr(
+                no_redis,
+                ignore = "redis-server not installed: apt-get install -y redis-server"
+            )]
+            fn threads() {
+                super::$name($crate::support::Io::Threads);
+            }
+
+            /// The scenario with one event loop.
+            #[test]
+            #[cfg_attr(
+                no_redis,
+                ignore = "redis-server not installed: apt-get install -y redis-server"
+            )]
+            fn events() {
+                super::$name($crate::support::Io::Events);
+            }
+        }
+    )+};
 }
