@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use offload::broker::{unix_ms_now, Backoff, Broker, COMMAND_TIMEOUT};
+use offload::broker::{redact, unix_ms_now, Backoff, Broker, Every, COMMAND_TIMEOUT};
 use redis::Connection;
 
 use crate::running::Running;
@@ -43,6 +43,8 @@ pub(crate) fn run(
     let mut stopped_at: Option<Instant> = None;
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::default();
+    // A broker that stays away is one line every 10 s, not one per retry.
+    let failures = Every::new(Duration::from_secs(10));
     // Replies not yet accepted by the broker, with their deadlines.
     let mut unsent: Vec<(Settle, u64)> = Vec::new();
     loop {
@@ -87,22 +89,27 @@ pub(crate) fn run(
         if unsent.is_empty() {
             continue;
         }
-        if conn.is_none() {
-            conn = broker.connect(COMMAND_TIMEOUT).ok();
-        }
         let jobs: Vec<Settle> = unsent.iter().map(|(job, _)| job.clone()).collect();
-        match conn.as_mut().map(|live| settle(live, broker.keys(), &jobs)) {
-            Some(Ok(())) => {
+        let sent = match conn.take() {
+            Some(live) => Ok(live),
+            None => broker.connect(COMMAND_TIMEOUT),
+        }
+        .and_then(|mut live| settle(&mut live, broker.keys(), &jobs).map(|()| live));
+        match sent {
+            Ok(live) => {
+                conn = Some(live);
                 backoff.reset();
+                failures.reset();
                 for (job, _) in unsent.drain(..) {
                     running.remove(&job.entry);
                 }
             }
-            Some(Err(err)) => {
-                tracing::warn!(%err, replies = jobs.len(), "could not send replies; will retry");
-                conn = None;
+            Err(err) => {
+                if let Some(held_back) = failures.pass() {
+                    let why = redact(&err.to_string());
+                    tracing::warn!(%why, replies = jobs.len(), held_back, "could not send replies; will retry");
+                }
             }
-            None => {}
         }
     }
 }
