@@ -1,5 +1,5 @@
 //! Looks for the engines the engine tests start (`tests/haproxy`: HAProxy;
-//! `tests/remote`: Redis),
+//! `tests/remote`: Redis, and libfaketime for a worker whose clock is off),
 //! so that a test whose engine is missing is marked ignored with the reason
 //! instead of passing without having run.
 //!
@@ -22,6 +22,10 @@ const ENGINES: &[(&str, &str, &str)] = &[
     ("redis-server", "no_redis", "YSUM_REDIS"),
 ];
 
+/// libfaketime (Debian package `faketime`), preloaded into a worker whose
+/// clock a test shifts: the variant for threaded programs.
+const FAKETIME_LIBRARY: &str = "libfaketimeMT.so.1";
+
 /// Debian puts daemons in sbin, which an ordinary user's PATH often lacks.
 const SBIN: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
 
@@ -41,6 +45,26 @@ fn main() {
             None => println!("cargo:rustc-cfg={missing_cfg}"),
         }
     }
+    println!("cargo:rustc-check-cfg=cfg(no_faketime)");
+    match find_faketime() {
+        Some(path) => {
+            println!("cargo:rerun-if-changed={}", path.display());
+            println!("cargo:rustc-env=YSUM_FAKETIME_LIB={}", path.display());
+        }
+        None if required => {}
+        None => println!("cargo:rustc-cfg=no_faketime"),
+    }
+}
+
+/// libfaketime where Debian puts it: `/usr/lib/<triple>/faketime/`.
+fn find_faketime() -> Option<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib").ok()?;
+    lib.filter_map(Result::ok)
+        .map(|entry| entry.path().join("faketime").join(FAKETIME_LIBRARY))
+        .chain(std::iter::once(
+            PathBuf::from("/usr/lib/faketime").join(FAKETIME_LIBRARY),
+        ))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The first executable file named `binary` in `PATH` or an sbin folder.

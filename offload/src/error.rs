@@ -100,6 +100,15 @@ pub enum ApplyError {
         /// What is unreachable, and since when or why.
         reason: String,
     },
+    /// `remote`: a worker found the job past its deadline (on the broker's
+    /// clock) before it started it, and answered so at once.
+    #[error("{job} expired: {detail}")]
+    Expired {
+        /// The job.
+        job: Job,
+        /// What the worker said.
+        detail: String,
+    },
     /// `remote`: the job was delivered to workers the most times allowed and
     /// none of them finished it (or a worker's own process pool lost it).
     #[error("{job} lost on the workers: {detail}")]
@@ -174,6 +183,7 @@ impl ApplyError {
             | ApplyError::ShuttingDown { job }
             | ApplyError::PoolDown { job, .. }
             | ApplyError::Unavailable { job, .. }
+            | ApplyError::Expired { job, .. }
             | ApplyError::RemoteWorkerLost { job, .. } => *job,
         }
     }

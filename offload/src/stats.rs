@@ -48,7 +48,7 @@ impl Outcome {
         match result {
             Ok(_) => Outcome::Ok,
             Err(ApplyError::Busy { .. }) => Outcome::Busy,
-            Err(ApplyError::Timeout { .. }) => Outcome::Timeout,
+            Err(ApplyError::Timeout { .. } | ApplyError::Expired { .. }) => Outcome::Timeout,
             Err(ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. }) => {
                 Outcome::WorkerLost
             }

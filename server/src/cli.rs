@@ -98,22 +98,15 @@ pub(crate) struct Args {
     #[command(flatten, next_help_heading = "Broker (--apply remote)")]
     broker: service::BrokerArgs,
 
-    /// Log filter: a level (off, error, warn, info, debug, trace) or
-    /// target=level, comma-separated; RUST_LOG overrides it. Logs go to
-    /// stderr, coloured only on a terminal and never when NO_COLOR is set.
-    #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
-    log_level: String,
+    /// Logging: --log-level and --log-format.
+    #[command(flatten)]
+    log: service::LogArgs,
 
     /// Every connection must begin with a PROXY protocol header (v1 or v2,
     /// as HAProxy's send-proxy-v2 sends); its client address is the one
     /// logged. A connection without one gets `ERR bad-request` and is closed.
     #[arg(long, env = "YSUM_ACCEPT_PROXY")]
     accept_proxy: bool,
-
-    /// How log lines are written: `text` (for people; coloured only on a
-    /// terminal) or `json` (one JSON object per line, for log collectors).
-    #[arg(long, env = "YSUM_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
-    log_format: LogFormatArg,
 
     /// Serve `GET /metrics` (Prometheus text format) on this HOST:PORT, on a
     /// listener of its own; off unless given. Port 0 picks a free port
@@ -140,24 +133,6 @@ pub(crate) use generate::Generate;
 pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     use clap::CommandFactory as _;
     generate::write(what, Args::command(), out)
-}
-
-/// The values of `--log-format`; mapped at once onto [`LogFormat`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormatArg {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-impl From<LogFormatArg> for LogFormat {
-    fn from(arg: LogFormatArg) -> Self {
-        match arg {
-            LogFormatArg::Text => LogFormat::Text,
-            LogFormatArg::Json => LogFormat::Json,
-        }
-    }
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -189,13 +164,6 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
-/// Checks a log filter now, so that a bad one is a usage error.
-fn parse_log_filter(text: &str) -> Result<String, String> {
-    server::logging::parse_filter(text)
-        .map(|_| text.to_owned())
-        .map_err(|err| err.to_string())
-}
-
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
     name.parse()
         .map_err(|err: offload::StartError| err.to_string())
@@ -216,7 +184,7 @@ impl Args {
     /// `--log-format`, known even when [`Args::into_config`] fails, so that
     /// its error is written in that format.
     pub(crate) fn log_format(&self) -> LogFormat {
-        self.log_format.into()
+        self.log.format()
     }
 
     /// Checks the values clap cannot, and builds the server's [`Config`].
@@ -270,8 +238,8 @@ impl Args {
             read_timeout: self.read_timeout,
             max_line: self.max_line,
             grace: self.grace,
-            log_filter: self.log_level,
-            log_format: self.log_format.into(),
+            log_format: self.log.format(),
+            log_filter: self.log.log_level,
             metrics: self.metrics,
             accept_proxy: self.accept_proxy,
             hidden_jobs: false,

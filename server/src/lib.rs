@@ -34,7 +34,8 @@
 //! - [`shutdown`]: the [`Shutdown`] signal, and how a shutdown ended
 //!   ([`Stopped`]).
 //! - [`logging`]: log lines to stderr through a lossy queue, so that no
-//!   thread ever blocks or dies on a log line.
+//!   thread ever blocks or dies on a log line (the `service` crate's, which
+//!   sumworker shares).
 //!
 //! Beside them: [`metrics`], `--metrics ADDR`: `GET /metrics` for
 //! Prometheus on a listener and thread of its own, from the same counters.
@@ -46,7 +47,6 @@ pub mod counts;
 mod drain;
 pub mod events;
 pub mod framing;
-pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy_header;
@@ -54,6 +54,7 @@ pub mod shutdown;
 pub mod threads;
 
 pub use config::{Config, IoModel};
+pub use service::logging;
 pub use shutdown::{Shutdown, Stopped};
 
 use std::io;

@@ -12,20 +12,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use nix::sys::signal::{SigSet, Signal};
 use offload::Strategy;
 use server::counts::ConnectionCounts;
 use server::metrics::{MetricsEndpoint, ServerCollector};
 use server::{Config, Shutdown, Stopped};
+use service::StopSignals;
 
 /// The exit status when the grace period ran out and requests were cut
 /// short (each told `ERR shutting-down`).
 const EXIT_CUT_SHORT: u8 = 3;
-
-/// The exit status for a second SIGINT/SIGTERM/SIGHUP during the grace
-/// period is 128 + its number, as a shell reports a process the signal
-/// killed.
-const EXIT_SIGNALLED_BASE: i32 = 128;
 
 fn main() -> ExitCode {
     entry(false)
@@ -44,7 +39,11 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(err) => {
-                server::logging::last_words(&format!("sumserver: {err}"), args.log_format());
+                server::logging::last_words(
+                    "sumserver",
+                    &format!("sumserver: {err}"),
+                    args.log_format(),
+                );
                 ExitCode::FAILURE
             }
         };
@@ -59,7 +58,7 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
         Ok(Stopped { .. }) => ExitCode::from(EXIT_CUT_SHORT),
         Err(err) => {
             server::logging::finish();
-            server::logging::last_words(&format!("sumserver: {err:#}"), log_format);
+            server::logging::last_words("sumserver", &format!("sumserver: {err:#}"), log_format);
             return ExitCode::FAILURE;
         }
     };
@@ -70,16 +69,13 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
 fn serve(config: Config) -> anyhow::Result<Stopped> {
     // Order matters. (1) Block the stop signals while this is the only
     // thread, so that every thread started later inherits the mask and only
-    // `sigwait` below sees them. (2) Start the strategy (`procs` starts its
-    // fork server from this executable). (3) Everything else. (4)
-    // Only once the signal thread runs is the server ready to serve *and* to
-    // be stopped: then, and not before, `listening on` is printed.
-    let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]);
-    signals
-        .thread_block()
-        .context("could not block SIGINT, SIGTERM and SIGHUP")?;
+    // the signal thread sees them. (2) Start the strategy (`procs` starts
+    // its fork server from this executable). (3) Everything else. (4) Only
+    // once the signal thread runs is the server ready to serve *and* to be
+    // stopped: then, and not before, `listening on` is printed.
+    let signals = StopSignals::block().context("could not block SIGINT, SIGTERM and SIGHUP")?;
     let strategy = Strategy::start(&config.strategy).context("could not start the strategy")?;
-    init_logging(&config.log_filter, config.log_format)?;
+    server::logging::start(&config.log_filter, config.log_format)?;
     raise_descriptor_limit();
 
     let listener = TcpListener::bind(config.addr)
@@ -97,16 +93,18 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
                 connections: Arc::clone(&counts),
                 io: config.io.name(),
             };
-            MetricsEndpoint::start(addr, collector)
+            MetricsEndpoint::start(addr, Box::new(collector))
         })
         .transpose()?;
 
     let shutdown = Shutdown::new();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn({
+    signals
+        .watch({
             let shutdown = shutdown.clone();
-            move || obey_signals(&signals, &shutdown)
+            move |signal| {
+                tracing::info!(%signal, "signal received; shutting down gracefully");
+                shutdown.trigger();
+            }
         })
         .context("could not start the signal thread")?;
 
@@ -131,29 +129,6 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     drop(strategy);
     tracing::info!(cut_short = stopped.cut_short, "sumserver stopped");
     Ok(stopped)
-}
-
-/// The signal thread: the first SIGINT, SIGTERM or SIGHUP (a closed
-/// terminal) starts a graceful shutdown; a second one during the grace
-/// period stops the process at once, with status 128 + its number.
-fn obey_signals(signals: &SigSet, shutdown: &Shutdown) {
-    loop {
-        match signals.wait() {
-            Ok(signal) if shutdown.is_triggered() => {
-                tracing::warn!(%signal, "second signal during the grace period; stopping at once");
-                server::logging::finish();
-                std::process::exit(EXIT_SIGNALLED_BASE + signal as i32);
-            }
-            Ok(signal) => {
-                tracing::info!(%signal, "signal received; shutting down gracefully");
-                shutdown.trigger();
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot wait for signals");
-                return;
-            }
-        }
-    }
 }
 
 /// Raises the soft limit on open descriptors to the hard limit, so that
@@ -185,15 +160,4 @@ fn widen_backlog(listener: &TcpListener) {
     if let Err(err) = widened {
         tracing::debug!(%err, "could not widen the listen backlog; it stays at 128");
     }
-}
-
-/// Sets up logging with `--log-level`, or `RUST_LOG` when it is set, in
-/// the `--log-format` given.
-fn init_logging(filter: &str, format: server::logging::LogFormat) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(from_env) if !from_env.is_empty() => from_env,
-        _ => filter.to_owned(),
-    };
-    let filter = server::logging::parse_filter(&filter)?;
-    server::logging::init(filter, format).context("could not set up logging")
 }

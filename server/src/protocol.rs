@@ -107,7 +107,7 @@ impl From<&ApplyError> for Reject {
     fn from(err: &ApplyError) -> Self {
         let code = match err {
             ApplyError::Busy { .. } => Code::Busy,
-            ApplyError::Timeout { .. } => Code::Timeout,
+            ApplyError::Timeout { .. } | ApplyError::Expired { .. } => Code::Timeout,
             ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. } => Code::WorkerLost,
             ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
             ApplyError::PoolDown { .. } => Code::PoolDown,

@@ -331,7 +331,29 @@ impl Worker {
                 .into(),
             None => Stdio::null(),
         };
-        let mut child = Command::new(sumworker())
+        Worker::launch_with(&[], url, name, extra, env, stderr)
+    }
+
+    /// [`Worker::launch`] run through `wrapper` (`faketime +20s`…), its
+    /// stderr as given.
+    pub(crate) fn launch_with(
+        wrapper: &[&str],
+        url: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Worker {
+        let worker = sumworker();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&worker);
+                command
+            }
+            None => Command::new(&worker),
+        };
+        let mut child = command
             .args(["--broker", url, "--name", name])
             .args(extra)
             .env("NO_COLOR", "1")

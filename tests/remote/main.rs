@@ -15,6 +15,7 @@
 //!   every worker, no worker at all.
 //! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
 //! - `outage`: the broker killed and restarted.
+//! - `clock`: a worker whose clock is 20 s off; expired entries answered.
 //! - `security`: the password kept secret, refused credentials, keys
 //!   confined to the prefix, deployments apart, forged jobs and replies.
 //! - `acl`: the shipped ACL users (`deploy/redis/users.acl`).
@@ -22,12 +23,14 @@
 //! - `rotation`: the password and the signing key rotated under load.
 //! - `shutdown`: the server and a worker stopped under load.
 //! - `slots`: a worker reads no more jobs than it has free slots.
+//! - `worker_promises`: sumworker's logging, stop and `stats` presence.
 
 // Shared with the e2e tests; not every helper is used here.
 #![allow(dead_code, unused_imports, unused_macros)]
 
 mod acl;
 mod answers;
+mod clock;
 #[path = "../common/conn.rs"]
 mod conn;
 mod engines;
@@ -45,6 +48,7 @@ mod slots;
 #[path = "../e2e/support.rs"]
 mod support;
 mod tls;
+mod worker_promises;
 
 use std::time::{Duration, Instant};
 
@@ -87,6 +91,34 @@ macro_rules! with_redis {
             #[cfg_attr(
                 no_redis,
                 ignore = "redis-server not installed: apt-get install -y redis-server"
+            )]
+            fn events() {
+                super::$name($crate::support::Io::Events);
+            }
+        }
+    )+};
+}
+
+/// [`with_redis!`] for scenarios that also need libfaketime.
+#[macro_export]
+macro_rules! with_redis_and_faketime {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            /// The scenario with a thread per connection.
+            #[test]
+            #[cfg_attr(
+                any(no_redis, no_faketime),
+                ignore = "redis-server or libfaketime not installed: apt-get install -y redis-server faketime"
+            )]
+            fn threads() {
+                super::$name($crate::support::Io::Threads);
+            }
+
+            /// The scenario with one event loop.
+            #[test]
+            #[cfg_attr(
+                any(no_redis, no_faketime),
+                ignore = "redis-server or libfaketime not installed: apt-get install -y redis-server faketime"
             )]
             fn events() {
                 super::$name($crate::support::Io::Events);

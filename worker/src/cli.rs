@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use offload::broker::BrokerConfig;
 use offload::{StrategyConfig, StrategyKind};
+use service::logging::LogFormat;
 
 /// Runs the jobs of `sumserver --apply remote`: reads them from the Redis
 /// stream `PREFIX jobs` (`ysum:jobs`) as consumer NAME of the group
@@ -50,10 +51,9 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     grace: Duration,
 
-    /// Log filter (error, warn, info, debug, trace, or per module); RUST_LOG
-    /// overrides it.
-    #[arg(long, env = "YSUM_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Logging: --log-level and --log-format.
+    #[command(flatten)]
+    log: service::LogArgs,
 
     /// Write shell completions (bash, zsh, fish) or the man page (man) to
     /// stdout, and exit: see the README's "Install".
@@ -102,6 +102,8 @@ pub(crate) struct Config {
     pub(crate) grace: Duration,
     /// The log filter.
     pub(crate) log_filter: String,
+    /// How log lines are written.
+    pub(crate) log_format: LogFormat,
 }
 
 fn default_workers() -> usize {
@@ -109,6 +111,12 @@ fn default_workers() -> usize {
 }
 
 impl Args {
+    /// `--log-format`, known even when [`Args::into_config`] fails, so that
+    /// its error is written in that format.
+    pub(crate) fn log_format(&self) -> LogFormat {
+        self.log.format()
+    }
+
     /// Checks the values clap cannot, and builds the [`Config`].
     pub(crate) fn into_config(self) -> anyhow::Result<Config> {
         if self.workers == 0 || self.workers > 1024 {
@@ -159,7 +167,8 @@ impl Args {
             lease: self.lease,
             name,
             grace: self.grace,
-            log_filter: self.log_level,
+            log_format: self.log.format(),
+            log_filter: self.log.log_level,
         })
     }
 }

@@ -16,21 +16,24 @@ mod reader;
 mod replier;
 mod running;
 mod settle;
+mod stop;
 mod take;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use nix::sys::signal::{SigSet, Signal};
 use offload::broker::{Broker, Probe, Role};
 use offload::Strategy;
+use service::logging;
+use service::StopSignals;
 
 use cli::Config;
 use running::Running;
+use stop::Stop;
 use take::Taker;
 
 fn main() -> ExitCode {
@@ -38,37 +41,38 @@ fn main() -> ExitCode {
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
     let args = cli::Args::parse();
+    let log_format = args.log_format();
     if let Some(what) = args.generate {
         return match cli::write_generated(what, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("sumworker: {err}");
+                logging::last_words("sumworker", &format!("sumworker: {err}"), log_format);
                 ExitCode::FAILURE
             }
         };
     }
-    match args.into_config().and_then(work) {
+    let status = match args.into_config().and_then(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sumworker: {err:#}");
-            ExitCode::FAILURE
+            logging::finish();
+            logging::last_words("sumworker", &format!("sumworker: {err:#}"), log_format);
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    logging::finish();
+    status
 }
 
 fn work(config: Config) -> anyhow::Result<()> {
     // As in sumserver: block the stop signals while this is the only thread
     // (every later thread inherits the mask), then start the strategy
     // (`procs` starts its fork server from this executable).
-    let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
-    signals
-        .thread_block()
-        .context("could not block SIGINT and SIGTERM")?;
+    let signals = StopSignals::block().context("could not block SIGINT, SIGTERM and SIGHUP")?;
     let broker = Broker::new(&config.broker).context("bad --broker")?;
     let strategy =
         Arc::new(Strategy::start(&config.strategy).context("could not start the local strategy")?);
-    init_logging(&config.log_filter)?;
+    logging::start(&config.log_filter, config.log_format)?;
     // A broker that refuses the credentials is a configuration error, told
     // at once; one that does not answer may come later.
     match broker.probe(Role::Worker { name: &config.name }) {
@@ -79,16 +83,13 @@ fn work(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    let stopping = Arc::new(AtomicBool::new(false));
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn({
-            let stopping = Arc::clone(&stopping);
-            move || {
-                if let Ok(signal) = signals.wait() {
-                    tracing::info!(%signal, "signal received; finishing running jobs");
-                    stopping.store(true, Ordering::Release);
-                }
+    let stop = Arc::new(Stop::default());
+    signals
+        .watch({
+            let (stop, grace) = (Arc::clone(&stop), config.grace);
+            move |signal| {
+                tracing::info!(%signal, ?grace, "signal received; finishing running jobs");
+                stop.request(grace);
             }
         })
         .context("could not start the signal thread")?;
@@ -104,8 +105,6 @@ fn work(config: Config) -> anyhow::Result<()> {
         strategy: Arc::downgrade(&strategy),
         refused: take::Refused::default(),
     });
-    // Raised once the reader has stopped and the running jobs are done.
-    let stop_helpers = AtomicBool::new(false);
     tracing::info!(
         name = %config.name,
         broker = broker.shown(),
@@ -118,13 +117,20 @@ fn work(config: Config) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("replier".into())
             .spawn_scoped(scope, || {
-                replier::run(&broker, &running, &unsent_rx, &stop_helpers);
+                replier::run(&broker, &running, &unsent_rx, &stop);
             })
             .context("could not start the replier")?;
         std::thread::Builder::new()
             .name("lease".into())
             .spawn_scoped(scope, || {
-                lease::run(&broker, &config.name, &running, tick, &stop_helpers);
+                let me = lease::Identity {
+                    name: &config.name,
+                    slots: config.strategy.workers,
+                    lease: config.lease,
+                };
+                // Cutting a withdrawn job short comes with issue 25's
+                // cancellation; until then it runs to its end.
+                lease::run(&broker, &me, &running, tick, &stop, &|_| {});
             })
             .context("could not start the lease thread")?;
         let reader = reader::Reader {
@@ -134,11 +140,11 @@ fn work(config: Config) -> anyhow::Result<()> {
             taker: &taker,
             tick,
         };
-        reader.run(&stopping);
+        reader.run(&stop);
         // Finishing jobs read no more either.
         running.close();
-        wind_down(&config, &strategy, &running);
-        stop_helpers.store(true, Ordering::Release);
+        wind_down(&stop, &strategy, &running);
+        stop.release_helpers();
         Ok(())
     })?;
     let refused = &taker.refused;
@@ -155,19 +161,23 @@ fn work(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lets running jobs finish within the grace period, then cuts the rest
-/// short: they are handed back (left pending, taken over after the lease).
-fn wind_down(config: &Config, strategy: &Strategy, running: &Running) {
-    let started = Instant::now();
-    while !running.is_empty() && started.elapsed() < config.grace {
-        running.wait_for_change(Duration::from_millis(50));
+/// How long before the end of the grace period running jobs are cut short,
+/// so that cutting them (and handing them back) is over by its end.
+const CUT_BEFORE_THE_END: Duration = Duration::from_millis(300);
+
+/// Lets running jobs finish, and their replies go out, within the grace
+/// period; then cuts the rest short: they are handed back (left pending,
+/// taken over after the lease).
+fn wind_down(stop: &Stop, strategy: &Strategy, running: &Running) {
+    let left = || stop.left().unwrap_or_default();
+    while !running.is_empty() && left() > CUT_BEFORE_THE_END {
+        running.wait_for_change(Duration::from_millis(50).min(left()));
     }
     if !running.is_empty() {
-        tracing::warn!(grace = ?config.grace, "jobs still running after the grace period; handing them back");
+        tracing::warn!("jobs still running at the end of the grace period; handing them back");
         strategy.shutdown();
-        let cut = Instant::now();
-        while !running.is_empty() && cut.elapsed() < Duration::from_secs(2) {
-            running.wait_for_change(Duration::from_millis(50));
+        while !running.is_empty() && !left().is_zero() {
+            running.wait_for_change(Duration::from_millis(20).min(left()));
         }
     }
 }
@@ -194,19 +204,4 @@ fn stop_strategy(mut strategy: Arc<Strategy>) {
             }
         }
     }
-}
-
-fn init_logging(filter: &str) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(from_env) if !from_env.is_empty() => from_env,
-        _ => filter.to_owned(),
-    };
-    let filter =
-        EnvFilter::try_new(&filter).with_context(|| format!("bad log filter {filter:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    Ok(())
 }

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use redis::{Connection, RedisResult, Value};
 use crate::cli::Config;
 use crate::running::Running;
 use crate::settle::entries;
+use crate::stop::Stop;
 use crate::take::Taker;
 
 /// At most one log line per this period while the broker is unreachable or
@@ -40,15 +40,15 @@ pub(crate) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads and claims jobs until `stopping` is raised.
-    pub(crate) fn run(&self, stopping: &AtomicBool) {
+    /// Reads and claims jobs until the stop is asked for.
+    pub(crate) fn run(&self, stop: &Stop) {
         let mut conn: Option<Connection> = None;
         let mut backoff = Backoff::default();
         let mut cursor = "0-0".to_owned();
         let mut last_claim: Option<Instant> = None;
         let mut announced = false;
         let outage = Every::new(OUTAGE_LOGGED_EVERY);
-        while !stopping.load(Ordering::Acquire) {
+        while !stop.is_requested() {
             if self.running.free() == 0 {
                 self.running.wait_for_change(self.tick);
                 continue;

@@ -4,15 +4,15 @@
 //! reconnection until their deadline (the server drops a reply to a job it
 //! has answered already).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use offload::broker::{redact, unix_ms_now, Backoff, Broker, Every, COMMAND_TIMEOUT};
+use offload::broker::{redact, Backoff, Broker, Every, COMMAND_TIMEOUT};
 use redis::Connection;
 
 use crate::running::Running;
 use crate::settle::{settle, Settle};
+use crate::stop::Stop;
 
 /// Most jobs settled in one round trip.
 const BATCH: usize = 64;
@@ -29,18 +29,10 @@ pub(crate) struct Unsent {
     pub(crate) deadline_ms: u64,
 }
 
-/// How long replies not yet sent are still tried once the worker stops.
-const LAST_TRIES: Duration = Duration::from_secs(2);
-
-/// Settles finished jobs until `stop` is raised and nothing is left to send
-/// (or [`LAST_TRIES`] has passed since).
-pub(crate) fn run(
-    broker: &Broker,
-    running: &Running,
-    finished: &Receiver<Unsent>,
-    stop: &AtomicBool,
-) {
-    let mut stopped_at: Option<Instant> = None;
+/// Settles finished jobs until the helpers are released and nothing is left
+/// to send, or the grace period is over (then what is unsent is abandoned:
+/// its jobs stay pending, for another worker after the lease).
+pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent>, stop: &Stop) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::default();
     // A broker that stays away is one line every 10 s, not one per retry.
@@ -48,18 +40,15 @@ pub(crate) fn run(
     // Replies not yet accepted by the broker, with their deadlines.
     let mut unsent: Vec<(Settle, u64)> = Vec::new();
     loop {
-        if stop.load(Ordering::Acquire) {
-            let since = *stopped_at.get_or_insert_with(Instant::now);
-            if unsent.is_empty() && finished.is_empty() {
-                return;
-            }
-            if since.elapsed() > LAST_TRIES {
-                tracing::warn!(
-                    replies = unsent.len(),
-                    "stopping with replies not sent; their jobs stay pending"
-                );
-                return;
-            }
+        if stop.helpers_released() && unsent.is_empty() && finished.is_empty() {
+            return;
+        }
+        if stop.is_requested() && stop.left().unwrap_or_default().is_zero() {
+            tracing::warn!(
+                replies = unsent.len(),
+                "the grace period is over with replies not sent; their jobs stay pending"
+            );
+            return;
         }
         let wait = if unsent.is_empty() {
             Duration::from_millis(50)
@@ -76,7 +65,7 @@ pub(crate) fn run(
             Err(RecvTimeoutError::Disconnected) if unsent.is_empty() => return,
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
         }
-        let now = unix_ms_now();
+        let now = broker.clock().now_ms();
         unsent.retain(|(job, deadline)| {
             let keep = now <= deadline.saturating_add(LATE);
             if !keep {

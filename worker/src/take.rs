@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode, WireError};
-use offload::broker::{unix_ms_now, Broker, Every, COMMAND_TIMEOUT, MAX_DELIVERIES};
+use offload::broker::{Broker, Every, COMMAND_TIMEOUT, MAX_DELIVERIES};
 use offload::{Answer, ApplyError, Strategy};
 use redis::streams::StreamId;
 use redis::{Connection, RedisResult};
@@ -153,11 +153,22 @@ impl Taker {
                 }
             };
             let delivered = deliveries.get(&entry.id).copied().unwrap_or(1);
-            if message.deadline_ms < unix_ms_now() {
-                tracing::debug!(entry = %entry.id, "skipping a job past its deadline");
+            // Judged on the broker's clock, as the server set it: this
+            // machine's own clock may be off by any amount.
+            let now_ms = self.broker.clock().now_ms();
+            if message.deadline_ms < now_ms {
+                let late_ms = now_ms - message.deadline_ms;
+                tracing::info!(entry = %entry.id, job = %message.job, late_ms, "a job past its deadline: answered expired, not run");
+                let detail = format!(
+                    "a worker took it {late_ms} ms after its deadline (on the broker's clock), \
+                     before starting it"
+                );
                 settle_now.push(Settle {
                     entry: entry.id,
-                    reply: None,
+                    reply: Some((
+                        message.reply_to.clone(),
+                        error_reply(&message, ReplyCode::Expired, &detail, self.broker.signer()),
+                    )),
                 });
             } else if delivered > MAX_DELIVERIES {
                 tracing::warn!(entry = %entry.id, job = %message.job, "job lost by every worker it was given to");

@@ -13,24 +13,33 @@
 //! - `keys`: [`Keys`], every key under one prefix.
 //! - `sign`: [`Signer`], HMAC-SHA256 of jobs and replies.
 //! - [`wire`]: the job entry and the reply string.
+//! - `clock`: [`BrokerClock`], the broker's clock, which every process
+//!   reads deadlines on.
+//! - `heartbeat`: [`Heartbeat`], what a worker says of itself every
+//!   quarter lease.
 //! - `backoff`: [`Backoff`], waits between attempts.
 //! - `every`: [`Every`], at most one log line per period for a repeated
 //!   failure.
 
 mod backoff;
+mod clock;
 mod config;
 mod every;
+mod heartbeat;
 mod keys;
 mod sign;
 pub mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
 
 pub use backoff::Backoff;
+pub use clock::{BrokerClock, OFFSET_WARNING_MS};
 pub use config::{redact, BrokerConfig, Secret, DEFAULT_PREFIX};
 pub use every::Every;
+pub use heartbeat::Heartbeat;
 pub use keys::{Keys, REPLY_TTL_S};
 pub use sign::{KeyError, Signed, Signer, MAC_HEX_LEN, MIN_KEY_LEN};
 
@@ -58,6 +67,8 @@ pub struct Broker {
     shown: String,
     keys: Keys,
     signer: Option<Signer>,
+    /// Shared by every clone: one estimate per process.
+    clock: Arc<BrokerClock>,
 }
 
 impl Broker {
@@ -138,7 +149,13 @@ impl Broker {
             shown,
             keys: Keys::new(&config.prefix),
             signer,
+            clock: Arc::default(),
         })
+    }
+
+    /// The broker's clock, as this process estimates it.
+    pub fn clock(&self) -> &BrokerClock {
+        &self.clock
     }
 
     /// The URL, its password replaced by `***`.
@@ -256,6 +273,7 @@ impl Broker {
         for check in checks {
             check.exec(&mut conn).map_err(classify)?;
         }
+        self.clock.measure(&mut conn).map_err(classify)?;
         Ok(())
     }
 }
@@ -334,14 +352,6 @@ pub fn run_id(conn: &mut Connection) -> RedisResult<String> {
         .unwrap_or_default()
         .trim()
         .to_owned())
-}
-
-/// Milliseconds since the Unix epoch now: deadlines travel between machines
-/// as wall-clock times.
-pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -233,6 +233,8 @@ pub enum ReplyCode {
     Panicked,
     /// Anything else that went wrong on the worker (its pool is down).
     Internal,
+    /// The worker found the job past its deadline before it started it.
+    Expired,
 }
 
 impl ReplyCode {
@@ -243,6 +245,7 @@ impl ReplyCode {
             ReplyCode::WorkerLost => "worker-lost",
             ReplyCode::Panicked => "panicked",
             ReplyCode::Internal => "internal",
+            ReplyCode::Expired => "expired",
         }
     }
 
@@ -252,6 +255,7 @@ impl ReplyCode {
             ReplyCode::WorkerLost,
             ReplyCode::Panicked,
             ReplyCode::Internal,
+            ReplyCode::Expired,
         ]
         .into_iter()
         .find(|code| code.as_str() == text)
@@ -262,7 +266,7 @@ impl ReplyCode {
     /// stopping, or its local queue refused the job).
     pub fn of(err: &ApplyError) -> Option<ReplyCode> {
         match err {
-            ApplyError::Timeout { .. } => Some(ReplyCode::Timeout),
+            ApplyError::Timeout { .. } | ApplyError::Expired { .. } => Some(ReplyCode::Timeout),
             ApplyError::WorkerLost { .. } | ApplyError::RemoteWorkerLost { .. } => {
                 Some(ReplyCode::WorkerLost)
             }
@@ -432,6 +436,7 @@ impl Reply {
                     job,
                     reason: format!("on a worker: {detail}"),
                 },
+                ReplyCode::Expired => ApplyError::Expired { job, detail },
             }),
         }
     }

@@ -283,6 +283,40 @@ fn encode_remote(
         let seconds = worker.idle_ms as f64 / 1e3;
         ConstGauge::new(seconds).encode(idle.encode_family(&labels)?)?;
     }
+    let mut offset = encoder.encode_descriptor(
+        "remote_worker_clock_offset",
+        "The broker's clock minus this worker's, as the worker last measured it.",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for worker in &remote.workers {
+        if let Some(ms) = worker.clock_offset_ms {
+            let labels = [("worker", worker.name.as_str())];
+            ConstGauge::new(ms as f64 / 1e3).encode(offset.encode_family(&labels)?)?;
+        }
+    }
+    let mut info = encoder.encode_descriptor(
+        "remote_worker",
+        "Each live worker, with its version and the newest job format it speaks (always 1).",
+        None,
+        MetricType::Info,
+    )?;
+    for worker in &remote.workers {
+        let format = worker.format.map(|f| f.to_string()).unwrap_or_default();
+        let labels = [
+            ("worker", worker.name.as_str()),
+            ("version", worker.version.as_deref().unwrap_or("")),
+            ("format", format.as_str()),
+        ];
+        ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+    }
+    let server_offset = encoder.encode_descriptor(
+        "remote_clock_offset",
+        "The broker's clock minus this server's, as last measured.",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(remote.clock_offset_ms as f64 / 1e3).encode(server_offset)?;
     Ok(())
 }
 

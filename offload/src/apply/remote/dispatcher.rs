@@ -60,14 +60,16 @@ pub(super) fn run(shared: &Shared) {
 fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<Connection> {
     let mut conn = shared.broker.connect_with_group(BLOCK + COMMAND_TIMEOUT)?;
     let now = run_id(&mut conn)?;
+    shared.broker.clock().measure(&mut conn)?;
     if known_run_id.as_ref().is_some_and(|known| *known != now) {
         let messages: Vec<JobMessage> = shared
             .in_flight()
             .values()
-            .map(|job| job.message.clone())
+            .map(|job| job.message_now(&shared.broker))
             .collect();
         if !messages.is_empty() {
-            outbox::add(&mut conn, &shared.broker, &messages)?;
+            let entries = outbox::add(&mut conn, &shared.broker, &messages)?;
+            outbox::note_entries(shared, &messages, entries);
             shared
                 .resubmitted
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);

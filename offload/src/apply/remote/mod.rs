@@ -35,7 +35,7 @@ use redis::Connection;
 use super::done::{Caller, Done};
 use super::{StrategyConfig, Timing};
 use crate::broker::wire::JobMessage;
-use crate::broker::{unix_ms_now, Broker, BrokerConfig, Probe, Role, COMMAND_TIMEOUT};
+use crate::broker::{Broker, BrokerConfig, Probe, Role};
 use crate::error::{ApplyError, BusyReason, StartError};
 use crate::job::Job;
 use shared::{InFlight, Shared};
@@ -175,12 +175,17 @@ impl Remote {
         }
         let submitted = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The deadline travels on the broker's clock, the one every worker
+        // judges it on, whatever their own clocks say.
         let message = JobMessage::new(
             id,
             job,
             shared.reply_list.clone(),
-            unix_ms_now()
-                .saturating_add(u64::try_from(self.lifetime.as_millis()).unwrap_or(u64::MAX)),
+            shared
+                .broker
+                .clock()
+                .now_ms()
+                .saturating_add(as_ms(self.lifetime)),
         );
         {
             let mut in_flight = shared.in_flight();
@@ -199,6 +204,8 @@ impl Remote {
                     message,
                     done,
                     submitted,
+                    deadline: submitted + self.lifetime,
+                    entry: None,
                 },
             );
         }
@@ -219,20 +226,31 @@ impl Remote {
         let Some(message) = shared.in_flight().get(&id).map(|job| job.message.clone()) else {
             return;
         };
+        let messages = std::slice::from_ref(&message);
         let pooled = self
             .connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop();
-        let conn = match pooled {
-            Some(conn) => Ok(conn),
-            None => shared.broker.connect(COMMAND_TIMEOUT),
+        // A pooled connection may have died with a broker restart since it
+        // was last used: then every pooled one has, so they all go, and the
+        // job gets one more try on a fresh connection before it fails.
+        let added = match pooled {
+            Some(mut conn) => match outbox::add(&mut conn, &shared.broker, messages) {
+                Ok(entries) => Ok((conn, entries)),
+                Err(_) => {
+                    self.connections
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                    outbox::add_fresh(&shared.broker, messages)
+                }
+            },
+            None => outbox::add_fresh(&shared.broker, messages),
         };
-        let added = conn.and_then(|mut conn| {
-            outbox::add(&mut conn, &shared.broker, std::slice::from_ref(&message)).map(|()| conn)
-        });
         match added {
-            Ok(conn) => {
+            Ok((conn, entries)) => {
+                outbox::note_entries(shared, messages, entries);
                 let mut pool = self.connections.lock().unwrap_or_else(|p| p.into_inner());
                 if pool.len() < POOLED {
                     pool.push(conn);
@@ -285,6 +303,7 @@ fn snapshot_of(shared: &Shared) -> RemoteSnapshot {
     seen.late_replies = shared.late_replies.load(Ordering::Relaxed);
     seen.forged_replies = shared.forged_replies.load(Ordering::Relaxed);
     seen.resubmitted = shared.resubmitted.load(Ordering::Relaxed);
+    seen.clock_offset_ms = shared.broker.clock().offset_ms();
     seen
 }
 
@@ -317,6 +336,11 @@ impl Drop for Remote {
         // Jobs still in flight are dropped with the table: each `Done`
         // reports `shutting-down` as it goes.
     }
+}
+
+/// `duration` in whole milliseconds, saturating.
+pub(super) fn as_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A name for this server's reply list, unique among servers sharing a

@@ -1,5 +1,11 @@
 //! The monitor thread: reads the broker's side of things every half second
-//! for `stats`, so that `stats` itself never waits for the broker.
+//! for `stats`, so that `stats` itself never waits for the broker, and
+//! measures the broker's clock each time.
+//!
+//! A worker is listed while it is alive (its heartbeat is younger than
+//! [`GONE_AFTER_LEASES`] of its leases) or holds jobs; a worker that
+//! stopped long ago leaves the list even before its consumer is removed
+//! from the group.
 
 use std::time::Duration;
 
@@ -9,10 +15,18 @@ use redis::{Connection, RedisResult};
 use serde::Serialize;
 
 use super::Shared;
-use crate::broker::{Keys, COMMAND_TIMEOUT};
+use crate::broker::{Every, Heartbeat, Keys, COMMAND_TIMEOUT, OFFSET_WARNING_MS};
 
 /// How often the broker is read.
 const EVERY: Duration = Duration::from_millis(500);
+
+/// A worker whose heartbeat is older than this many of its leases, and
+/// which holds no job, is gone from `stats`.
+pub(crate) const GONE_AFTER_LEASES: u64 = 5;
+
+/// How long a worker that never said its lease (an earlier build) may stay
+/// silent before it is gone from `stats`.
+const GONE_AFTER_MS: u64 = 30_000;
 
 /// The remote side in `stats`: the broker's view, as last read, and this
 /// server's own counters.
@@ -38,7 +52,9 @@ pub struct RemoteSnapshot {
     pub forged_replies: u64,
     /// Jobs handed out again after the broker restarted.
     pub resubmitted: u64,
-    /// Every worker the group has seen.
+    /// The broker's clock minus this server's, in ms, as last measured.
+    pub clock_offset_ms: i64,
+    /// The workers alive now, and those that hold jobs.
     pub workers: Vec<WorkerSeen>,
 }
 
@@ -53,18 +69,39 @@ pub struct WorkerSeen {
     /// group's idle time for it).
     pub idle_ms: u64,
     /// Milliseconds since its lease thread last said it is alive (every
-    /// quarter lease while it runs); `None` if it never did.
+    /// quarter lease while it runs), on the broker's clock; `None` if it
+    /// never did.
     pub alive_ms_ago: Option<u64>,
+    /// The broker's clock minus the worker's own, in ms, as it last
+    /// measured it; `None` for a worker of an earlier build.
+    pub clock_offset_ms: Option<i64>,
+    /// Its version.
+    pub version: Option<String>,
+    /// The newest job format it speaks.
+    pub format: Option<u32>,
+    /// The jobs it runs at once.
+    pub slots: Option<u64>,
 }
 
 pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
     let mut conn: Option<Connection> = None;
+    let skew_logged = Every::new(Duration::from_secs(600));
     loop {
         if conn.is_none() {
             conn = shared.broker.connect(COMMAND_TIMEOUT).ok();
         }
         if let Some(live) = conn.as_mut() {
-            match read(live, shared.broker.keys()) {
+            if let Ok(offset_ms) = shared.broker.clock().measure(live) {
+                if offset_ms.abs() > OFFSET_WARNING_MS && skew_logged.pass().is_some() {
+                    tracing::warn!(
+                        offset_ms,
+                        "this machine's clock is off from the broker's by more than a second; \
+                         deadlines are judged on the broker's, but fix the clock (NTP)"
+                    );
+                }
+            }
+            let now_ms = shared.broker.clock().now_ms();
+            match read(live, shared.broker.keys(), now_ms) {
                 Ok(reading) => {
                     *shared.seen.lock().unwrap_or_else(|p| p.into_inner()) = reading;
                 }
@@ -81,11 +118,10 @@ pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
     }
 }
 
-fn read(conn: &mut Connection, keys: &Keys) -> RedisResult<RemoteSnapshot> {
+fn read(conn: &mut Connection, keys: &Keys, now_ms: u64) -> RedisResult<RemoteSnapshot> {
     let stream_length: u64 = redis::cmd("XLEN").arg(keys.jobs()).query(conn)?;
-    let seen: std::collections::HashMap<String, u64> =
+    let seen: std::collections::HashMap<String, String> =
         redis::cmd("HGETALL").arg(keys.seen()).query(conn)?;
-    let now = crate::broker::unix_ms_now();
     let redeliveries: Option<u64> = redis::cmd("GET").arg(keys.redeliveries()).query(conn)?;
     // The group may not exist yet (no worker and no job since the broker
     // started): then nothing is pending and no worker was seen.
@@ -107,11 +143,23 @@ fn read(conn: &mut Connection, keys: &Keys) -> RedisResult<RemoteSnapshot> {
         Ok(reply) => reply
             .consumers
             .into_iter()
-            .map(|c| WorkerSeen {
-                alive_ms_ago: seen.get(&c.name).map(|at| now.saturating_sub(*at)),
-                name: c.name,
-                pending: c.pending as u64,
-                idle_ms: c.idle as u64,
+            .filter_map(|c| {
+                let beat = seen.get(&c.name).and_then(|text| Heartbeat::parse(text));
+                let worker = WorkerSeen {
+                    alive_ms_ago: beat.as_ref().map(|b| now_ms.saturating_sub(b.at_ms)),
+                    clock_offset_ms: beat.as_ref().and_then(|b| b.offset_ms),
+                    version: beat.as_ref().and_then(|b| b.version.clone()),
+                    format: beat.as_ref().and_then(|b| b.format),
+                    slots: beat.as_ref().and_then(|b| b.slots),
+                    name: c.name,
+                    pending: c.pending as u64,
+                    idle_ms: c.idle as u64,
+                };
+                let silent_for = worker.alive_ms_ago.unwrap_or(worker.idle_ms);
+                let gone_after = beat
+                    .and_then(|b| b.lease_ms)
+                    .map_or(GONE_AFTER_MS, |lease| lease * GONE_AFTER_LEASES);
+                (worker.pending > 0 || silent_for <= gone_after).then_some(worker)
             })
             .collect(),
         Err(err) if crate::broker::is_missing_group(&err) => Vec::new(),

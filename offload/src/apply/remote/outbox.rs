@@ -33,13 +33,20 @@ pub(super) fn run(shared: &Shared, numbers: &Receiver<u64>) {
         if messages.is_empty() {
             continue;
         }
+        // A connection that died with a broker restart gets one fresh try
+        // before the jobs fail.
         let sent = match conn.take() {
-            Some(live) => Ok(live),
-            None => shared.broker.connect(COMMAND_TIMEOUT),
-        }
-        .and_then(|mut live| add(&mut live, &shared.broker, &messages).map(|()| live));
+            Some(mut live) => match add(&mut live, &shared.broker, &messages) {
+                Ok(entries) => Ok((live, entries)),
+                Err(_) => add_fresh(&shared.broker, &messages),
+            },
+            None => add_fresh(&shared.broker, &messages),
+        };
         match sent {
-            Ok(live) => conn = Some(live),
+            Ok((live, entries)) => {
+                note_entries(shared, &messages, entries);
+                conn = Some(live);
+            }
             Err(err) => {
                 let reason = shared.went_down(&err, "could not hand jobs to the broker");
                 for message in &messages {
@@ -56,19 +63,38 @@ pub(super) fn run(shared: &Shared, numbers: &Receiver<u64>) {
 }
 
 /// `XADD`s every message in one pipeline, signed if the broker's
-/// deployment signs.
+/// deployment signs; returns their entry ids, in order.
 pub(super) fn add(
     conn: &mut Connection,
     broker: &Broker,
     messages: &[JobMessage],
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<Vec<String>> {
     let mut pipe = redis::pipe();
     for message in messages {
         let cmd = pipe.cmd("XADD").arg(broker.keys().jobs()).arg("*");
         for (field, value) in message.fields(broker.signer()) {
             cmd.arg(field).arg(value);
         }
-        cmd.ignore();
     }
     pipe.query(conn)
+}
+
+/// [`add`] on a new connection, which it returns.
+pub(super) fn add_fresh(
+    broker: &Broker,
+    messages: &[JobMessage],
+) -> redis::RedisResult<(Connection, Vec<String>)> {
+    let mut conn = broker.connect(COMMAND_TIMEOUT)?;
+    let entries = add(&mut conn, broker, messages)?;
+    Ok((conn, entries))
+}
+
+/// Records each message's entry id in the in-flight table.
+pub(super) fn note_entries(shared: &Shared, messages: &[JobMessage], entries: Vec<String>) {
+    let mut in_flight = shared.in_flight();
+    for (message, entry) in messages.iter().zip(entries) {
+        if let Some(job) = in_flight.get_mut(&message.id) {
+            job.entry = Some(entry);
+        }
+    }
 }

@@ -30,6 +30,24 @@ pub(super) struct InFlight {
     pub(super) done: Done,
     /// When it was submitted.
     pub(super) submitted: Instant,
+    /// When the server answers it `timeout` if no worker did (its own
+    /// monotonic clock).
+    pub(super) deadline: Instant,
+    /// Its stream entry's id, once the broker took it.
+    pub(super) entry: Option<String>,
+}
+
+impl InFlight {
+    /// Its message with the deadline stated anew on the broker's clock as
+    /// it is now: for handing it out again to a broker that may have
+    /// restarted, or be another machine after a failover.
+    pub(super) fn message_now(&self, broker: &Broker) -> JobMessage {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        JobMessage {
+            deadline_ms: broker.clock().now_ms().saturating_add(super::as_ms(left)),
+            ..self.message.clone()
+        }
+    }
 }
 
 /// What the threads share.

@@ -1,6 +1,6 @@
 //! Where the logs go: stderr, through a bounded queue and one writer thread,
-//! so that no thread of the server ever blocks or dies because of a log
-//! line.
+//! so that no thread of sumserver or sumworker ever blocks or dies because
+//! of a log line.
 //!
 //! A thread that logs only formats the line and offers it to the queue
 //! (tracing-appender's `non_blocking` in lossy mode); when the queue is full
@@ -70,6 +70,32 @@ pub enum InitError {
     /// A subscriber was installed before.
     #[error("logging is already set up")]
     AlreadySet,
+}
+
+/// Logging could not be started: a bad `RUST_LOG`, or [`InitError`].
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// `RUST_LOG` (or the filter given) is not a filter.
+    #[error("bad log filter: {0}")]
+    Filter(#[from] FilterError),
+    /// The writer could not start.
+    #[error("could not set up logging: {0}")]
+    Init(#[from] InitError),
+}
+
+/// Sets up logging with `filter`, or `RUST_LOG` when it is set and not
+/// empty, in `format`: [`parse_filter`], then [`init`].
+///
+/// # Errors
+///
+/// [`StartError`].
+pub fn start(filter: &str, format: LogFormat) -> Result<(), StartError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => from_env,
+        _ => filter.to_owned(),
+    };
+    init(parse_filter(&filter)?, format)?;
+    Ok(())
 }
 
 /// `"x"`, or `"x" (in "info,x")` when the filter has more than the bad part.
@@ -189,9 +215,10 @@ pub fn finish() {
 
 /// Writes `line` straight to stderr, for the one message a failing process
 /// leaves (logging may not be set up): as it is, or as a JSON object with
-/// the fields of a logged error under [`LogFormat::Json`]. A stderr nobody
-/// reads holds the exit at most 2 s; a broken one loses the line.
-pub fn last_words(line: &str, format: LogFormat) {
+/// the fields of a logged error under [`LogFormat::Json`], `program` as its
+/// target. A stderr nobody reads holds the exit at most 2 s; a broken one
+/// loses the line.
+pub fn last_words(program: &'static str, line: &str, format: LogFormat) {
     use std::io::Write as _;
     let line = match format {
         LogFormat::Text => format!("{line}\n"),
@@ -202,7 +229,7 @@ pub fn last_words(line: &str, format: LogFormat) {
                     .to_string(),
                 "level": "ERROR",
                 "message": line,
-                "target": "sumserver",
+                "target": program,
             })
         ),
     };

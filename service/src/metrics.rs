@@ -1,0 +1,145 @@
+//! `--metrics ADDR`: `GET /metrics` in the Prometheus (OpenMetrics) text
+//! format, on a listener and thread of its own, so that a scrape never
+//! competes with a client for a connection slot or the reactor.
+//!
+//! prometheus-client encodes; tiny_http serves. Each binary brings its own
+//! collector (what it counts); what is exposed, and how an operator reads
+//! it, is in docs/operations.md.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::registry::Registry;
+use thiserror::Error;
+
+/// The content type of the OpenMetrics text format, which
+/// prometheus-client writes and Prometheus negotiates.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics endpoint could not start.
+#[derive(Debug, Error)]
+pub enum MetricsError {
+    /// The address could not be bound.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP server or its thread could not start.
+    #[error("cannot start the metrics endpoint on {addr}: {reason}")]
+    Start {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The running endpoint; dropping it stops its thread.
+pub struct MetricsEndpoint {
+    http: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsEndpoint {
+    /// Binds `addr` and serves `/metrics` from `collector` on a thread
+    /// named `ysum-metrics` (tiny_http adds its own for accepting and for
+    /// each scrape's connection).
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError`] when the address cannot be bound or a thread cannot
+    /// start.
+    pub fn start(addr: SocketAddr, collector: Box<dyn Collector>) -> Result<Self, MetricsError> {
+        let listener =
+            TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| MetricsError::Bind { addr, source })?;
+        let http = tiny_http::Server::from_listener(listener, None)
+            .map(Arc::new)
+            .map_err(|err| MetricsError::Start {
+                addr,
+                reason: err.to_string(),
+            })?;
+        let mut registry = Registry::with_prefix("ysum");
+        registry.register_collector(collector);
+        let thread = std::thread::Builder::new()
+            .name("ysum-metrics".into())
+            .spawn({
+                let http = Arc::clone(&http);
+                move || serve(&http, &registry)
+            })
+            .map_err(|err| MetricsError::Start {
+                addr,
+                reason: err.to_string(),
+            })?;
+        Ok(MetricsEndpoint {
+            http,
+            addr: bound,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (the port picked, for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl std::fmt::Debug for MetricsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsEndpoint")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MetricsEndpoint {
+    fn drop(&mut self) {
+        self.http.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers requests until the endpoint is dropped: `GET /metrics` gets the
+/// encoded registry, other paths 404, other methods 405.
+fn serve(http: &tiny_http::Server, registry: &Registry) {
+    for request in http.incoming_requests() {
+        let path = request.url().split('?').next().unwrap_or_default();
+        let response = match (request.method(), path) {
+            (tiny_http::Method::Get, "/metrics") => {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, registry) {
+                    Ok(()) => text(200, body).with_header(header(CONTENT_TYPE)),
+                    Err(_) => text(500, "cannot encode the metrics\n".into()),
+                }
+            }
+            (tiny_http::Method::Get, _) => text(404, "not found: try /metrics\n".into()),
+            _ => text(405, "only GET\n".into()).with_header(header_named("Allow", "GET")),
+        };
+        if let Err(err) = request.respond(response) {
+            tracing::debug!(%err, "a metrics scrape went away before its answer");
+        }
+    }
+}
+
+fn text(status: u16, body: String) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    tiny_http::Response::from_string(body).with_status_code(status)
+}
+
+fn header(content_type: &str) -> tiny_http::Header {
+    header_named("Content-Type", content_type)
+}
+
+fn header_named(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("a constant, valid header")
+}
