@@ -100,6 +100,14 @@ pub enum ApplyError {
         /// What is unreachable, and since when or why.
         reason: String,
     },
+    /// The job's client went away before it was answered (its connection
+    /// closed): it was withdrawn, or stopped at a yield point; nobody is
+    /// told.
+    #[error("{job} withdrawn: its client went away")]
+    Cancelled {
+        /// The job.
+        job: Job,
+    },
     /// `remote`: a worker found the job past its deadline (on the broker's
     /// clock) before it started it, and answered so at once.
     #[error("{job} expired: {detail}")]
@@ -139,6 +147,12 @@ pub enum BusyReason {
         /// How many jobs were in flight.
         in_flight: usize,
     },
+    /// The client's address already had its share of the queue waiting
+    /// (three quarters of it; the rest is kept for other addresses).
+    AddressFull {
+        /// How many of its jobs were waiting.
+        queued: usize,
+    },
     /// No worker took the job within the queue wait.
     Waited {
         /// The queue wait it was given.
@@ -152,6 +166,11 @@ impl fmt::Display for BusyReason {
             BusyReason::QueueFull { queued } => {
                 write!(f, "the queue is full ({queued} jobs already waiting)")
             }
+            BusyReason::AddressFull { queued } => write!(
+                f,
+                "this client's address already has {queued} jobs waiting, its share of the \
+                 queue (the rest is kept for other addresses)"
+            ),
             BusyReason::InFlightFull { in_flight } => {
                 write!(
                     f,
@@ -181,6 +200,7 @@ impl ApplyError {
             | ApplyError::WorkerLost { job, .. }
             | ApplyError::JobPanicked { job, .. }
             | ApplyError::ShuttingDown { job }
+            | ApplyError::Cancelled { job }
             | ApplyError::PoolDown { job, .. }
             | ApplyError::Unavailable { job, .. }
             | ApplyError::Expired { job, .. }

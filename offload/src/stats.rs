@@ -38,10 +38,12 @@ pub(crate) enum Outcome {
     PoolDown,
     /// The broker could not be reached (`remote`).
     Unavailable,
+    /// Its client went away first: withdrawn or stopped.
+    Cancelled,
 }
 
 impl Outcome {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 
     /// The outcome that an `apply` result stands for.
     pub(crate) fn of<T>(result: &Result<T, ApplyError>) -> Outcome {
@@ -56,6 +58,7 @@ impl Outcome {
             Err(ApplyError::ShuttingDown { .. }) => Outcome::ShuttingDown,
             Err(ApplyError::PoolDown { .. }) => Outcome::PoolDown,
             Err(ApplyError::Unavailable { .. }) => Outcome::Unavailable,
+            Err(ApplyError::Cancelled { .. }) => Outcome::Cancelled,
         }
     }
 }
@@ -152,6 +155,9 @@ pub struct KindSnapshot {
     pub pool_down: u64,
     /// Jobs that could not reach the broker (`remote`).
     pub unavailable: u64,
+    /// Jobs whose client went away before they were answered: withdrawn
+    /// before they ran, or stopped, their answers never written.
+    pub cancelled: u64,
     /// Time from `apply` until a worker took the job, in µs.
     pub queue_wait_us: Percentiles,
     /// Time the job ran, in µs.
@@ -267,7 +273,7 @@ impl Stats {
             let stats = self.kinds[slot(kind)]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let [ok, busy, timeout, worker_lost, panicked, shutting_down, pool_down, unavailable] =
+            let [ok, busy, timeout, worker_lost, panicked, shutting_down, pool_down, unavailable, cancelled] =
                 stats.outcomes;
             jobs.insert(
                 kind,
@@ -280,6 +286,7 @@ impl Stats {
                     shutting_down,
                     pool_down,
                     unavailable,
+                    cancelled,
                     queue_wait_us: percentiles(&stats.queue_wait),
                     run_us: percentiles(&stats.run),
                     queue_wait_buckets: LatencyBuckets::of(&stats.queue_wait),

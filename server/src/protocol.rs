@@ -52,6 +52,9 @@ pub enum Code {
     PoolDown,
     /// `remote`: the broker cannot be reached.
     Unavailable,
+    /// The client closed its side before the answer came: the job was
+    /// withdrawn (written only if the connection still takes it).
+    Cancelled,
     /// Something broke inside the server (a job panicked).
     Internal,
 }
@@ -68,6 +71,7 @@ impl Code {
             Code::ShuttingDown => "shutting-down",
             Code::PoolDown => "pool-down",
             Code::Unavailable => "unavailable",
+            Code::Cancelled => "cancelled",
             Code::Internal => "internal",
         }
     }
@@ -112,6 +116,7 @@ impl From<&ApplyError> for Reject {
             ApplyError::ShuttingDown { .. } => Code::ShuttingDown,
             ApplyError::PoolDown { .. } => Code::PoolDown,
             ApplyError::Unavailable { .. } => Code::Unavailable,
+            ApplyError::Cancelled { .. } => Code::Cancelled,
             ApplyError::JobPanicked { .. } => Code::Internal,
         };
         Reject::new(code, err.to_string())
@@ -227,6 +232,46 @@ pub fn parse_line_as(line: &[u8], hidden_jobs: bool) -> Result<Request, Reject> 
         .map_err(|err| Reject::bad(err.to_string()))
 }
 
+/// Whether the complete lines at the front of `buffer` (lines of at most
+/// `max_line` bytes, as [`crate::framing::next_line`] cuts them) include a
+/// `quit`: a client that sent one asked for every answer before it, so
+/// shutting its side after it is not leaving.
+pub fn has_quit(buffer: &[u8], max_line: usize) -> bool {
+    let mut rest = buffer;
+    while let crate::framing::Frame::Line { line, consumed } =
+        crate::framing::next_line(rest, max_line)
+    {
+        if parse_line(line) == Ok(Request::Quit) {
+            return true;
+        }
+        rest = &rest[consumed..];
+    }
+    false
+}
+
+/// Whether a `quit` waits, among the lines already read (`buffered`) or
+/// those still in the socket `fd` (looked at, not read): for a client that
+/// shut its side, whether it asked for its answers first. Only for that
+/// rare moment: it peeks up to 4 KiB.
+pub fn quit_waiting(fd: std::os::fd::BorrowedFd<'_>, buffered: &[u8], max_line: usize) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd as _;
+    if has_quit(buffered, max_line) {
+        return true;
+    }
+    let mut unread = [0u8; 4096];
+    let Ok(n) = recv(
+        fd.as_raw_fd(),
+        &mut unread,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) else {
+        return false;
+    };
+    let mut all = buffered.to_vec();
+    all.extend_from_slice(&unread[..n]);
+    has_quit(&all, max_line)
+}
+
 /// The reply to a line over `max_line` bytes, after which the connection
 /// closes.
 pub fn too_long(max_line: usize) -> Reject {
@@ -302,6 +347,10 @@ mod tests {
         assert_eq!(parse_line(b"ping"), Ok(Request::Ping));
         assert_eq!(parse_line(b"stats"), Ok(Request::Stats));
         assert_eq!(parse_line(b"QUIT"), Ok(Request::Quit));
+        assert!(has_quit(b"sumn 1\nquit\n", 64));
+        assert!(has_quit(b"quit\r\nsumn 1\n", 64));
+        assert!(!has_quit(b"sumn 1\nqui", 64));
+        assert!(!has_quit(b"sumn 1\nquit now\n", 64));
         assert_eq!(
             parse_line(b"sumn 18446744073709551615"),
             Ok(Request::Job(Job::Sumn(u64::MAX)))

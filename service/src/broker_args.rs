@@ -58,8 +58,9 @@ pub struct BrokerArgs {
 /// the file, never a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerArgsError {
-    /// A file could not be read.
-    #[error("cannot read {option} {path:?}: {source}")]
+    /// A file could not be read (the cause is the error's source, which
+    /// `{:#}` prints after it).
+    #[error("cannot read {option} {path:?}")]
     Read {
         /// The option that named it.
         option: &'static str,

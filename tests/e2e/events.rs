@@ -242,10 +242,11 @@ fn replies_of_a_turn_leave_together() {
 
 /// A connection reads no further once a read came back short (the socket
 /// was empty), until its next event: a request that comes in pieces is
-/// still answered, each piece bringing its event, and a request whose end
-/// of input came with it (its event says so) is answered and then closed at
-/// once, not at the read timeout. Under `procs` and `inline`, whose replies
-/// reach the reactor by different paths.
+/// still answered, each piece bringing its event, and requests whose end of
+/// input came with them (its event says so), after a `quit` that asks for
+/// their answers first, are answered and the connection closed at once, not
+/// at the read timeout. Under `procs` and `inline`, whose replies reach the
+/// reactor by different paths.
 #[test]
 fn short_reads_wait_for_the_next_event_and_see_the_end() {
     for apply in ["procs", "inline"] {
@@ -259,7 +260,7 @@ fn short_reads_wait_for_the_next_event_and_see_the_end() {
 
         for round in 0..20 {
             let mut conn = server.line_conn();
-            conn.send(&format!("sumn {round}\nping\n"));
+            conn.send(&format!("sumn {round}\nping\nquit\n"));
             conn.stream().shutdown(std::net::Shutdown::Write).unwrap();
             let started = Instant::now();
             let rest = conn.read_until_closed();

@@ -33,14 +33,19 @@
 //!   and the process tree going away with a SIGKILLed server.
 //! - `proxy`: `--accept-proxy`: PROXY headers v1 and v2, and connections
 //!   without one.
+//! - `fairness`: jobs of closed connections withdrawn; a client on another
+//!   address not starved by a crowd (`threads`, `procs`).
 //!
 //! Every socket read and every wait is bounded, so a broken server fails a
 //! test instead of hanging it.
 
 #[path = "../common/conn.rs"]
 mod conn;
+#[path = "../common/crowd.rs"]
+mod crowd;
 mod errors;
 mod events;
+mod fairness;
 mod flags;
 mod inline_below;
 mod lifecycle;

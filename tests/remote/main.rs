@@ -11,6 +11,8 @@
 //!   [`engines::Queue`], queries on the stream and its pending list.
 //! - `answers`: every job kind answers as the local strategies do, under
 //!   both `--io` models and with `threads` and `procs` workers.
+//! - `fairness`: a closed connection's jobs withdrawn; fair share by
+//!   client address.
 //! - `faults`: a worker SIGKILLed or SIGSTOPped mid-job, a job that kills
 //!   every worker, no worker at all.
 //! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
@@ -33,7 +35,10 @@ mod answers;
 mod clock;
 #[path = "../common/conn.rs"]
 mod conn;
+#[path = "../common/crowd.rs"]
+mod crowd;
 mod engines;
+mod fairness;
 mod faults;
 mod metrics;
 mod outage;

@@ -101,7 +101,11 @@ pub(crate) fn run(
     let mut lost: Vec<String> = Vec::new();
     let mut ticks = 0u64;
     while !stop.helpers_released() {
-        std::thread::sleep(every);
+        // The first heartbeat at once: servers count this worker's slots
+        // from it (fair share), and list it in `stats`.
+        if ticks > 0 {
+            std::thread::sleep(every);
+        }
         ticks += 1;
         if conn.is_none() {
             conn = broker.connect(COMMAND_TIMEOUT).ok();

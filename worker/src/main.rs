@@ -128,9 +128,13 @@ fn work(config: Config) -> anyhow::Result<()> {
                     slots: config.strategy.workers,
                     lease: config.lease,
                 };
-                // Cutting a withdrawn job short comes with issue 25's
-                // cancellation; until then it runs to its end.
-                lease::run(&broker, &me, &running, tick, &stop, &|_| {});
+                // A job its server withdrew stops at its next yield point.
+                let withdraw = |entry: &str| {
+                    if let Some(client) = running.client_of(entry) {
+                        strategy.withdraw(&client);
+                    }
+                };
+                lease::run(&broker, &me, &running, tick, &stop, &withdraw);
             })
             .context("could not start the lease thread")?;
         let reader = reader::Reader {

@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
+use offload::apply::Client;
 use offload::broker::wire::JobMessage;
 
 /// The jobs taken, by stream entry id, and the slots.
@@ -29,8 +30,9 @@ pub(crate) struct Running {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Jobs handed to the local strategy and not finished: one slot each.
-    started: HashMap<String, JobMessage>,
+    /// Jobs handed to the local strategy and not finished: one slot each,
+    /// with the client the local strategy knows each by (to withdraw it).
+    started: HashMap<String, (JobMessage, Client)>,
     /// Finished jobs whose reply the broker has not yet taken: no slot.
     settling: HashMap<String, JobMessage>,
     /// Slots held by reads in flight.
@@ -120,6 +122,7 @@ impl Running {
         reserved: &mut Reserved<'_>,
         entry: String,
         message: JobMessage,
+        client: Client,
     ) -> bool {
         if reserved.left == 0 {
             return false;
@@ -127,7 +130,7 @@ impl Running {
         let mut state = self.state();
         reserved.left -= 1;
         state.reserved -= 1;
-        state.started.insert(entry, message);
+        state.started.insert(entry, (message, client));
         state.most_held = state.most_held.max(state.held());
         true
     }
@@ -143,7 +146,7 @@ impl Running {
         read_next: bool,
     ) -> Option<(JobMessage, Reserved<'_>)> {
         let mut state = self.state();
-        let message = state.started.remove(entry)?;
+        let (message, _) = state.started.remove(entry)?;
         state.settling.insert(entry.to_owned(), message.clone());
         let left = usize::from(read_next && !state.closed);
         state.reserved += left;
@@ -195,6 +198,14 @@ impl Running {
             .collect()
     }
 
+    /// The client of the job running under `entry`, to withdraw it.
+    pub(crate) fn client_of(&self, entry: &str) -> Option<Client> {
+        self.state()
+            .started
+            .get(entry)
+            .map(|(_, client)| client.clone())
+    }
+
     /// Whether `entry` is still in the table.
     pub(crate) fn contains(&self, entry: &str) -> bool {
         let state = self.state();
@@ -230,7 +241,7 @@ mod tests {
         let running = Running::new(2);
         let mut read = running.reserve();
         assert_eq!((read.count(), running.free()), (2, 0));
-        assert!(running.start(&mut read, "1-0".into(), message(1)));
+        assert!(running.start(&mut read, "1-0".into(), message(1), Client::anonymous()));
         drop(read);
         assert_eq!(running.free(), 1);
         let (taken, next) = running.finish("1-0", false).expect("started");
@@ -254,13 +265,13 @@ mod tests {
     fn the_freed_slot_is_the_finishers() {
         let running = Running::new(1);
         let mut read = running.reserve();
-        assert!(running.start(&mut read, "1-0".into(), message(1)));
-        assert!(!running.start(&mut read, "2-0".into(), message(2)));
+        assert!(running.start(&mut read, "1-0".into(), message(1), Client::anonymous()));
+        assert!(!running.start(&mut read, "2-0".into(), message(2), Client::anonymous()));
         drop(read);
         let (_, mut next) = running.finish("1-0", true).expect("started");
         assert_eq!(next.count(), 1);
         assert_eq!(running.reserve().count(), 0, "the reader must find none");
-        assert!(running.start(&mut next, "2-0".into(), message(2)));
+        assert!(running.start(&mut next, "2-0".into(), message(2), Client::anonymous()));
         drop(next);
         running.close();
         let (_, next) = running.finish("2-0", true).expect("started");
@@ -286,7 +297,12 @@ mod tests {
                         let mut mine = Vec::new();
                         while read.count() > 0 {
                             let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            assert!(running.start(&mut read, format!("{id}-0"), message(id)));
+                            assert!(running.start(
+                                &mut read,
+                                format!("{id}-0"),
+                                message(id),
+                                Client::anonymous()
+                            ));
                             mine.push(format!("{id}-0"));
                             if (thread + round) % 2 == 0 {
                                 break;
@@ -299,7 +315,12 @@ mod tests {
                             if next.count() == 1 {
                                 let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let again = format!("{id}-0");
-                                assert!(running.start(&mut next, again.clone(), message(id)));
+                                assert!(running.start(
+                                    &mut next,
+                                    again.clone(),
+                                    message(id),
+                                    Client::anonymous()
+                                ));
                                 drop(next);
                                 let _ = running.finish(&again, false);
                                 running.remove(&again);

@@ -28,6 +28,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
+use offload::apply::Client;
 use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode, WireError};
 use offload::broker::{Broker, Every, COMMAND_TIMEOUT, MAX_DELIVERIES};
 use offload::{Answer, ApplyError, Strategy};
@@ -207,7 +208,13 @@ impl Taker {
             return;
         };
         let job = message.job;
-        if !self.running.start(reserved, entry.clone(), message) {
+        // A client of its own: withdrawing it (its server withdrew the
+        // entry) stops this job alone.
+        let client = Client::new(None);
+        if !self
+            .running
+            .start(reserved, entry.clone(), message, client.clone())
+        {
             // Cannot happen: every read asks for as many entries as it
             // holds slots. Left pending rather than run beyond the slots.
             tracing::error!(entry = %entry, "read more jobs than free slots; leaving one pending");
@@ -215,7 +222,7 @@ impl Taker {
         }
         let taker = Arc::clone(self);
         let outer = STARTING.replace(true);
-        strategy.submit(job, move |result| taker.finished(entry, result));
+        strategy.submit_for(job, &client, move |result| taker.finished(entry, result));
         STARTING.set(outer);
     }
 
@@ -236,14 +243,18 @@ impl Taker {
                 tracing::debug!(target: "access", entry = %entry, job = %message.job, %err, "job failed");
             }
         }
-        let Some(text) = reply_text(&message, &entry, &result, self.broker.signer()) else {
-            self.running.remove(&entry);
-            return;
+        let reply = match result {
+            // Its server withdrew it: nobody waits; acknowledged, no reply.
+            Err(ApplyError::Cancelled { .. }) => None,
+            _ => match reply_text(&message, &entry, &result, self.broker.signer()) {
+                Some(text) => Some((message.reply_to.clone(), text)),
+                None => {
+                    self.running.remove(&entry);
+                    return;
+                }
+            },
         };
-        let job = Settle {
-            entry,
-            reply: Some((message.reply_to, text)),
-        };
+        let job = Settle { entry, reply };
         // Taken out of the cell while in use: a job started below may
         // complete within this call (a refusal) and come here again.
         let mut conn = HERE.with(|cell| cell.borrow_mut().take());

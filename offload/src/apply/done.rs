@@ -15,6 +15,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::client::Client;
+use super::queue::Running;
 use super::Timing;
 use crate::error::ApplyError;
 use crate::job::{Answer, Job};
@@ -40,6 +42,13 @@ pub(crate) enum Caller {
 pub(crate) struct Done {
     job: Job,
     stats: Arc<Stats>,
+    /// Who the job is for: its address for fair share, its flag for a
+    /// withdrawal.
+    client: Client,
+    /// While the job runs, its count among its address's running jobs;
+    /// ended just before the result is reported, so that the client's next
+    /// job already finds it over.
+    running: Option<Running>,
     /// Taken by the first (and only) completion.
     callback: Option<Callback>,
 }
@@ -48,20 +57,43 @@ impl fmt::Debug for Done {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Done")
             .field("job", &self.job)
+            .field("address", &self.client.address())
             .field("completed", &self.callback.is_none())
             .finish()
     }
 }
 
 impl Done {
-    /// A promise for `job`, whose outcome is counted in `stats` when it is
-    /// completed.
-    pub(crate) fn new(job: Job, stats: &Arc<Stats>, callback: Callback) -> Self {
+    /// A promise for `client`'s `job`, whose outcome is counted in `stats`
+    /// when it is completed.
+    pub(crate) fn new(job: Job, client: Client, stats: &Arc<Stats>, callback: Callback) -> Self {
         Done {
             job,
             stats: Arc::clone(stats),
+            client,
+            running: None,
             callback: Some(callback),
         }
+    }
+
+    /// Who the job is for.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Counts the job as running for its address until it is completed.
+    pub(crate) fn set_running(&mut self, running: Running) {
+        self.running = Some(running);
+    }
+
+    /// Whether the job counts as running now.
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Ends that count now (the job goes back to waiting).
+    pub(crate) fn take_running(&mut self) -> Option<Running> {
+        self.running.take()
     }
 
     /// Records the outcome and hands `result` to the submitter.
@@ -70,6 +102,13 @@ impl Done {
     }
 
     fn finish(&mut self, result: Result<Answer, ApplyError>, timing: Timing) {
+        drop(self.running.take());
+        // A job that ran to its end for a client who has gone: its answer
+        // is dropped, and counted as such.
+        let result = match result {
+            Ok(_) if self.client.is_gone() => Err(ApplyError::Cancelled { job: self.job }),
+            other => other,
+        };
         if let Some(callback) = self.callback.take() {
             self.stats.record(
                 self.job.kind(),
@@ -112,7 +151,7 @@ mod tests {
     fn completes_once() {
         let stats = Arc::new(Stats::new());
         let (seen, callback) = recording();
-        let done = Done::new(Job::Sumn(3), &stats, callback);
+        let done = Done::new(Job::Sumn(3), Client::anonymous(), &stats, callback);
         done.complete(Ok(Answer::Sum(6)), Timing::default());
         assert_eq!(*seen.lock().unwrap(), vec![Ok(Answer::Sum(6))]);
         let snapshot = stats.snapshot("test", 0);
@@ -124,7 +163,12 @@ mod tests {
     fn dropped_reports_shutting_down() {
         let stats = Arc::new(Stats::new());
         let (seen, callback) = recording();
-        drop(Done::new(Job::Sleep(5), &stats, callback));
+        drop(Done::new(
+            Job::Sleep(5),
+            Client::anonymous(),
+            &stats,
+            callback,
+        ));
         assert_eq!(
             *seen.lock().unwrap(),
             vec![Err(ApplyError::ShuttingDown { job: Job::Sleep(5) })]

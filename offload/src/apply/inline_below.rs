@@ -124,6 +124,7 @@ impl InlineBelow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::client::Client;
     use crate::job::Answer;
     use std::sync::Mutex;
 
@@ -167,6 +168,7 @@ mod tests {
             let seen = Arc::clone(seen);
             Done::new(
                 Job::Sumn(3),
+                Client::anonymous(),
                 &rule.stats,
                 Box::new(move |result| seen.lock().unwrap().push(result)),
             )

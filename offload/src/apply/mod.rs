@@ -33,6 +33,7 @@
 //! the result, which reports `ShuttingDown` if it is ever dropped unkept) and
 //! whether the caller may block.
 
+mod client;
 mod cost;
 mod done;
 mod exclusive;
@@ -58,6 +59,7 @@ use crate::stats::{Stats, StatsReader, StatsSnapshot};
 use done::{Caller, Done};
 use inline_below::InlineBelow;
 
+pub use client::Client;
 pub use cost::StepCosts;
 pub use inline_below::InlineBelowSnapshot;
 
@@ -69,6 +71,11 @@ pub use remote::{RemoteSnapshot, WorkerSeen};
 /// it gives up on it: the flavors enforce the limits themselves and always
 /// complete, this only guards against waiting for ever.
 const REPLY_SLACK: Duration = Duration::from_secs(1);
+
+/// How often [`Strategy::apply_for`] asks whether its client is still
+/// there while its job has not answered: the longest a gone client's job
+/// keeps its place.
+const CLIENT_CHECK: Duration = Duration::from_millis(50);
 
 /// The names a user can type after `--apply`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,6 +241,8 @@ pub struct Strategy {
     inline_below: Option<Arc<InlineBelow>>,
     stats: Arc<Stats>,
     config: StrategyConfig,
+    /// The client of the jobs handed in without one.
+    anonymous: Client,
 }
 
 impl Strategy {
@@ -278,6 +287,7 @@ impl Strategy {
             inline_below,
             stats,
             config: config.clone(),
+            anonymous: Client::anonymous(),
         })
     }
 
@@ -293,12 +303,31 @@ impl Strategy {
     /// [`ApplyError`] says why there is no answer: busy, timeout, worker lost,
     /// panic, shutdown.
     pub fn apply(&self, job: Job) -> Result<Answer, ApplyError> {
+        self.apply_for(job, &self.anonymous, || true)
+    }
+
+    /// [`Strategy::apply`] for `client`'s job, which counts under its
+    /// address for fair share; `still_there` is asked every 50 ms while the
+    /// job has not answered (never for a job that answers sooner), and once
+    /// it says no, the client's jobs are withdrawn ([`Strategy::withdraw`])
+    /// and this returns [`ApplyError::Cancelled`] as soon as the job stops.
+    ///
+    /// # Errors
+    ///
+    /// As [`Strategy::apply`], and [`ApplyError::Cancelled`].
+    pub fn apply_for(
+        &self,
+        job: Job,
+        client: &Client,
+        mut still_there: impl FnMut() -> bool,
+    ) -> Result<Answer, ApplyError> {
         // Unreachable in practice, the fallback: a dropped promise still
         // reports.
         let (reply, answer) = reply::slot(Err(ApplyError::ShuttingDown { job }));
         let started = Instant::now();
         self.dispatch(
             job,
+            client,
             Caller::Blocking,
             // The caller may have given up waiting; then nobody reads it.
             Box::new(move |result| reply.put(result)),
@@ -307,7 +336,13 @@ impl Strategy {
             .config
             .job_timeout
             .map(|limit| self.config.queue_wait + limit + REPLY_SLACK);
-        answer.wait(bound).unwrap_or_else(|| {
+        let every = (!client.is(&self.anonymous)).then_some(CLIENT_CHECK);
+        let result = answer.wait_checking(bound, every, || {
+            if !client.is_gone() && !still_there() {
+                self.withdraw(client);
+            }
+        });
+        result.unwrap_or_else(|| {
             Err(ApplyError::Timeout {
                 job,
                 elapsed: started.elapsed(),
@@ -360,7 +395,40 @@ impl Strategy {
     /// assert_eq!(rx.recv().unwrap(), Ok(Answer::Sum(312_512_500)));
     /// ```
     pub fn submit(&self, job: Job, done: impl FnOnce(Result<Answer, ApplyError>) + Send + 'static) {
-        self.dispatch(job, Caller::NonBlocking, Box::new(done));
+        self.dispatch(job, &self.anonymous, Caller::NonBlocking, Box::new(done));
+    }
+
+    /// [`Strategy::submit`] for `client`'s job, which counts under its
+    /// address for fair share and is withdrawn with the client's other jobs
+    /// by [`Strategy::withdraw`].
+    pub fn submit_for(
+        &self,
+        job: Job,
+        client: &Client,
+        done: impl FnOnce(Result<Answer, ApplyError>) + Send + 'static,
+    ) {
+        self.dispatch(job, client, Caller::NonBlocking, Box::new(done));
+    }
+
+    /// `client` has gone (its connection closed): its jobs are completed as
+    /// [`ApplyError::Cancelled`] and their results dropped. Those still
+    /// waiting never run: taken out of the queue (`threads`, `procs`), or
+    /// withdrawn from the broker (`remote`: a worker that reads the stream
+    /// later never sees them). A running one stops at its next yield point
+    /// under `threads` (and on a sumworker, at its next lease renewal); a
+    /// `procs` worker process finishes the job it runs. Calling it again
+    /// does nothing.
+    pub fn withdraw(&self, client: &Client) {
+        if client.is(&self.anonymous) || !client.leave() {
+            return;
+        }
+        match &self.flavor {
+            // The job runs on its caller's thread, which is not waiting.
+            Flavor::Inline(_) | Flavor::Exclusive(_) => {}
+            Flavor::Threads(threads) => threads.withdraw(client),
+            Flavor::Procs(procs) => procs.withdraw(client),
+            Flavor::Remote(remote) => remote.withdraw(client),
+        }
     }
 
     /// For an event loop that calls [`Strategy::submit`]: takes over the
@@ -394,8 +462,8 @@ impl Strategy {
     }
 
     /// The one place that matches on the flavor to hand a job in.
-    fn dispatch(&self, job: Job, caller: Caller, callback: done::Callback) {
-        let done = Done::new(job, &self.stats, callback);
+    fn dispatch(&self, job: Job, client: &Client, caller: Caller, callback: done::Callback) {
+        let done = Done::new(job, client.clone(), &self.stats, callback);
         if let Some(rule) = self.inline_below.as_ref().filter(|r| r.admits(job)) {
             return rule.run(job, done);
         }

@@ -28,12 +28,26 @@
 //! counts the workers waiting for a job, and a job is admitted only while
 //! there are more of them than jobs already admitted. Such a job is never
 //! refused later (a free worker is on its way to it), so there is no timer.
+//!
+//! Fair share: the jobs wait by client address ([`Client::address`]), each
+//! address in arrival order, and a worker that takes a job takes it from
+//! the address with the fewest jobs running now (the earliest arrival among
+//! those breaks ties), so one address that sends a thousand long jobs delays
+//! another address's job by at most about one job. The queue counts each
+//! address's running jobs: a job counts from when a worker takes it (or a
+//! flavor sends it past the queue, [`Queue::start_running`]) until its
+//! promise is kept. And one address may fill at most three quarters of
+//! `--queue`, so that a new address is not refused because another fills
+//! it. The earliest deadline is still at the front of one of the addresses'
+//! lines, which is where the timer looks.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::client::Client;
 use super::done::Done;
 use super::Timing;
 use crate::error::{ApplyError, BusyReason, StartError};
@@ -58,16 +72,93 @@ pub(crate) struct Claimed {
     pub(crate) job: Job,
     /// When it was handed in.
     pub(crate) arrived: Instant,
-    /// The promise to report its result.
+    /// The promise to report its result; it counts as running for its
+    /// address until it is kept.
     pub(crate) done: Done,
+}
+
+/// One address's jobs: those waiting, in arrival order, and how many run.
+#[derive(Debug, Default)]
+struct Account {
+    waiting: VecDeque<Waiting>,
+    running: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: VecDeque<Waiting>,
+    accounts: HashMap<Option<IpAddr>, Account>,
+    /// Jobs waiting, over every account.
+    waiting: usize,
     /// Workers blocked in [`Taker::take`] right now.
     free_workers: usize,
     closed: bool,
+}
+
+impl State {
+    /// The address whose front job goes next: the fewest running, then the
+    /// earliest arrival.
+    fn next_address(&self) -> Option<Option<IpAddr>> {
+        self.accounts
+            .iter()
+            .filter_map(|(address, account)| {
+                let front = account.waiting.front()?;
+                Some(((account.running, front.arrived), *address))
+            })
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, address)| address)
+    }
+
+    /// Takes the next job by fair share and counts it as running.
+    fn pop_next(&mut self) -> Option<Waiting> {
+        let address = self.next_address()?;
+        let account = self.accounts.get_mut(&address)?;
+        let waiting = account.waiting.pop_front()?;
+        account.running += 1;
+        self.waiting -= 1;
+        Some(waiting)
+    }
+
+    /// The address whose front job has the earliest deadline, and when.
+    fn earliest_deadline(&self) -> Option<(Option<IpAddr>, Instant)> {
+        self.accounts
+            .iter()
+            .filter_map(|(address, account)| {
+                let front = account.waiting.front()?;
+                Some((*address, front.deadline?))
+            })
+            .min_by_key(|(_, deadline)| *deadline)
+    }
+
+    /// Takes the front job of `address` without counting it as running.
+    fn pop_from(&mut self, address: Option<IpAddr>) -> Option<Waiting> {
+        let account = self.accounts.get_mut(&address)?;
+        let waiting = account.waiting.pop_front()?;
+        self.waiting -= 1;
+        self.forget_if_idle(address);
+        Some(waiting)
+    }
+
+    /// Drops an account that has nothing waiting or running.
+    fn forget_if_idle(&mut self, address: Option<IpAddr>) {
+        if self
+            .accounts
+            .get(&address)
+            .is_some_and(|a| a.waiting.is_empty() && a.running == 0)
+        {
+            self.accounts.remove(&address);
+        }
+    }
+
+    /// Every waiting job, taken out.
+    fn drain(&mut self) -> Vec<Waiting> {
+        let mut all: Vec<Waiting> = Vec::with_capacity(self.waiting);
+        for account in self.accounts.values_mut() {
+            all.extend(account.waiting.drain(..));
+        }
+        self.accounts.retain(|_, account| account.running > 0);
+        self.waiting = 0;
+        all
+    }
 }
 
 #[derive(Debug)]
@@ -78,8 +169,27 @@ struct Inner {
     /// Wakes the timer when the queue closes.
     timer: Condvar,
     capacity: usize,
+    /// The most jobs one address may have waiting.
+    per_address: usize,
     queue_wait: Duration,
     stats: Arc<Stats>,
+}
+
+/// A job counted as running for its address; dropping it ends the count.
+#[derive(Debug)]
+pub(crate) struct Running {
+    inner: Arc<Inner>,
+    address: Option<IpAddr>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        if let Some(account) = state.accounts.get_mut(&self.address) {
+            account.running = account.running.saturating_sub(1);
+        }
+        state.forget_if_idle(self.address);
+    }
 }
 
 /// The queue, its timer, and the counts that keep `queued` in the stats.
@@ -87,6 +197,12 @@ struct Inner {
 pub(crate) struct Queue {
     inner: Arc<Inner>,
     timer: Option<JoinHandle<()>>,
+}
+
+/// The share of the queue one address may fill: the rest is kept for
+/// others (at least one place when the queue has more than one).
+fn per_address(capacity: usize) -> usize {
+    (capacity - capacity / 4).max(1)
 }
 
 impl Queue {
@@ -102,6 +218,7 @@ impl Queue {
             arrived: Condvar::new(),
             timer: Condvar::new(),
             capacity,
+            per_address: per_address(capacity),
             queue_wait,
             stats: Arc::clone(stats),
         });
@@ -118,8 +235,9 @@ impl Queue {
         Ok(Queue { inner, timer })
     }
 
-    /// Admits `job`, or completes `done` at once as busy (full queue, or no
-    /// free worker with a queue wait of zero) or shutting down (closed).
+    /// Admits `job`, or completes `done` at once as busy (full queue, its
+    /// address's share full, or no free worker with a queue wait of zero)
+    /// or shutting down (closed).
     pub(crate) fn push(&self, job: Job, done: Done) {
         self.admit(job, done, Instant::now(), Admit::New);
     }
@@ -142,23 +260,53 @@ impl Queue {
         self.admit(claimed.job, claimed.done, claimed.arrived, Admit::Again);
     }
 
+    /// Counts a job of `client` as running, for a flavor that sends it to a
+    /// worker without queueing it (`procs`, when a worker has room).
+    pub(crate) fn start_running(&self, client: &Client) -> Running {
+        let address = client.address();
+        self.inner
+            .lock()
+            .accounts
+            .entry(address)
+            .or_default()
+            .running += 1;
+        Running {
+            inner: Arc::clone(&self.inner),
+            address,
+        }
+    }
+
     /// Queues a job that arrived at `arrived`, in arrival order, or
     /// completes it at once with why not.
-    fn admit(&self, job: Job, done: Done, arrived: Instant, how: Admit) {
+    fn admit(&self, job: Job, mut done: Done, arrived: Instant, how: Admit) {
+        // Waiting, so not running (a job sent again after its worker died).
+        drop(done.take_running());
         let again = how == Admit::Again;
         let inner = &*self.inner;
+        let address = done.client().address();
         let mut state = inner.lock();
         let waited_out = !inner.queue_wait.is_zero() && arrived.elapsed() >= inner.queue_wait;
+        let of_address = state
+            .accounts
+            .get(&address)
+            .map_or(0, |account| account.waiting.len());
         let refused = if state.closed {
             Some(ApplyError::ShuttingDown { job })
-        } else if !again && state.jobs.len() >= inner.capacity {
+        } else if done.client().is_gone() {
+            Some(ApplyError::Cancelled { job })
+        } else if !again && state.waiting >= inner.capacity {
             Some(ApplyError::Busy {
                 job,
                 reason: BusyReason::QueueFull {
-                    queued: state.jobs.len(),
+                    queued: state.waiting,
                 },
             })
-        } else if !again && inner.queue_wait.is_zero() && state.free_workers <= state.jobs.len() {
+        } else if !again && of_address >= inner.per_address {
+            Some(ApplyError::Busy {
+                job,
+                reason: BusyReason::AddressFull { queued: of_address },
+            })
+        } else if !again && inner.queue_wait.is_zero() && state.free_workers <= state.waiting {
             Some(ApplyError::Busy {
                 job,
                 reason: BusyReason::NoneFree,
@@ -182,12 +330,13 @@ impl Queue {
             return done.complete(Err(err), timing);
         }
         let deadline = (!inner.queue_wait.is_zero()).then(|| arrived + inner.queue_wait);
-        let place = state
-            .jobs
+        let account = state.accounts.entry(address).or_default();
+        let place = account
+            .waiting
             .iter()
             .rposition(|waiting| waiting.arrived <= arrived)
             .map_or(0, |before| before + 1);
-        state.jobs.insert(
+        account.waiting.insert(
             place,
             Waiting {
                 job,
@@ -196,6 +345,7 @@ impl Queue {
                 done,
             },
         );
+        state.waiting += 1;
         inner.count(&state);
         drop(state);
         // A job that arrives now goes last, and the timer is not told: it
@@ -225,12 +375,43 @@ impl Queue {
         }
     }
 
+    /// Takes out every job of `client` still waiting and completes it as
+    /// cancelled: its client has gone.
+    pub(crate) fn withdraw(&self, client: &Client) {
+        let address = client.address();
+        let withdrawn: Vec<Waiting> = {
+            let mut state = self.inner.lock();
+            let Some(account) = state.accounts.get_mut(&address) else {
+                return;
+            };
+            let (gone, kept): (VecDeque<Waiting>, VecDeque<Waiting>) = account
+                .waiting
+                .drain(..)
+                .partition(|waiting| waiting.done.client().is(client));
+            account.waiting = kept;
+            state.waiting -= gone.len();
+            state.forget_if_idle(address);
+            self.inner.count(&state);
+            gone.into()
+        };
+        for waiting in withdrawn {
+            let timing = Timing {
+                queue_wait: Some(waiting.arrived.elapsed()),
+                run: None,
+            };
+            let job = waiting.job;
+            waiting
+                .done
+                .complete(Err(ApplyError::Cancelled { job }), timing);
+        }
+    }
+
     /// Removes every waiting job and completes it with `err(job)`: for a pool
     /// that cannot run them (its fork server died).
     pub(crate) fn fail_all(&self, err: impl Fn(Job) -> ApplyError) {
         let jobs: Vec<Waiting> = {
             let mut state = self.inner.lock();
-            let jobs = state.jobs.drain(..).collect();
+            let jobs = state.drain();
             self.inner.count(&state);
             jobs
         };
@@ -297,19 +478,16 @@ impl Taker {
         }
     }
 
-    /// Claims the front job if there is one, without waiting: for a worker
-    /// that has just finished a job and can start the next one at once.
+    /// Claims the next job by fair share if there is one, without waiting:
+    /// for a worker that has just finished a job and can start the next one
+    /// at once.
     pub(crate) fn try_take(&self) -> Option<Claimed> {
         let inner = &*self.inner;
         let mut state = inner.lock();
-        let waiting = state.jobs.pop_front()?;
+        let waiting = state.pop_next()?;
         inner.count(&state);
         drop(state);
-        Some(Claimed {
-            job: waiting.job,
-            arrived: waiting.arrived,
-            done: waiting.done,
-        })
+        Some(self.claim(waiting))
     }
 
     /// Waits for the next job and claims it; `None` once the queue is closed.
@@ -325,7 +503,7 @@ impl Taker {
             if state.closed {
                 break None;
             }
-            if let Some(waiting) = state.jobs.pop_front() {
+            if let Some(waiting) = state.pop_next() {
                 break Some(waiting);
             }
             if spins < SPINS {
@@ -340,11 +518,22 @@ impl Taker {
         state.free_workers -= 1;
         inner.count(&state);
         drop(state);
-        claimed.map(|waiting| Claimed {
+        claimed.map(|waiting| self.claim(waiting))
+    }
+
+    /// A job just taken, counted as running for its address (by
+    /// [`State::pop_next`]) until its promise is kept.
+    fn claim(&self, mut waiting: Waiting) -> Claimed {
+        let address = waiting.done.client().address();
+        waiting.done.set_running(Running {
+            inner: Arc::clone(&self.inner),
+            address,
+        });
+        Claimed {
             job: waiting.job,
             arrived: waiting.arrived,
             done: waiting.done,
-        })
+        }
     }
 }
 
@@ -370,15 +559,15 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps the `queued` gauge equal to the queue's length.
+    /// Keeps the `queued` gauge equal to the jobs waiting.
     fn count(&self, state: &State) {
         self.stats
             .queued
-            .store(state.jobs.len(), std::sync::atomic::Ordering::Relaxed);
+            .store(state.waiting, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The timer's life: refuse the front job at its deadline, until the
-    /// queue closes.
+    /// The timer's life: refuse the job with the earliest deadline when it
+    /// comes, until the queue closes.
     fn expire(&self) {
         let mut state = self.lock();
         loop {
@@ -388,25 +577,21 @@ impl Inner {
             let now = Instant::now();
             // A job without a deadline (queue wait zero) never reaches the
             // timer, which is not started then.
-            let due = state
-                .jobs
-                .front()
-                .map(|front| front.deadline.unwrap_or(now));
-            state = match due {
+            state = match state.earliest_deadline() {
                 None => {
                     self.timer
                         .wait_timeout(state, self.queue_wait)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
-                Some(due) if due > now => {
+                Some((_, due)) if due > now => {
                     self.timer
                         .wait_timeout(state, due - now)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
-                Some(_) => {
-                    let waiting = state.jobs.pop_front().expect("the front job is there");
+                Some((address, _)) => {
+                    let waiting = state.pop_from(address).expect("the front job is there");
                     self.count(&state);
                     drop(state);
                     let timing = Timing {
@@ -444,6 +629,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let done = Done::new(
             job,
+            Client::anonymous(),
             stats,
             Box::new(move |result| {
                 let _ = tx.send((result, Instant::now()));
@@ -488,6 +674,7 @@ mod tests {
         let (tx, again) = std::sync::mpsc::channel();
         let done = Done::new(
             Job::Sumn(1),
+            Client::anonymous(),
             &stats,
             Box::new(move |result| tx.send((result, Instant::now())).unwrap()),
         );
@@ -503,6 +690,7 @@ mod tests {
         let (tx, stale) = std::sync::mpsc::channel();
         let done = Done::new(
             Job::Sumn(3),
+            Client::anonymous(),
             &stats,
             Box::new(move |result| tx.send(result).unwrap()),
         );
@@ -554,6 +742,92 @@ mod tests {
             admitted.recv().unwrap().0,
             Err(ApplyError::ShuttingDown { .. })
         ));
+    }
+
+    fn push_for(queue: &Queue, stats: &Arc<Stats>, job: Job, client: &Client) -> Results {
+        let (tx, rx) = mpsc::channel();
+        let done = Done::new(
+            job,
+            client.clone(),
+            stats,
+            Box::new(move |result| {
+                let _ = tx.send((result, Instant::now()));
+            }),
+        );
+        queue.push(job, done);
+        rx
+    }
+
+    /// A worker takes from the address with the fewest jobs running: a
+    /// newcomer's job goes before the jobs that one address queued first.
+    #[test]
+    fn the_next_job_is_from_the_address_with_fewest_running() {
+        let (queue, stats) = queue(64, Duration::from_secs(5));
+        let a = Client::new(Some([127, 0, 0, 1].into()));
+        let b = Client::new(Some([127, 0, 0, 2].into()));
+        let _a_jobs: Vec<Results> = (1..=10)
+            .map(|n| push_for(&queue, &stats, Job::Sumn(n), &a))
+            .collect();
+        let taker = queue.taker();
+        let first = taker.try_take().expect("a job");
+        assert_eq!(first.job, Job::Sumn(1));
+        let _b_job = push_for(&queue, &stats, Job::Sumn(100), &b);
+        // A runs one, B none: B's goes next, though A's waited longer.
+        let second = taker.try_take().expect("a job");
+        assert_eq!(second.job, Job::Sumn(100));
+        // Now both run one: the earliest arrival, A's.
+        let third = taker.try_take().expect("a job");
+        assert_eq!(third.job, Job::Sumn(2));
+        assert_eq!(queue.inner.lock().accounts[&a.address()].running, 2);
+        // A job whose promise is kept (or dropped) stops counting.
+        drop(first.done);
+        assert_eq!(queue.inner.lock().accounts[&a.address()].running, 1);
+        drop((second, third));
+    }
+
+    /// One address may fill three quarters of the queue; another still
+    /// gets in.
+    #[test]
+    fn one_address_leaves_room_for_others() {
+        let (queue, stats) = queue(8, Duration::from_secs(5));
+        let a = Client::new(Some([127, 0, 0, 1].into()));
+        let b = Client::new(Some([127, 0, 0, 2].into()));
+        let pushed: Vec<Results> = (0..7)
+            .map(|n| push_for(&queue, &stats, Job::Sumn(n), &a))
+            .collect();
+        assert!(matches!(
+            pushed[6].try_recv().map(|r| r.0),
+            Ok(Err(ApplyError::Busy {
+                reason: BusyReason::AddressFull { queued: 6 },
+                ..
+            }))
+        ));
+        let newcomer = push_for(&queue, &stats, Job::Sumn(9), &b);
+        assert!(newcomer.try_recv().is_err(), "admitted, still waiting");
+    }
+
+    /// Withdrawing a client takes its waiting jobs out (cancelled) and
+    /// leaves the others; a job of a client already gone is not admitted.
+    #[test]
+    fn withdrawn_jobs_leave_the_queue() {
+        let (queue, stats) = queue(8, Duration::from_secs(5));
+        let gone = Client::new(Some([127, 0, 0, 1].into()));
+        let stays = Client::new(Some([127, 0, 0, 1].into()));
+        let mine = push_for(&queue, &stats, Job::Sumn(1), &gone);
+        let theirs = push_for(&queue, &stats, Job::Sumn(2), &stays);
+        gone.leave();
+        queue.withdraw(&gone);
+        assert_eq!(
+            mine.try_recv().unwrap().0,
+            Err(ApplyError::Cancelled { job: Job::Sumn(1) })
+        );
+        assert!(theirs.try_recv().is_err());
+        assert_eq!(queue.taker().try_take().map(|c| c.job), Some(Job::Sumn(2)));
+        let late = push_for(&queue, &stats, Job::Sumn(3), &gone);
+        assert_eq!(
+            late.try_recv().unwrap().0,
+            Err(ApplyError::Cancelled { job: Job::Sumn(3) })
+        );
     }
 
     /// A full queue refuses at once and says how many were waiting.

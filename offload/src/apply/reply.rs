@@ -98,29 +98,57 @@ impl<T> Drop for Putter<T> {
 impl<T> Waiter<T> {
     /// The value, waiting for it at most `within` (for ever if `None`);
     /// `None` if it did not come in time.
+    #[cfg(test)]
     pub(crate) fn wait(self, within: Option<Duration>) -> Option<T> {
+        self.wait_checking(within, None, || {})
+    }
+
+    /// [`Waiter::wait`], calling `check` (without the slot's lock) every
+    /// `every` while the value has not come: a value that comes at once
+    /// costs no call.
+    pub(crate) fn wait_checking(
+        self,
+        within: Option<Duration>,
+        every: Option<Duration>,
+        mut check: impl FnMut(),
+    ) -> Option<T> {
         let deadline = within.and_then(|within| Instant::now().checked_add(within));
         let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(value) = state.value.take() {
                 return Some(value);
             }
+            let now = Instant::now();
+            let tick = every.and_then(|every| now.checked_add(every));
+            let until = match (deadline, tick) {
+                (Some(deadline), Some(tick)) => Some(deadline.min(tick)),
+                (deadline, tick) => deadline.or(tick),
+            };
             // Raised under the lock that the putter takes to read it, and
             // held until this thread has the lock back: a put in between
             // sees it, and wakes the sleep that the condvar's wait starts.
             state.waiting = true;
-            state = match deadline {
+            state = match until {
                 None => self.0.filled.wait(state).unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                Some(until) => {
+                    if deadline.is_some_and(|deadline| deadline <= now) {
                         state.waiting = false;
                         return None;
-                    };
-                    self.0
+                    }
+                    let left = until.saturating_duration_since(now);
+                    let (mut state, timed_out) = self
+                        .0
                         .filled
                         .wait_timeout(state, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                        .unwrap_or_else(|p| p.into_inner());
+                    if timed_out.timed_out() && state.value.is_none() && Some(until) == tick {
+                        state.waiting = false;
+                        drop(state);
+                        check();
+                        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+                    } else {
+                        state
+                    }
                 }
             };
             state.waiting = false;
@@ -131,6 +159,33 @@ impl<T> Waiter<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check runs every period while the value has not come, and not
+    /// once for a value already there.
+    #[test]
+    fn checks_while_waiting() {
+        let (putter, waiter) = slot(0);
+        let mut checks = 0;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(120));
+            putter.put(5);
+        });
+        let got = waiter.wait_checking(
+            Some(Duration::from_secs(5)),
+            Some(Duration::from_millis(20)),
+            || checks += 1,
+        );
+        assert_eq!(got, Some(5));
+        assert!(
+            checks >= 2,
+            "{checks} checks in 120 ms, one due every 20 ms"
+        );
+        let (putter, waiter) = slot(0);
+        putter.put(1);
+        let mut none = 0;
+        waiter.wait_checking(None, Some(Duration::from_millis(1)), || none += 1);
+        assert_eq!(none, 0);
+    }
 
     /// A value put on another thread reaches the waiter.
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::client::Client;
 use super::done::Done;
 use super::queue::{Queue, Taker};
 use super::run::{deadline, run_here};
@@ -68,6 +69,12 @@ impl Threads {
     pub(crate) fn shutdown(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
+
+    /// `client` has gone: its waiting jobs leave the queue; a running one
+    /// stops at its next yield point (it checks the client's flag).
+    pub(crate) fn withdraw(&self, client: &Client) {
+        self.queue.withdraw(client);
+    }
 }
 
 impl Drop for Threads {
@@ -97,12 +104,20 @@ impl Worker {
                 queue_wait: Some(claimed.arrived.elapsed()),
                 run: None,
             };
+            let client = claimed.done.client().clone();
             let result = {
                 let _running = Gauge::raise(&self.stats.running);
                 let cancel = Cancel::never()
                     .with_deadline(deadline(self.job_timeout))
-                    .with_pool_flag(&self.stopping);
-                run_here(claimed.job, &cancel, &mut timing.run)
+                    .with_pool_flag(&self.stopping)
+                    .with_flag(client.gone_flag());
+                match run_here(claimed.job, &cancel, &mut timing.run) {
+                    // Stopped by its client's flag, not the pool's.
+                    Err(ApplyError::ShuttingDown { job }) if client.is_gone() => {
+                        Err(ApplyError::Cancelled { job })
+                    }
+                    result => result,
+                }
             };
             self.queue.free_before_reply();
             claimed.done.complete(result, timing);

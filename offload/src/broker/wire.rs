@@ -274,7 +274,9 @@ impl ReplyCode {
             ApplyError::PoolDown { .. } | ApplyError::Unavailable { .. } => {
                 Some(ReplyCode::Internal)
             }
-            ApplyError::Busy { .. } | ApplyError::ShuttingDown { .. } => None,
+            ApplyError::Busy { .. }
+            | ApplyError::ShuttingDown { .. }
+            | ApplyError::Cancelled { .. } => None,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::Token;
+use offload::apply::Client;
 use offload::{ApplyError, Job};
 
 use super::env::{Completion, Env};
@@ -77,13 +78,18 @@ pub(super) struct Conn {
     /// The peer has shut its side (or the socket failed): every read is
     /// tried, since the end of input comes with no further event.
     read_closed: bool,
+    /// Who its jobs are for: the address fair share counts, and a flag for
+    /// when it goes away.
+    client: Client,
 }
 
 impl Conn {
     /// A connection just accepted, registered under `token`.
     pub(super) fn new(socket: TcpStream, token: Token, config: &Config) -> Self {
+        let peer = socket.peer_addr().ok();
         Conn {
-            peer: socket.peer_addr().ok(),
+            client: Client::new(peer.map(|addr| addr.ip())),
+            peer,
             socket,
             token,
             dialect: if config.accept_proxy {
@@ -120,6 +126,11 @@ impl Conn {
         self.phase == Phase::Closed
     }
 
+    /// Who its jobs are for.
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Jobs submitted and not yet completed.
     pub(super) fn jobs(&self) -> usize {
         self.jobs
@@ -143,6 +154,7 @@ impl Conn {
     /// the connection ends: the reactor calls [`Conn::flush`] once at the end
     /// of its turn, so that a burst of replies costs one `sendto`.
     pub(super) fn drive(&mut self, env: &Env<'_>) -> bool {
+        self.withdraw_if_gone(env);
         let mut budget_spent = true;
         for _ in 0..STEP_BUDGET {
             if self.out.is_backed_up() {
@@ -189,6 +201,23 @@ impl Conn {
             }
         }
         budget_spent
+    }
+
+    /// A client of the line dialect that shut its side while a job of its
+    /// runs, and sent no `quit` still to be answered, has gone: its job is
+    /// withdrawn (its reply, `ERR cancelled`, is written if the connection
+    /// still takes it). A seed client shuts its side to ask: not that.
+    fn withdraw_if_gone(&self, env: &Env<'_>) {
+        use std::os::fd::AsFd as _;
+        if self.read_closed
+            && self.jobs > 0
+            && self.dialect == Dialect::Lines
+            && !env.stopping
+            && !self.client.is_gone()
+            && !protocol::quit_waiting(self.socket.as_fd(), &self.input, env.config.max_line)
+        {
+            env.strategy.withdraw(&self.client);
+        }
     }
 
     /// Files a job's reply in its slot.
@@ -295,8 +324,10 @@ impl Conn {
         match proxy_header::parse(&self.input) {
             Progress::Complete { client } => {
                 proxy_header::log_client(client, self.peer);
-                // The access log names the client, not the balancer.
+                // The access log names the client, not the balancer, and
+                // fair share counts its address.
                 self.peer = client.or(self.peer);
+                self.client = Client::new(self.peer.map(|addr| addr.ip()));
                 self.input.clear();
                 self.dialect = Dialect::Unknown;
             }
@@ -413,7 +444,7 @@ impl Conn {
         // Runs on whichever thread learns the result (this one, under inline
         // and exclusive). A failed send means the reactor is gone, and with
         // it anyone who wanted the reply.
-        env.strategy.submit(job, move |result| {
+        env.strategy.submit_for(job, &self.client, move |result| {
             let cut = matches!(result, Err(ApplyError::ShuttingDown { .. }));
             let reply = protocol::job_reply(&result);
             access::request(peer, kind, &reply, began.elapsed());

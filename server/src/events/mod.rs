@@ -403,6 +403,11 @@ impl Reactor<'_> {
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(conn.socket());
             self.counts.closed(1);
+            // A connection that broke with a job running: nobody will read
+            // its answer.
+            if conn.jobs() > 0 {
+                self.link.strategy.withdraw(conn.client());
+            }
         }
     }
 

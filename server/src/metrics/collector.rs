@@ -37,7 +37,7 @@ type LatencyOf = fn(&KindSnapshot) -> &LatencyBuckets;
 
 /// Every job outcome, as `stats` names it, with its counter in a
 /// [`KindSnapshot`].
-const OUTCOMES: [(&str, CountOf); 8] = [
+const OUTCOMES: [(&str, CountOf); 9] = [
     ("ok", |k| k.ok),
     ("busy", |k| k.busy),
     ("timeout", |k| k.timeout),
@@ -46,6 +46,7 @@ const OUTCOMES: [(&str, CountOf); 8] = [
     ("shutting_down", |k| k.shutting_down),
     ("pool_down", |k| k.pool_down),
     ("unavailable", |k| k.unavailable),
+    ("cancelled", |k| k.cancelled),
 ];
 
 impl Collector for ServerCollector {
@@ -255,6 +256,30 @@ fn encode_remote(
         "remote_resubmitted",
         "Jobs handed out again after the broker restarted.",
         remote.resubmitted,
+    )?;
+    counter(
+        encoder,
+        "remote_withdrawn",
+        "Jobs withdrawn from the stream (their client went away) before any worker took them.",
+        remote.withdrawn,
+    )?;
+    counter(
+        encoder,
+        "remote_abandoned",
+        "Jobs withdrawn (their client went away) after a worker took them; it stops them.",
+        remote.abandoned,
+    )?;
+    gauge(
+        encoder,
+        "remote_held",
+        "Long jobs waiting at this server for their turn (fair share).",
+        remote.held,
+    )?;
+    gauge(
+        encoder,
+        "remote_live_slots",
+        "Slots of the workers alive now: the long jobs this server lets into the stream at once.",
+        to_usize(remote.live_slots),
     )?;
     gauge(
         encoder,

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use offload::apply::Client;
 use offload::{Job, Strategy};
 
 use super::Connections;
@@ -84,10 +85,13 @@ fn serve_dialects(
     if n == 0 {
         return Ok(());
     }
+    // Who its jobs are for: the address fair share counts, and a flag for
+    // when it goes away.
+    let client = Client::new(peer.map(|addr| addr.ip()));
     if protocol::is_seed_dialect(first[0]) {
-        return serve_seed(stream, &first[..n], peer, ctx);
+        return serve_seed(stream, &first[..n], peer, &client, ctx);
     }
-    serve_lines(stream, first[..n].to_vec(), deadline, peer, ctx)
+    serve_lines(stream, first[..n].to_vec(), deadline, peer, &client, ctx)
 }
 
 /// `--accept-proxy`: reads the PROXY header, never a byte past it, and logs
@@ -129,6 +133,7 @@ fn serve_seed(
     mut stream: &TcpStream,
     request: &[u8],
     peer: Option<SocketAddr>,
+    client: &Client,
     ctx: &Context<'_>,
 ) -> io::Result<()> {
     let began = Instant::now();
@@ -143,7 +148,9 @@ fn serve_seed(
     let reply = match parsed {
         Ok(job) => {
             let _in_flight = InFlight::begin(ctx.in_flight);
-            run_job(job, ctx)
+            // The seed's client may shut its side once it has sent the
+            // number (`nc -N`): that is how it asks, not a departure.
+            protocol::job_reply(&ctx.strategy.apply_for(job, client, || true))
         }
         Err(reject) => reject.to_string(),
     };
@@ -187,8 +194,43 @@ fn more_digits_waiting(stream: &TcpStream) -> bool {
 /// Runs a job that was read: even after the shutdown signal, a request read
 /// is answered (by `ERR shutting-down` only when the grace period is over
 /// and the strategy stops), since its client cannot know whether it ran.
-fn run_job(job: Job, ctx: &Context<'_>) -> String {
-    protocol::job_reply(&ctx.strategy.apply(job))
+/// While it runs, the connection is watched: a client that shuts its side
+/// (and sent no `quit` that is still to be answered, among the lines read
+/// after this one, `rest`, or still in the socket) has gone, and its job is
+/// withdrawn.
+fn run_job(
+    job: Job,
+    stream: &TcpStream,
+    rest: &[u8],
+    client: &Client,
+    ctx: &Context<'_>,
+) -> String {
+    use std::os::fd::AsFd as _;
+    // During a graceful stop the server shuts the read side itself, which
+    // looks the same from here: a request read is answered then.
+    let result = ctx.strategy.apply_for(job, client, || {
+        ctx.shutdown.is_triggered()
+            || !peer_has_shut(stream)
+            || protocol::quit_waiting(stream.as_fd(), rest, ctx.config.max_line)
+    });
+    protocol::job_reply(&result)
+}
+
+/// Whether the client has shut its side of the connection (or it broke),
+/// without reading from it: `poll` reports it even with input unread.
+fn peer_has_shut(stream: &TcpStream) -> bool {
+    use nix::libc;
+    use std::os::fd::AsRawFd as _;
+    // POLLRDHUP: Linux's "the peer shut its writing side", which nix's
+    // flags do not name (and would not read back).
+    let mut watched = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that lives across the call, a zero timeout.
+    let ready = unsafe { libc::poll(&mut watched, 1, 0) };
+    ready == 1 && watched.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// The line dialect: requests are answered in order; replies to requests
@@ -199,6 +241,7 @@ fn serve_lines(
     mut pending: Vec<u8>,
     mut deadline: Instant,
     peer: Option<SocketAddr>,
+    client: &Client,
     ctx: &Context<'_>,
 ) -> io::Result<()> {
     let max_line = ctx.config.max_line;
@@ -244,7 +287,7 @@ fn serve_lines(
                 }
                 Ok(Request::Job(job)) => {
                     answered.push(InFlight::begin(ctx.in_flight));
-                    let reply = run_job(job, ctx);
+                    let reply = run_job(job, stream, &pending[consumed..], client, ctx);
                     access::request(peer, kind, &reply, began.elapsed());
                     out.write_all(reply.as_bytes())?;
                     out.write_all(b"\n")?;

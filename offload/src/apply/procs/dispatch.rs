@@ -44,7 +44,7 @@ impl Shared {
     /// An `apply` caller's job: sent from this thread to a worker with room,
     /// the reply awaited on this thread's mailbox; queued if no worker has
     /// room, or if other jobs wait already (they were first).
-    pub(super) fn serve_here(&self, job: Job, done: Done) {
+    pub(super) fn serve_here(&self, job: Job, mut done: Done) {
         let arrived = Instant::now();
         loop {
             if let Some(err) = self.refusal(job) {
@@ -67,6 +67,7 @@ impl Shared {
                 return self.send_for_collector(ticket, job, done, arrived);
             };
             let queue_wait = arrived.elapsed();
+            self.count_running(&mut done);
             self.stats.running.fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
             if self.send(&ticket, job, reply_to).is_err() {
@@ -184,6 +185,15 @@ impl Shared {
         self.pump();
     }
 
+    /// Counts a job sent to a worker as running for its client's address
+    /// (fair share), unless it counts already (taken from the queue).
+    fn count_running(&self, done: &mut Done) {
+        if !done.is_running() {
+            let running = self.queue.start_running(done.client());
+            done.set_running(running);
+        }
+    }
+
     /// Why a job must be refused now, if it must.
     fn refusal(&self, job: Job) -> Option<ApplyError> {
         if self.stopping.load(Ordering::Relaxed) {
@@ -285,7 +295,8 @@ impl Shared {
     }
 
     /// Sends a job whose reply the worker's collector will take and complete.
-    fn send_for_collector(&self, ticket: Ticket, job: Job, done: Done, arrived: Instant) {
+    fn send_for_collector(&self, ticket: Ticket, job: Job, mut done: Done, arrived: Instant) {
+        self.count_running(&mut done);
         let worker = Arc::clone(&ticket.route.worker);
         let pending = Pending {
             job,

@@ -309,6 +309,13 @@ impl Procs {
         }
     }
 
+    /// `client` has gone: its jobs still waiting leave the queue; those
+    /// sent to a worker process finish there, and their answers are
+    /// dropped.
+    pub(crate) fn withdraw(&self, client: &super::client::Client) {
+        self.shared.queue.withdraw(client);
+    }
+
     /// Hands the reading of the reply sockets to the caller, an event loop:
     /// it must call [`Procs::run_completions`] whenever the descriptor
     /// returned is readable.

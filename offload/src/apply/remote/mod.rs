@@ -20,6 +20,7 @@
 
 mod deadlines;
 mod dispatcher;
+mod fair;
 mod monitor;
 mod outbox;
 mod shared;
@@ -38,7 +39,7 @@ use crate::broker::wire::JobMessage;
 use crate::broker::{Broker, BrokerConfig, Probe, Role};
 use crate::error::{ApplyError, BusyReason, StartError};
 use crate::job::Job;
-use shared::{InFlight, Shared};
+use shared::{InFlight, Outgoing, Shared};
 
 pub use monitor::{RemoteSnapshot, WorkerSeen};
 
@@ -53,12 +54,8 @@ const POOLED: usize = 64;
 /// The strategy's handle: the channels into its threads.
 pub(crate) struct Remote {
     shared: Arc<Shared>,
-    /// Job numbers for the outbox thread to `XADD`.
-    outbox: Option<Sender<u64>>,
     /// Deadlines for the deadline thread.
     deadlines: Option<Sender<(Instant, u64)>>,
-    /// Dropped to stop the monitor.
-    stop_monitor: Option<Sender<()>>,
     /// Connections for blocking callers' `XADD`s, reused.
     connections: Mutex<Vec<Connection>>,
     threads: Vec<JoinHandle<()>>,
@@ -97,6 +94,7 @@ impl Remote {
             value: "none".into(),
         })?;
         let reply_list = broker.keys().reply_list(&server_name());
+        let (outbox, outbox_rx) = crossbeam_channel::unbounded();
         match broker.probe(Role::Server {
             reply_list: &reply_list,
         }) {
@@ -106,15 +104,15 @@ impl Remote {
                 tracing::warn!(broker = broker.shown(), %why, "the broker is not reachable yet; jobs get ERR unavailable until it is");
             }
         }
-        let shared = Arc::new(Shared::new(broker, reply_list));
-        let (outbox, outbox_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared::new(broker, reply_list, outbox));
         let (deadlines, deadlines_rx) = crossbeam_channel::unbounded();
-        let (stop_monitor, stop_monitor_rx) = crossbeam_channel::bounded(0);
+        // Dropped to stop the monitor; a message (from `Shared::nudge`)
+        // makes it read the broker now.
+        let (stop_monitor, stop_monitor_rx) = crossbeam_channel::bounded(1);
+        *shared.monitor.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop_monitor);
         let mut remote = Remote {
             shared: Arc::clone(&shared),
-            outbox: Some(outbox),
             deadlines: Some(deadlines),
-            stop_monitor: Some(stop_monitor),
             connections: Mutex::new(Vec::new()),
             threads: Vec::new(),
             capacity: config.queue,
@@ -154,13 +152,14 @@ impl Remote {
         Ok(remote)
     }
 
-    /// Hands `job` out; see the module documentation. A blocking caller
-    /// (a connection thread, which waits for the answer anyway) `XADD`s it
-    /// itself, saving the hand-off to the outbox thread; an event loop never
-    /// waits for the broker.
+    /// Hands `job` out; see the module documentation. A long job waits
+    /// for its turn by fair share ([`fair`]); a short one from a blocking
+    /// caller (a connection thread, which waits for the answer anyway) is
+    /// `XADD`ed by that thread, saving the hand-off to the outbox thread; an
+    /// event loop never waits for the broker.
     pub(crate) fn submit(&self, job: Job, caller: Caller, done: Done) {
         let shared = &self.shared;
-        let (Some(outbox), Some(deadlines)) = (&self.outbox, &self.deadlines) else {
+        let Some(deadlines) = &self.deadlines else {
             return done.complete(Err(ApplyError::ShuttingDown { job }), Timing::default());
         };
         if shared.stopping.load(Ordering::Acquire) {
@@ -187,15 +186,28 @@ impl Remote {
                 .now_ms()
                 .saturating_add(as_ms(self.lifetime)),
         );
+        let address = done.client().address();
+        let long = shared.fair.is_long(job);
         {
             let mut in_flight = shared.in_flight();
-            if in_flight.len() >= self.capacity {
-                let queued = in_flight.len();
+            // One address may fill three quarters of the table, so that a
+            // new one is not refused because another filled it.
+            let of_address = in_flight
+                .values()
+                .filter(|job| job.done.client().address() == address)
+                .count();
+            let reason = if in_flight.len() >= self.capacity {
+                Some(BusyReason::InFlightFull {
+                    in_flight: in_flight.len(),
+                })
+            } else if of_address >= (self.capacity - self.capacity / 4).max(1) {
+                Some(BusyReason::AddressFull { queued: of_address })
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
                 drop(in_flight);
-                let busy = ApplyError::Busy {
-                    job,
-                    reason: BusyReason::InFlightFull { in_flight: queued },
-                };
+                let busy = ApplyError::Busy { job, reason };
                 return done.complete(Err(busy), Timing::default());
             }
             in_flight.insert(
@@ -206,16 +218,50 @@ impl Remote {
                     submitted,
                     deadline: submitted + self.lifetime,
                     entry: None,
+                    long,
+                    out: !long,
                 },
             );
         }
-        // Both threads outlive the senders, so these cannot fail.
+        // The deadline thread outlives the sender, so this cannot fail.
         let _ = deadlines.send((submitted + self.lifetime, id));
+        if long {
+            let going = shared.fair.hold(id, address);
+            if going.is_empty() {
+                // Held: a worker that arrived since the last look may have
+                // room for it.
+                shared.nudge_monitor();
+            }
+            return shared.release(going);
+        }
         match caller {
             Caller::Blocking => self.add_here(id),
-            Caller::NonBlocking => {
-                let _ = outbox.send(id);
-            }
+            Caller::NonBlocking => shared.send(Outgoing::Add(id)),
+        }
+    }
+
+    /// `client` has gone: its jobs are answered `cancelled` now (a worker's
+    /// later answer is dropped as late); those in the stream are deleted
+    /// there by the outbox thread, so that no worker that reads the stream
+    /// later runs them, and a worker that already runs one stops it at its
+    /// next lease renewal. Long jobs still waiting here never go.
+    pub(crate) fn withdraw(&self, client: &super::client::Client) {
+        let shared = &self.shared;
+        let taken = shared.take_client(client);
+        let entries: Vec<String> = taken.iter().filter_map(|job| job.entry.clone()).collect();
+        for job in taken {
+            let waited = job.submitted.elapsed();
+            let kind = job.message.job;
+            job.done.complete(
+                Err(ApplyError::Cancelled { job: kind }),
+                Timing {
+                    queue_wait: None,
+                    run: Some(waited),
+                },
+            );
+        }
+        if !entries.is_empty() {
+            shared.send(Outgoing::Withdraw(entries));
         }
     }
 
@@ -304,6 +350,9 @@ fn snapshot_of(shared: &Shared) -> RemoteSnapshot {
     seen.forged_replies = shared.forged_replies.load(Ordering::Relaxed);
     seen.resubmitted = shared.resubmitted.load(Ordering::Relaxed);
     seen.clock_offset_ms = shared.broker.clock().offset_ms();
+    seen.withdrawn = shared.withdrawn.load(Ordering::Relaxed);
+    seen.abandoned = shared.abandoned.load(Ordering::Relaxed);
+    seen.held = shared.fair.held();
     seen
 }
 
@@ -327,9 +376,13 @@ impl std::fmt::Debug for RemoteView {
 impl Drop for Remote {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
-        self.outbox = None;
+        *self.shared.outbox.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.deadlines = None;
-        self.stop_monitor = None;
+        *self
+            .shared
+            .monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

@@ -20,6 +20,10 @@ use crate::broker::{Every, Heartbeat, Keys, COMMAND_TIMEOUT, OFFSET_WARNING_MS};
 /// How often the broker is read.
 const EVERY: Duration = Duration::from_millis(500);
 
+/// How often while long jobs wait here for room (fair share): a worker that
+/// arrives is seen, and given jobs, sooner.
+const EVERY_WHILE_HELD: Duration = Duration::from_millis(100);
+
 /// A worker whose heartbeat is older than this many of its leases, and
 /// which holds no job, is gone from `stats`.
 pub(crate) const GONE_AFTER_LEASES: u64 = 5;
@@ -54,6 +58,17 @@ pub struct RemoteSnapshot {
     pub resubmitted: u64,
     /// The broker's clock minus this server's, in ms, as last measured.
     pub clock_offset_ms: i64,
+    /// The slots of the workers alive now (from their heartbeats): how many
+    /// long jobs this server lets into the stream at once (fair share).
+    pub live_slots: u64,
+    /// Long jobs waiting at this server for their turn (fair share).
+    pub held: usize,
+    /// Jobs withdrawn because their client went away, before any worker
+    /// took them.
+    pub withdrawn: u64,
+    /// Jobs withdrawn because their client went away after a worker took
+    /// them (it stops them; their answers are dropped).
+    pub abandoned: u64,
     /// The workers alive now, and those that hold jobs.
     pub workers: Vec<WorkerSeen>,
 }
@@ -83,6 +98,8 @@ pub struct WorkerSeen {
     pub slots: Option<u64>,
 }
 
+/// Reads the broker until `stop` is disconnected; a message on it makes it
+/// read at once.
 pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
     let mut conn: Option<Connection> = None;
     let skew_logged = Every::new(Duration::from_secs(600));
@@ -103,7 +120,11 @@ pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
             let now_ms = shared.broker.clock().now_ms();
             match read(live, shared.broker.keys(), now_ms) {
                 Ok(reading) => {
+                    let going = shared
+                        .fair
+                        .set_window(usize::try_from(reading.live_slots).unwrap_or(usize::MAX));
                     *shared.seen.lock().unwrap_or_else(|p| p.into_inner()) = reading;
+                    shared.release(going);
                 }
                 Err(err) => {
                     tracing::debug!(%err, "could not read the broker's statistics");
@@ -111,9 +132,15 @@ pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
                 }
             }
         }
-        match stop.recv_timeout(EVERY) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => return,
+        let every = if shared.fair.held() > 0 {
+            EVERY_WHILE_HELD
+        } else {
+            EVERY
+        };
+        match stop.recv_timeout(every) {
+            // A nudge, or the next turn.
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -139,6 +166,7 @@ fn read(conn: &mut Connection, keys: &Keys, now_ms: u64) -> RedisResult<RemoteSn
         Err(err) if crate::broker::is_missing_group(&err) => 0,
         Err(err) => return Err(err),
     };
+    let mut live_slots = 0;
     let workers = match consumers {
         Ok(reply) => reply
             .consumers
@@ -156,9 +184,12 @@ fn read(conn: &mut Connection, keys: &Keys, now_ms: u64) -> RedisResult<RemoteSn
                     idle_ms: c.idle as u64,
                 };
                 let silent_for = worker.alive_ms_ago.unwrap_or(worker.idle_ms);
-                let gone_after = beat
-                    .and_then(|b| b.lease_ms)
-                    .map_or(GONE_AFTER_MS, |lease| lease * GONE_AFTER_LEASES);
+                let lease = beat.as_ref().and_then(|b| b.lease_ms);
+                let gone_after = lease.map_or(GONE_AFTER_MS, |lease| lease * GONE_AFTER_LEASES);
+                // Alive: heard from within a lease or so.
+                if silent_for <= lease.map_or(GONE_AFTER_MS, |lease| lease * 2) {
+                    live_slots += worker.slots.unwrap_or(1);
+                }
                 (worker.pending > 0 || silent_for <= gone_after).then_some(worker)
             })
             .collect(),
@@ -166,6 +197,7 @@ fn read(conn: &mut Connection, keys: &Keys, now_ms: u64) -> RedisResult<RemoteSn
         Err(err) => return Err(err),
     };
     Ok(RemoteSnapshot {
+        live_slots,
         stream_length,
         pending,
         redeliveries: redeliveries.unwrap_or(0),

@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
 use redis::RedisError;
 
+use super::fair::{Fair, Going};
 use super::monitor::RemoteSnapshot;
+use crate::apply::client::Client;
 use crate::apply::done::Done;
 use crate::apply::Timing;
 use crate::broker::wire::JobMessage;
@@ -35,6 +38,11 @@ pub(super) struct InFlight {
     pub(super) deadline: Instant,
     /// Its stream entry's id, once the broker took it.
     pub(super) entry: Option<String>,
+    /// A long job, which counts against the fair-share window ([`Fair`]).
+    pub(super) long: bool,
+    /// Sent to the stream (or on its way): a long job waits here until
+    /// then.
+    pub(super) out: bool,
 }
 
 impl InFlight {
@@ -48,6 +56,18 @@ impl InFlight {
             ..self.message.clone()
         }
     }
+}
+
+/// What goes to the outbox thread.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    /// `XADD` the job with this number, if it is still in flight.
+    Add(u64),
+    /// `XDEL` these entries: their client has gone (counted).
+    Withdraw(Vec<String>),
+    /// `XDEL` these entries: their jobs were answered before their ids
+    /// were known (not counted).
+    Delete(Vec<String>),
 }
 
 /// What the threads share.
@@ -74,6 +94,17 @@ pub(super) struct Shared {
     pub(super) forged_replies: AtomicU64,
     /// Jobs handed out again after the broker lost them.
     pub(super) resubmitted: AtomicU64,
+    /// Entries withdrawn (their client gone) before any worker took them.
+    pub(super) withdrawn: AtomicU64,
+    /// Entries withdrawn after a worker took them: it stops them at its
+    /// next lease renewal, and their answers are dropped.
+    pub(super) abandoned: AtomicU64,
+    /// Fair share of the workers' slots between client addresses.
+    pub(super) fair: Fair,
+    /// To the outbox thread; `None` once the strategy stops.
+    pub(super) outbox: Mutex<Option<Sender<Outgoing>>>,
+    /// Makes the monitor read the broker now; `None` once it stops.
+    pub(super) monitor: Mutex<Option<Sender<()>>>,
     /// The monitor's last reading.
     pub(super) seen: Mutex<RemoteSnapshot>,
 }
@@ -91,7 +122,7 @@ pub(super) enum Delivery {
 }
 
 impl Shared {
-    pub(super) fn new(broker: Broker, reply_list: String) -> Shared {
+    pub(super) fn new(broker: Broker, reply_list: String, outbox: Sender<Outgoing>) -> Shared {
         Shared {
             down_reason: Mutex::new(format!(
                 "the broker at {} has not answered yet",
@@ -106,8 +137,84 @@ impl Shared {
             late_replies: AtomicU64::new(0),
             forged_replies: AtomicU64::new(0),
             resubmitted: AtomicU64::new(0),
+            withdrawn: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            fair: Fair::new(),
+            outbox: Mutex::new(Some(outbox)),
+            monitor: Mutex::new(None),
             seen: Mutex::new(RemoteSnapshot::default()),
         }
+    }
+
+    /// Sends `what` to the outbox thread (nothing once it stopped).
+    pub(super) fn send(&self, what: Outgoing) {
+        if let Some(outbox) = &*self.outbox.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = outbox.send(what);
+        }
+    }
+
+    /// Asks the monitor to read the broker now rather than at its next turn
+    /// (a nudge already waiting is enough).
+    pub(super) fn nudge_monitor(&self) {
+        if let Some(monitor) = &*self.monitor.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = monitor.try_send(());
+        }
+    }
+
+    /// Lets the jobs `going` go to the stream (fair share made room). One
+    /// that left the table meanwhile (answered at its deadline, withdrawn)
+    /// gives its place back at once, which may let others go.
+    pub(super) fn release(&self, mut going: Vec<Going>) {
+        while !going.is_empty() {
+            let mut gone = Vec::new();
+            {
+                let mut in_flight = self.in_flight();
+                for &(id, address) in &going {
+                    match in_flight.get_mut(&id) {
+                        Some(job) => job.out = true,
+                        None => gone.push(address),
+                    }
+                }
+            }
+            for &(id, _) in &going {
+                self.send(Outgoing::Add(id));
+            }
+            going = gone
+                .into_iter()
+                .flat_map(|address| self.fair.finished(address))
+                .collect();
+        }
+    }
+
+    /// A job taken out of the table: its place in the fair-share window
+    /// (or in its line) is given up, and the next long job may go.
+    fn left(&self, job: &InFlight) {
+        if !job.long {
+            return;
+        }
+        let address = job.done.client().address();
+        if job.out {
+            let going = self.fair.finished(address);
+            self.release(going);
+        } else {
+            self.fair.drop_held(job.message.id, address);
+        }
+    }
+
+    /// Takes every job of `client` out of the table; the caller completes
+    /// them.
+    pub(super) fn take_client(&self, client: &Client) -> Vec<InFlight> {
+        let taken: Vec<InFlight> = {
+            let mut in_flight = self.in_flight();
+            let ids: Vec<u64> = in_flight
+                .iter()
+                .filter(|(_, job)| job.done.client().is(client))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| in_flight.remove(id)).collect()
+        };
+        taken.iter().for_each(|job| self.left(job));
+        taken
     }
 
     pub(super) fn in_flight(&self) -> MutexGuard<'_, HashMap<u64, InFlight>> {
@@ -146,6 +253,7 @@ impl Shared {
                 .remove(&id)
                 .expect("looked up under the same lock")
         };
+        self.left(&job);
         let elapsed = job.submitted.elapsed();
         let outcome = result(job.message.job, elapsed);
         job.done.complete(
