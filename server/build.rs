@@ -20,6 +20,13 @@ use std::path::PathBuf;
 const ENGINES: &[(&str, &str, &str)] = &[
     ("haproxy", "no_haproxy", "YSUM_HAPROXY"),
     ("redis-server", "no_redis", "YSUM_REDIS"),
+    // `tests/deploy`: `systemd-analyze verify` on deploy/systemd (Debian
+    // package `systemd`; it runs offline, no systemd needs to be running).
+    (
+        "systemd-analyze",
+        "no_systemd_analyze",
+        "YSUM_SYSTEMD_ANALYZE",
+    ),
 ];
 
 /// libfaketime (Debian package `faketime`), preloaded into a worker whose
