@@ -20,6 +20,9 @@ use std::path::PathBuf;
 const ENGINES: &[(&str, &str, &str)] = &[
     ("haproxy", "no_haproxy", "YSUM_HAPROXY"),
     ("redis-server", "no_redis", "YSUM_REDIS"),
+    // `tests/remote/sentinel.rs`: a primary, a replica and three sentinels
+    // (Debian package `redis-sentinel`).
+    ("redis-sentinel", "no_sentinel", "YSUM_SENTINEL"),
     // `tests/deploy`: `systemd-analyze verify` on deploy/systemd (Debian
     // package `systemd`; it runs offline, no systemd needs to be running).
     (

@@ -52,6 +52,12 @@ pub struct BrokerArgs {
     /// certificate must chain to; the system's when not given.
     #[arg(long, env = "YSUM_BROKER_CA_FILE", value_name = "FILE")]
     pub broker_ca_file: Option<PathBuf>,
+
+    /// redis+sentinel:// only: a file whose one line is the sentinels' own
+    /// password, when they ask for one (the URL's password is the Redis
+    /// nodes').
+    #[arg(long, env = "YSUM_BROKER_SENTINEL_PASSWORD_FILE", value_name = "FILE")]
+    pub broker_sentinel_password_file: Option<PathBuf>,
 }
 
 /// A broker option that cannot be used; the message names the option and
@@ -100,6 +106,10 @@ impl BrokerArgs {
             (self.broker_prefix != DEFAULT_PREFIX, "--broker-prefix"),
             (self.broker_secret_file.is_some(), "--broker-secret-file"),
             (self.broker_ca_file.is_some(), "--broker-ca-file"),
+            (
+                self.broker_sentinel_password_file.is_some(),
+                "--broker-sentinel-password-file",
+            ),
         ]
         .into_iter()
         .find_map(|(given, option)| given.then_some(option))
@@ -121,7 +131,11 @@ impl BrokerArgs {
         };
         let password = self
             .broker_password_file
-            .map(|path| read_password(&path))
+            .map(|path| read_password("--broker-password-file", &path))
+            .transpose()?;
+        let sentinel_password = self
+            .broker_sentinel_password_file
+            .map(|path| read_password("--broker-sentinel-password-file", &path))
             .transpose()?;
         let signing_keys = self
             .broker_secret_file
@@ -137,6 +151,7 @@ impl BrokerArgs {
             prefix: self.broker_prefix,
             signing_keys,
             ca_pem,
+            sentinel_password,
         }))
     }
 }
@@ -150,11 +165,10 @@ fn read(option: &'static str, path: &Path) -> Result<Vec<u8>, BrokerArgsError> {
 }
 
 /// The one line of a password file, without its line ending.
-fn read_password(path: &Path) -> Result<Secret, BrokerArgsError> {
-    const OPTION: &str = "--broker-password-file";
-    let bytes = read(OPTION, path)?;
+fn read_password(option: &'static str, path: &Path) -> Result<Secret, BrokerArgsError> {
+    let bytes = read(option, path)?;
     let unusable = |why| BrokerArgsError::Unusable {
-        option: OPTION,
+        option,
         path: path.to_owned(),
         why,
     };

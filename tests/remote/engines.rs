@@ -438,3 +438,159 @@ impl Drop for Worker {
         bury(&self.descendants);
     }
 }
+
+/// The redis-sentinel binary found by `server/build.rs`.
+pub(crate) fn redis_sentinel() -> PathBuf {
+    match option_env!("YSUM_SENTINEL") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "redis-sentinel is not installed (apt-get install -y redis-sentinel), and \
+             YSUM_REQUIRE_ENGINES=1 makes these tests mandatory"
+        ),
+    }
+}
+
+/// The master's name the sentinels watch.
+pub(crate) const MASTER: &str = "ysum";
+
+/// A primary, a replica of it and three sentinels watching them
+/// (`down-after-milliseconds 1000`), each on a free loopback port, killed
+/// and reaped when dropped.
+#[derive(Debug)]
+pub(crate) struct SentinelSet {
+    /// The Redis nodes: the first starts as the primary.
+    pub(crate) nodes: Vec<Redis>,
+    sentinels: Vec<(Child, u16)>,
+    dir: PathBuf,
+}
+
+impl SentinelSet {
+    /// Starts them and waits until every sentinel knows the primary, the
+    /// replica and the two other sentinels, so that a failover can happen.
+    pub(crate) fn start() -> SentinelSet {
+        let primary = Redis::start();
+        let replica = Redis::start_with(RedisOptions {
+            args: vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary.port().to_string(),
+            ],
+            ..RedisOptions::default()
+        });
+        let dir = std::env::temp_dir().join(format!(
+            "ysum-sentinels-{}-{}",
+            std::process::id(),
+            primary.port()
+        ));
+        std::fs::create_dir_all(&dir).expect("make the sentinels' folder");
+        let mut set = SentinelSet {
+            nodes: vec![primary, replica],
+            sentinels: Vec::new(),
+            dir,
+        };
+        for index in 0..3 {
+            let port = free_port();
+            let config = set.dir.join(format!("sentinel-{index}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 1000\n\
+                     sentinel failover-timeout {MASTER} 5000\n\
+                     sentinel parallel-syncs {MASTER} 1\n",
+                    dir = set.dir.display(),
+                    primary = set.nodes[0].port(),
+                ),
+            )
+            .expect("write a sentinel's config");
+            let child = Command::new(redis_sentinel())
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-sentinel");
+            set.sentinels.push((child, port));
+        }
+        let ready = eventually(Duration::from_secs(20), || {
+            set.sentinels.iter().all(|(_, port)| {
+                let query = |args: &[&str]| -> Option<redis::Value> {
+                    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+                    let mut conn = client
+                        .get_connection_with_timeout(Duration::from_millis(300))
+                        .ok()?;
+                    redis::cmd("SENTINEL").arg(args).query(&mut conn).ok()
+                };
+                let count = |value: Option<redis::Value>| match value {
+                    Some(redis::Value::Array(items)) => items.len(),
+                    _ => 0,
+                };
+                count(query(&["replicas", MASTER])) >= 1
+                    && count(query(&["sentinels", MASTER])) >= 2
+            })
+        });
+        assert!(
+            ready,
+            "the sentinels did not all find each other and the replica"
+        );
+        set
+    }
+
+    /// `redis+sentinel://` URL naming every sentinel.
+    pub(crate) fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, port)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+    }
+
+    /// Asks the first sentinel for the primary's port.
+    pub(crate) fn primary_port(&self) -> u16 {
+        let port = self.sentinels[0].1;
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .expect("a sentinel");
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(MASTER)
+            .query(&mut conn)
+            .expect("the master's address");
+        port
+    }
+
+    /// The node listening on `port`.
+    pub(crate) fn node(&mut self, port: u16) -> &mut Redis {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("one of ours")
+    }
+
+    /// `SENTINEL FAILOVER` on the first sentinel: a planned switch.
+    pub(crate) fn planned_failover(&self) {
+        let port = self.sentinels[0].1;
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .expect("a sentinel");
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER)
+            .query(&mut conn)
+            .expect("SENTINEL FAILOVER");
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -23,6 +23,8 @@
 //! - `acl`: the shipped ACL users (`deploy/redis/users.acl`).
 //! - `tls`: a `rediss://` broker with a CA of the test's own.
 //! - `rotation`: the password and the signing key rotated under load.
+//! - `sentinel`: the broker behind Redis Sentinel: the primary killed, a
+//!   planned failover.
 //! - `shutdown`: the server and a worker stopped under load.
 //! - `slots`: a worker reads no more jobs than it has free slots.
 //! - `worker_promises`: sumworker's logging, stop and `stats` presence.
@@ -46,6 +48,7 @@ mod outage;
 mod process;
 mod rotation;
 mod security;
+mod sentinel;
 #[path = "../common/server.rs"]
 mod server;
 mod shutdown;
@@ -124,6 +127,34 @@ macro_rules! with_redis_and_faketime {
             #[cfg_attr(
                 any(no_redis, no_faketime),
                 ignore = "redis-server or libfaketime not installed: apt-get install -y redis-server faketime"
+            )]
+            fn events() {
+                super::$name($crate::support::Io::Events);
+            }
+        }
+    )+};
+}
+
+/// [`with_redis!`] for scenarios that need Redis Sentinel too.
+#[macro_export]
+macro_rules! with_sentinel {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            /// The scenario with a thread per connection.
+            #[test]
+            #[cfg_attr(
+                any(no_redis, no_sentinel),
+                ignore = "redis-server or redis-sentinel not installed: apt-get install -y redis-server redis-sentinel"
+            )]
+            fn threads() {
+                super::$name($crate::support::Io::Threads);
+            }
+
+            /// The scenario with one event loop.
+            #[test]
+            #[cfg_attr(
+                any(no_redis, no_sentinel),
+                ignore = "redis-server or redis-sentinel not installed: apt-get install -y redis-server redis-sentinel"
             )]
             fn events() {
                 super::$name($crate::support::Io::Events);

@@ -98,6 +98,7 @@ pub(crate) fn run(
     let forget_script = Script::new(FORGET);
     let skew_logged = Every::new(Duration::from_secs(600));
     let mut conn: Option<Connection> = None;
+    let mut generation = broker.generation();
     let mut lost: Vec<String> = Vec::new();
     let mut ticks = 0u64;
     while !stop.helpers_released() {
@@ -107,6 +108,10 @@ pub(crate) fn run(
             std::thread::sleep(every);
         }
         ticks += 1;
+        // Under Sentinel: a switch of primary is seen here within a tick,
+        // and every thread of this worker follows it.
+        broker.check_primary();
+        broker.drop_if_stale(&mut conn, &mut generation);
         if conn.is_none() {
             conn = broker.connect(COMMAND_TIMEOUT).ok();
         }

@@ -48,7 +48,10 @@ impl Reader<'_> {
         let mut last_claim: Option<Instant> = None;
         let mut announced = false;
         let outage = Every::new(OUTAGE_LOGGED_EVERY);
+        let mut generation = self.broker.generation();
         while !stop.is_requested() {
+            // Under Sentinel, a switch of primary: read from the new one.
+            self.broker.drop_if_stale(&mut conn, &mut generation);
             if self.running.free() == 0 {
                 self.running.wait_for_change(self.tick);
                 continue;

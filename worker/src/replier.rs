@@ -34,6 +34,7 @@ pub(crate) struct Unsent {
 /// its jobs stay pending, for another worker after the lease).
 pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent>, stop: &Stop) {
     let mut conn: Option<Connection> = None;
+    let mut generation = broker.generation();
     let mut backoff = Backoff::default();
     // A broker that stays away is one line every 10 s, not one per retry.
     let failures = Every::new(Duration::from_secs(10));
@@ -79,6 +80,7 @@ pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent
             continue;
         }
         let jobs: Vec<Settle> = unsent.iter().map(|(job, _)| job.clone()).collect();
+        broker.drop_if_stale(&mut conn, &mut generation);
         let sent = match conn.take() {
             Some(live) => Ok(live),
             None => broker.connect(COMMAND_TIMEOUT),

@@ -112,8 +112,8 @@ impl Refused {
 
 thread_local! {
     /// The broker connection of a thread that finishes jobs (a pool thread
-    /// of the local strategy).
-    static HERE: RefCell<Option<Connection>> = const { RefCell::new(None) };
+    /// of the local strategy), with the generation it was opened under.
+    static HERE: RefCell<(Option<Connection>, u64)> = const { RefCell::new((None, 0)) };
     /// Raised while this thread hands a job to the local strategy: a job
     /// that completes inside that call (`inline` runs it there; a refusal
     /// comes back there) must not read and start another from within it.
@@ -257,7 +257,11 @@ impl Taker {
         let job = Settle { entry, reply };
         // Taken out of the cell while in use: a job started below may
         // complete within this call (a refusal) and come here again.
-        let mut conn = HERE.with(|cell| cell.borrow_mut().take());
+        let (mut conn, mut generation) = HERE.with(|cell| {
+            let mut here = cell.borrow_mut();
+            (here.0.take(), here.1)
+        });
+        self.broker.drop_if_stale(&mut conn, &mut generation);
         if conn.is_none() {
             conn = self.broker.connect(COMMAND_TIMEOUT).ok();
         }
@@ -296,7 +300,7 @@ impl Taker {
         }
         // The freed slot, if nothing was started in it, goes back now.
         drop(next);
-        HERE.with(|cell| *cell.borrow_mut() = conn);
+        HERE.with(|cell| *cell.borrow_mut() = (conn, generation));
     }
 
     fn hand_to_replier(&self, job: Settle, deadline_ms: u64) {

@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     /// The certificate authorities (PEM) that a `rediss://` broker's
     /// certificate must chain to (`--broker-ca-file`); `None`: the system's.
     pub ca_pem: Option<Vec<u8>>,
+    /// `redis+sentinel://` only: the sentinels' own password
+    /// (`--broker-sentinel-password-file`), when they ask for one.
+    pub sentinel_password: Option<Secret>,
 }
 
 impl BrokerConfig {
@@ -64,6 +67,7 @@ impl BrokerConfig {
             prefix: DEFAULT_PREFIX.to_owned(),
             signing_keys: None,
             ca_pem: None,
+            sentinel_password: None,
         }
     }
 }

@@ -11,6 +11,8 @@
 //!
 //! - `config`: [`BrokerConfig`], [`Secret`] and [`redact`].
 //! - `keys`: [`Keys`], every key under one prefix.
+//! - `target`: where connections go: one Redis, or (`sentinel`) the
+//!   primary Redis Sentinel names, followed through failovers.
 //! - `sign`: [`Signer`], HMAC-SHA256 of jobs and replies.
 //! - [`wire`]: the job entry and the reply string.
 //! - `clock`: [`BrokerClock`], the broker's clock, which every process
@@ -27,13 +29,15 @@ mod config;
 mod every;
 mod heartbeat;
 mod keys;
+mod sentinel;
 mod sign;
+mod target;
 pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
+use redis::{Connection, ErrorKind, RedisError, RedisResult};
 
 pub use backoff::Backoff;
 pub use clock::{BrokerClock, OFFSET_WARNING_MS};
@@ -44,6 +48,7 @@ pub use keys::{Keys, REPLY_TTL_S};
 pub use sign::{KeyError, Signed, Signer, MAC_HEX_LEN, MIN_KEY_LEN};
 
 use crate::error::StartError;
+use target::Target;
 
 /// How long opening a connection to the broker may take. A broker that is
 /// down refuses at once; this bounds a broker host that does not answer.
@@ -61,7 +66,7 @@ pub const MAX_DELIVERIES: u64 = 3;
 /// the signer of its deployment.
 #[derive(Debug, Clone)]
 pub struct Broker {
-    client: Client,
+    target: Target,
     /// The URL with its password replaced by `***`: the only form in which
     /// it is ever shown.
     shown: String,
@@ -87,50 +92,7 @@ impl Broker {
             expected,
             value,
         };
-        let info = config.url.as_str().into_connection_info().map_err(|err| {
-            bad(
-                "broker",
-                "a redis://HOST:PORT[/DB] or rediss://… URL",
-                format!("{shown:?} ({})", redact(&err.to_string())),
-            )
-        })?;
-        let mut redis_settings = info.redis_settings().clone().set_skip_set_lib_name();
-        if let Some(password) = &config.password {
-            let password = std::str::from_utf8(password.expose()).map_err(|_| {
-                bad(
-                    "broker password",
-                    "UTF-8 text",
-                    "bytes that are not (not shown)".into(),
-                )
-            })?;
-            redis_settings = redis_settings.set_password(password);
-        }
-        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-        let info = info.set_redis_settings(redis_settings);
-        let client = match (&config.ca_pem, tls) {
-            (Some(_), false) => {
-                return Err(bad(
-                    "broker CA file",
-                    "given only with a rediss:// URL (TLS)",
-                    shown,
-                ))
-            }
-            (Some(ca), true) => Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                },
-            ),
-            (None, _) => Client::open(info),
-        }
-        .map_err(|err| {
-            bad(
-                "broker",
-                "a usable broker address",
-                format!("{shown:?} ({err})"),
-            )
-        })?;
+        let target = Target::new(config, &shown)?;
         if config.prefix.is_empty() || config.prefix.contains(|c: char| c.is_whitespace()) {
             return Err(bad(
                 "broker prefix",
@@ -145,12 +107,49 @@ impl Broker {
             .transpose()
             .map_err(|err| bad("broker secret", "usable signing keys", err.to_string()))?;
         Ok(Broker {
-            client,
+            target,
             shown,
             keys: Keys::new(&config.prefix),
             signer,
             clock: Arc::default(),
         })
+    }
+
+    /// `host:port` of the primary, under Sentinel, as last found.
+    pub fn primary(&self) -> Option<String> {
+        self.target.primary()
+    }
+
+    /// Times this process saw the primary change, under Sentinel.
+    pub fn failovers(&self) -> u64 {
+        self.target.failovers()
+    }
+
+    /// The generation of connections: it moves when the primary changes
+    /// (under Sentinel; never otherwise). A connection opened under an
+    /// older one goes to a node that is no longer the primary, or will not
+    /// be for long: drop it and connect again.
+    pub fn generation(&self) -> u64 {
+        self.target.failovers()
+    }
+
+    /// Drops the connection in `slot` if it was opened under an older
+    /// generation than now (the primary changed since), and notes the
+    /// generation now in `seen`: for a thread that keeps one connection,
+    /// before it uses it.
+    pub fn drop_if_stale(&self, slot: &mut Option<Connection>, seen: &mut u64) {
+        let now = self.generation();
+        if *seen != now {
+            *slot = None;
+            *seen = now;
+        }
+    }
+
+    /// Under Sentinel, asks the sentinels where the primary is now, so that
+    /// a switch moves [`Broker::generation`] at once (call it every second
+    /// or so); nothing for a plain broker.
+    pub fn check_primary(&self) {
+        self.target.check();
     }
 
     /// The broker's clock, as this process estimates it.
@@ -180,7 +179,7 @@ impl Broker {
     ///
     /// The broker's or the network's error.
     pub fn connect(&self, read_timeout: Duration) -> RedisResult<Connection> {
-        let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        let conn = self.target.connect()?;
         conn.set_read_timeout(Some(read_timeout))?;
         conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
         Ok(conn)

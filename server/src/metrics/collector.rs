@@ -269,6 +269,22 @@ fn encode_remote(
         "Jobs withdrawn (their client went away) after a worker took them; it stops them.",
         remote.abandoned,
     )?;
+    counter(
+        encoder,
+        "remote_failovers",
+        "Times this server saw the broker's primary change (redis+sentinel://).",
+        remote.failovers,
+    )?;
+    if let Some(primary) = &remote.primary {
+        let mut info = encoder.encode_descriptor(
+            "remote_primary",
+            "The broker's primary as last found through the sentinels (always 1).",
+            None,
+            MetricType::Info,
+        )?;
+        let labels = [("address", primary.as_str())];
+        ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+    }
     gauge(
         encoder,
         "remote_held",

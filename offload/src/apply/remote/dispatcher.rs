@@ -28,7 +28,9 @@ pub(super) fn run(shared: &Shared) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::default();
     let mut known_run_id: Option<String> = None;
+    let mut generation = shared.broker.generation();
     while !shared.stopping.load(Ordering::Acquire) {
+        shared.broker.drop_if_stale(&mut conn, &mut generation);
         if conn.is_none() || !shared.up.load(Ordering::Acquire) {
             match reconnect(shared, &mut known_run_id) {
                 Ok(fresh) => {
@@ -48,25 +50,28 @@ pub(super) fn run(shared: &Shared) {
         match pop(live, &shared.reply_list) {
             Ok(replies) => replies.iter().for_each(|text| deliver(shared, text)),
             Err(err) => {
-                shared.went_down(&err, "lost the broker while waiting for replies");
-                conn = None;
+                // A planned failover ends this wait (the old primary turns
+                // replica and unblocks it), and so does a lost connection:
+                // one fresh try at once, so that a switch the broker makes
+                // smoothly costs no job an `unavailable`.
+                conn = reconnect(shared, &mut known_run_id).ok();
+                if conn.is_none() {
+                    shared.went_down(&err, "lost the broker while waiting for replies");
+                }
             }
         }
     }
 }
 
-/// Opens a connection, makes sure the group exists, and hands every job in
-/// flight out again if the broker is not the one it was.
+/// Opens a connection, makes sure the group exists, and, if the broker is
+/// not the one it was (restarted, or another node after a failover), hands
+/// out again every job in flight whose entry it lacks.
 fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<Connection> {
     let mut conn = shared.broker.connect_with_group(BLOCK + COMMAND_TIMEOUT)?;
     let now = run_id(&mut conn)?;
     shared.broker.clock().measure(&mut conn)?;
     if known_run_id.as_ref().is_some_and(|known| *known != now) {
-        let messages: Vec<JobMessage> = shared
-            .in_flight()
-            .values()
-            .map(|job| job.message_now(&shared.broker))
-            .collect();
+        let messages = missing(shared, &mut conn)?;
         if !messages.is_empty() {
             let entries = outbox::add(&mut conn, &shared.broker, &messages)?;
             outbox::note_entries(shared, &messages, entries);
@@ -75,7 +80,7 @@ fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<
                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
             tracing::info!(
                 jobs = messages.len(),
-                "the broker restarted; handed the jobs in flight out again"
+                "the broker is another (restarted, or failed over); handed out again the jobs it lacks"
             );
         }
     }
@@ -84,6 +89,37 @@ fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<
     }
     *known_run_id = Some(now);
     Ok(conn)
+}
+
+/// The jobs in flight that went to the stream and whose entries `conn`'s
+/// broker does not hold (it restarted empty, or a failover lost the last
+/// writes), their deadlines stated anew on its clock. A job still on its
+/// way (the outbox will add it here) or waiting for room (fair share) is
+/// not among them.
+fn missing(shared: &Shared, conn: &mut Connection) -> RedisResult<Vec<JobMessage>> {
+    let out: Vec<(String, JobMessage)> = shared
+        .in_flight()
+        .values()
+        .filter(|job| job.out)
+        .filter_map(|job| Some((job.entry.clone()?, job.message_now(&shared.broker))))
+        .collect();
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (entry, _) in &out {
+        pipe.cmd("XRANGE")
+            .arg(shared.broker.keys().jobs())
+            .arg(entry)
+            .arg(entry);
+    }
+    let found: Vec<Vec<redis::Value>> = pipe.query(conn)?;
+    Ok(out
+        .into_iter()
+        .zip(found)
+        .filter(|(_, there)| there.is_empty())
+        .map(|((_, message), _)| message)
+        .collect())
 }
 
 /// Waits up to [`BLOCK`] for replies and takes every one waiting (up to

@@ -56,8 +56,9 @@ pub(crate) struct Remote {
     shared: Arc<Shared>,
     /// Deadlines for the deadline thread.
     deadlines: Option<Sender<(Instant, u64)>>,
-    /// Connections for blocking callers' `XADD`s, reused.
-    connections: Mutex<Vec<Connection>>,
+    /// Connections for blocking callers' `XADD`s, reused, each with the
+    /// generation it was opened under (a stale one is dropped).
+    connections: Mutex<Vec<(Connection, u64)>>,
     threads: Vec<JoinHandle<()>>,
     /// Most jobs in flight at once; more are `busy`.
     capacity: usize,
@@ -273,11 +274,15 @@ impl Remote {
             return;
         };
         let messages = std::slice::from_ref(&message);
-        let pooled = self
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let generation = shared.broker.generation();
+        let pooled = {
+            let mut pool = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            // Opened before the primary changed: all of them go.
+            if pool.last().is_some_and(|(_, opened)| *opened != generation) {
+                pool.clear();
+            }
+            pool.pop().map(|(conn, _)| conn)
+        };
         // A pooled connection may have died with a broker restart since it
         // was last used: then every pooled one has, so they all go, and the
         // job gets one more try on a fresh connection before it fails.
@@ -299,7 +304,7 @@ impl Remote {
                 outbox::note_entries(shared, messages, entries);
                 let mut pool = self.connections.lock().unwrap_or_else(|p| p.into_inner());
                 if pool.len() < POOLED {
-                    pool.push(conn);
+                    pool.push((conn, generation));
                 }
             }
             Err(err) => {
@@ -344,6 +349,8 @@ fn snapshot_of(shared: &Shared) -> RemoteSnapshot {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     seen.broker = shared.broker.shown().to_owned();
+    seen.primary = shared.broker.primary();
+    seen.failovers = shared.broker.failovers();
     seen.connected = shared.up.load(Ordering::Acquire);
     seen.in_flight = shared.in_flight().len();
     seen.late_replies = shared.late_replies.load(Ordering::Relaxed);

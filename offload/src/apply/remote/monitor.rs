@@ -38,6 +38,10 @@ const GONE_AFTER_MS: u64 = 30_000;
 pub struct RemoteSnapshot {
     /// The broker's URL, its password shown as `***`.
     pub broker: String,
+    /// Under Sentinel: `host:port` of the primary, as last found.
+    pub primary: Option<String>,
+    /// Under Sentinel: times this server saw the primary change.
+    pub failovers: u64,
     /// Whether the broker answered the last time the server asked.
     pub connected: bool,
     /// This server's jobs handed out and not yet answered.
@@ -102,8 +106,13 @@ pub struct WorkerSeen {
 /// read at once.
 pub(super) fn run(shared: &Shared, stop: &Receiver<()>) {
     let mut conn: Option<Connection> = None;
+    let mut generation = shared.broker.generation();
     let skew_logged = Every::new(Duration::from_secs(600));
     loop {
+        // Under Sentinel: a switch of primary, planned or not, is seen
+        // here within a turn, and every connection follows it.
+        shared.broker.check_primary();
+        shared.broker.drop_if_stale(&mut conn, &mut generation);
         if conn.is_none() {
             conn = shared.broker.connect(COMMAND_TIMEOUT).ok();
         }

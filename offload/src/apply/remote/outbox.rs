@@ -22,7 +22,9 @@ const BATCH: usize = 128;
 
 pub(super) fn run(shared: &Shared, outgoing: &Receiver<Outgoing>) {
     let mut conn: Option<Connection> = None;
+    let mut generation = shared.broker.generation();
     while let Ok(first) = outgoing.recv() {
+        shared.broker.drop_if_stale(&mut conn, &mut generation);
         let mut batch: Vec<u64> = Vec::new();
         let mut withdrawn: Vec<String> = Vec::new();
         let mut deleted: Vec<String> = Vec::new();
