@@ -138,6 +138,14 @@ impl State {
         Some(waiting)
     }
 
+    /// One job of `address` stopped running.
+    fn stop_running(&mut self, address: Option<IpAddr>) {
+        if let Some(account) = self.accounts.get_mut(&address) {
+            account.running = account.running.saturating_sub(1);
+        }
+        self.forget_if_idle(address);
+    }
+
     /// Drops an account that has nothing waiting or running.
     fn forget_if_idle(&mut self, address: Option<IpAddr>) {
         if self
@@ -178,17 +186,24 @@ struct Inner {
 /// A job counted as running for its address; dropping it ends the count.
 #[derive(Debug)]
 pub(crate) struct Running {
-    inner: Arc<Inner>,
+    /// `None` once the count was ended by [`Taker::finished`].
+    inner: Option<Arc<Inner>>,
     address: Option<IpAddr>,
+}
+
+impl Running {
+    /// Ends the count in `state`, already locked.
+    fn end_in(mut self, state: &mut State) {
+        self.inner = None;
+        state.stop_running(self.address);
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut state = self.inner.lock();
-        if let Some(account) = state.accounts.get_mut(&self.address) {
-            account.running = account.running.saturating_sub(1);
+        if let Some(inner) = self.inner.take() {
+            inner.lock().stop_running(self.address);
         }
-        state.forget_if_idle(self.address);
     }
 }
 
@@ -271,7 +286,7 @@ impl Queue {
             .or_default()
             .running += 1;
         Running {
-            inner: Arc::clone(&self.inner),
+            inner: Some(Arc::clone(&self.inner)),
             address,
         }
     }
@@ -462,19 +477,28 @@ enum Admit {
 #[derive(Debug)]
 pub(crate) struct Taker {
     inner: Arc<Inner>,
-    /// Set by [`Taker::free_before_reply`]: the worker already counts as
-    /// free.
+    /// Set by [`Taker::finished`]: the worker already counts as free.
     counted_free: std::cell::Cell<bool>,
 }
 
 impl Taker {
     /// Counts this worker as free from now on, before it completes the job
-    /// it has just finished: the submitter may hand in its next job as soon
+    /// it has just finished (the submitter may hand in its next job as soon
     /// as it has the answer, and with a queue wait of zero that job must
-    /// find this worker free.
-    pub(crate) fn free_before_reply(&self) {
-        if !self.counted_free.replace(true) {
-            self.inner.lock().free_workers += 1;
+    /// find this worker free), and ends that job's count among its
+    /// address's running jobs (`running`): both under one lock, so that fair
+    /// share costs the hot path no lock of its own.
+    pub(crate) fn finished(&self, running: Option<Running>) {
+        let free = !self.counted_free.replace(true);
+        if !free && running.is_none() {
+            return;
+        }
+        let mut state = self.inner.lock();
+        if free {
+            state.free_workers += 1;
+        }
+        if let Some(running) = running {
+            running.end_in(&mut state);
         }
     }
 
@@ -526,7 +550,7 @@ impl Taker {
     fn claim(&self, mut waiting: Waiting) -> Claimed {
         let address = waiting.done.client().address();
         waiting.done.set_running(Running {
-            inner: Arc::clone(&self.inner),
+            inner: Some(Arc::clone(&self.inner)),
             address,
         });
         Claimed {

@@ -119,8 +119,9 @@ impl Worker {
                     result => result,
                 }
             };
-            self.queue.free_before_reply();
-            claimed.done.complete(result, timing);
+            let mut done = claimed.done;
+            self.queue.finished(done.take_running());
+            done.complete(result, timing);
         }
     }
 }
