@@ -1,5 +1,6 @@
 //! Looks for the engines the engine tests start (`tests/haproxy`: HAProxy;
-//! `tests/remote`: Redis, and libfaketime for a worker whose clock is off),
+//! `tests/remote`: Redis, Sentinel, Prometheus, and libfaketime for a
+//! worker whose clock is off; `tests/deploy`: systemd-analyze, promtool),
 //! so that a test whose engine is missing is marked ignored with the reason
 //! instead of passing without having run.
 //!
@@ -30,6 +31,12 @@ const ENGINES: &[(&str, &str, &str)] = &[
         "no_systemd_analyze",
         "YSUM_SYSTEMD_ANALYZE",
     ),
+    // `tests/deploy/prometheus.rs`: `promtool check` and `promtool test
+    // rules` on deploy/prometheus; `tests/remote/prometheus.rs`: a real
+    // Prometheus scraping a server and a worker (Debian package
+    // `prometheus`, which brings both).
+    ("promtool", "no_promtool", "YSUM_PROMTOOL"),
+    ("prometheus", "no_prometheus", "YSUM_PROMETHEUS"),
 ];
 
 /// libfaketime (Debian package `faketime`), preloaded into a worker whose

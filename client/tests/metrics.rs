@@ -39,11 +39,13 @@ const FAMILIES: [(&str, &str); 17] = [
     ("ysum_uptime_seconds", "gauge"),
 ];
 
-/// Parses OpenMetrics text from stdin with prometheus_client's parser
-/// (which raises on anything malformed) and prints every family as JSON.
+/// Parses metrics text from stdin with the prometheus_client parser named
+/// by the first argument (`prometheus_client.openmetrics.parser`, or
+/// `prometheus_client.parser` for the classic format), which raises on
+/// anything malformed, and prints every family as JSON.
 const PARSER: &str = r#"
-import json, sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
+import importlib, json, sys
+text_string_to_metric_families = importlib.import_module(sys.argv[1]).text_string_to_metric_families
 families = [
     {"name": f.name, "type": f.type,
      "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in f.samples]}
@@ -92,6 +94,35 @@ fn only_get_metrics() {
     assert_ne!(server.metrics_addr().to_string(), server.addr());
 }
 
+/// `/healthz` answers while the process runs; `/readyz` says whether it
+/// can serve: not while its broker is unreachable (here, a port nobody
+/// listens on), with the reason.
+#[test]
+fn health_and_readiness() {
+    let ready = Server::start_with(&["--apply", "threads", "--metrics", "127.0.0.1:0"]);
+    let (status, _, body) = http(ready.metrics_addr(), "GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, body) = http(ready.metrics_addr(), "GET /readyz HTTP/1.0\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+
+    let unreachable = Server::start_with(&[
+        "--apply",
+        "remote",
+        "--broker",
+        "redis://127.0.0.1:1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let (status, _, _) = http(unreachable.metrics_addr(), "GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!(status, 200);
+    let (status, _, body) = http(unreachable.metrics_addr(), "GET /readyz HTTP/1.0\r\n\r\n");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: the broker at redis://127.0.0.1:1"),
+        "{body}"
+    );
+}
+
 fn metrics_add_up(io: &str) {
     let server = Server::start_with(&[
         "--io",
@@ -134,6 +165,35 @@ fn metrics_add_up(io: &str) {
         "{content_type}"
     );
     let families = parse(&body);
+
+    // The classic text format, to a scraper that asks for it: what
+    // prometheus_client's classic parser reads, with the same samples.
+    let (status, classic_type, classic) = http(
+        server.metrics_addr(),
+        "GET /metrics HTTP/1.0\r\nAccept: text/plain; version=0.0.4\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{classic}");
+    assert!(
+        classic_type.starts_with("text/plain; version=0.0.4"),
+        "{classic_type}"
+    );
+    let all_samples = |families: &BTreeMap<String, (String, Vec<Sample>)>| -> Vec<String> {
+        let mut samples: Vec<String> = families
+            .values()
+            .flat_map(|(_, samples)| samples)
+            .filter(|s| !s.name.starts_with("ysum_uptime"))
+            .map(|s| format!("{} {:?} {}", s.name, s.labels, s.value))
+            .collect();
+        samples.sort();
+        samples
+    };
+    let classic_families = parse_with(&classic, "prometheus_client.parser");
+    assert_eq!(all_samples(&classic_families), all_samples(&families));
+    assert_eq!(
+        classic_families.get("ysum_jobs").map(|(t, _)| t.as_str()),
+        Some("counter"),
+        "{classic}"
+    );
 
     for (name, kind) in FAMILIES {
         assert_eq!(
@@ -274,6 +334,11 @@ fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
 /// Families by name: their type and samples, as prometheus_client read
 /// them.
 fn parse(body: &str) -> BTreeMap<String, (String, Vec<Sample>)> {
+    parse_with(body, "prometheus_client.openmetrics.parser")
+}
+
+/// [`parse`] with the parser of module `parser`.
+fn parse_with(body: &str, parser: &str) -> BTreeMap<String, (String, Vec<Sample>)> {
     let python = option_env!("YSUM_PROMETHEUS_PYTHON").unwrap_or_else(|| {
         panic!(
             "no Python with prometheus_client (YSUM_REQUIRE_ENGINES=1 makes it \
@@ -282,7 +347,7 @@ fn parse(body: &str) -> BTreeMap<String, (String, Vec<Sample>)> {
         )
     });
     let mut child = Command::new(python)
-        .args(["-c", PARSER])
+        .args(["-c", PARSER, parser])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

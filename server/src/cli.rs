@@ -98,6 +98,17 @@ pub(crate) struct Args {
     #[command(flatten, next_help_heading = "Broker (--apply remote)")]
     broker: service::BrokerArgs,
 
+    /// The job format to write: 2 (the newest, by default) or 1, which
+    /// workers of releases before 0.2 read. Write the older one only while
+    /// such workers still run: see docs/operations.md, "Upgrades".
+    #[arg(
+        long,
+        env = "YSUM_JOB_FORMAT",
+        value_name = "N",
+        help_heading = "Broker (--apply remote)"
+    )]
+    job_format: Option<u32>,
+
     /// Logging: --log-level and --log-format.
     #[command(flatten)]
     log: service::LogArgs,
@@ -210,7 +221,19 @@ impl Args {
             }
             _ => {}
         }
-        let broker = self.broker.into_config()?;
+        if let (Some(_), false) = (self.job_format, self.apply == StrategyKind::Remote) {
+            bail!(
+                "--job-format is for --apply remote only, not {}",
+                self.apply
+            );
+        }
+        let broker = self
+            .broker
+            .into_config()?
+            .map(|broker| match self.job_format {
+                Some(format) => offload::broker::BrokerConfig { format, ..broker },
+                None => broker,
+            });
         // offload checks `workers` for every strategy; inline and exclusive
         // have none, so the count means nothing there: any value is fine.
         let workers = match self.apply {
@@ -319,6 +342,31 @@ mod tests {
                 .into_config()
                 .expect(apply);
         }
+    }
+
+    /// `--job-format` is the broker's format, for `remote` only.
+    #[test]
+    fn job_format_is_for_remote() {
+        let config = |args: &[&str]| {
+            Args::parse_from(std::iter::once("sumserver").chain(args.iter().copied())).into_config()
+        };
+        let err = config(&["--job-format", "1"]).expect_err("not remote");
+        assert!(err.to_string().contains("--job-format"), "{err}");
+        let ok = config(&[
+            "--apply",
+            "remote",
+            "--broker",
+            "redis://h:1",
+            "--job-format",
+            "1",
+        ])
+        .expect("valid");
+        assert_eq!(ok.strategy.broker.map(|broker| broker.format), Some(1));
+        let newest = config(&["--apply", "remote", "--broker", "redis://h:1"]).expect("valid");
+        assert_eq!(
+            newest.strategy.broker.map(|broker| broker.format),
+            Some(offload::broker::wire::FORMAT)
+        );
     }
 
     /// `remote` needs a broker and a job timeout; a broker needs `remote`.

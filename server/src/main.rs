@@ -85,6 +85,7 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
         .local_addr()
         .context("could not read the bound address")?;
     let counts = Arc::new(ConnectionCounts::new());
+    let shutdown = Shutdown::new();
     let metrics = config
         .metrics
         .map(|addr| {
@@ -93,11 +94,11 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
                 connections: Arc::clone(&counts),
                 io: config.io.name(),
             };
-            MetricsEndpoint::start(addr, Box::new(collector))
+            let ready = server::metrics::readiness(strategy.stats_reader(), shutdown.clone());
+            MetricsEndpoint::start(addr, "ysum", Box::new(collector), ready)
         })
         .transpose()?;
 
-    let shutdown = Shutdown::new();
     signals
         .watch({
             let shutdown = shutdown.clone();

@@ -152,6 +152,7 @@ impl BrokerArgs {
             signing_keys,
             ca_pem,
             sentinel_password,
+            format: offload::broker::wire::FORMAT,
         }))
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`address`]: `HOST:PORT` as the command lines read it.
 //! - [`broker_args`]: the broker's command-line options (`--broker`,
 //!   `--broker-password-file`, `--broker-prefix`, `--broker-secret-file`,
 //!   `--broker-ca-file`), flattened into each binary's `cli.rs` and turned
@@ -13,9 +14,11 @@
 //! - [`signals`]: SIGINT, SIGTERM and SIGHUP blocked before any thread
 //!   starts and waited for by one thread: the first stops gracefully, a
 //!   second at once.
-//! - [`metrics`]: `--metrics ADDR`, `GET /metrics` on a listener and thread
-//!   of its own, from whatever collector the binary gives it.
+//! - [`metrics`]: `--metrics ADDR`, `GET /metrics` (OpenMetrics or the
+//!   classic text format), `/healthz` and `/readyz` on a listener and thread
+//!   of its own, from whatever collector and readiness the binary gives it.
 
+pub mod address;
 pub mod broker_args;
 pub mod log_args;
 pub mod logging;

@@ -1,3 +1,6 @@
+//! The shipped deployment files against this build. The Prometheus rules
+//! and configuration (`deploy/prometheus/`): see `prometheus`.
+//!
 //! The shipped systemd units (`deploy/systemd/`) against the binaries of this
 //! build: `systemd-analyze verify` has nothing to say about them, with and
 //! without their drop-ins, and does speak up when a directive is misspelt
@@ -11,6 +14,7 @@
 //!
 //! # Layout
 //!
+//! - `prometheus`: `promtool check` and `promtool test rules`.
 //! - `units`: the shipped files, the ways they are installed together, and
 //!   copies of them that start this build's binaries.
 //! - `verify`: `systemd-analyze verify` on those copies; the man pages the
@@ -18,6 +22,7 @@
 //! - `variables`: the `YSUM_…` variables the files name, against `--help`;
 //!   the stop timeouts against the default grace.
 
+mod prometheus;
 mod units;
 mod variables;
 mod verify;

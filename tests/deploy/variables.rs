@@ -23,10 +23,7 @@ const READERS: &[(&str, &[&str])] = &[
 /// variable). Each must still be unknown to the binary, so that the day it
 /// arrives this test asks for the entry, and the file's "not yet" note, to
 /// go.
-const NOT_YET: &[(&str, &str, &str)] = &[
-    // sumworker --metrics is on its way; sumworker.env shows it, commented.
-    ("sumworker.env", "sumworker", "YSUM_METRICS"),
-];
+const NOT_YET: &[(&str, &str, &str)] = &[];
 
 /// The variables a binary reads, from the `[env: NAME=…]` of its `--help`.
 fn known(binary: &str) -> BTreeSet<String> {

@@ -5,7 +5,7 @@
 //! [`redis_server`] and [`sumworker`] (what `scripts/cluster --remote` runs).
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -42,7 +42,7 @@ pub(crate) fn sumworker() -> PathBuf {
 }
 
 /// A free loopback port (never 6379): bound, read and released.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
@@ -306,6 +306,8 @@ pub(crate) struct Worker {
     descendants: Vec<Proc>,
     /// What it printed on stdout so far.
     stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Where its metrics endpoint listens, when started with `--metrics`.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Worker {
@@ -368,11 +370,23 @@ impl Worker {
         let (line_tx, line_rx) = mpsc::channel();
         let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let keep = std::sync::Arc::clone(&printed);
+        let (metrics_tx, metrics_rx) = mpsc::channel();
         thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let first = reader.read_line(&mut line).map(|_| line.clone());
-            keep.lock().unwrap().push_str(&line);
+            // With --metrics, `metrics on ADDR` comes before the `reading`
+            // line.
+            let first = loop {
+                line.clear();
+                let read = reader.read_line(&mut line).map(|_| line.clone());
+                keep.lock().unwrap().push_str(&line);
+                match line.strip_prefix("metrics on ") {
+                    Some(addr) => {
+                        let _ = metrics_tx.send(addr.trim().parse::<SocketAddr>().ok());
+                    }
+                    None => break read,
+                }
+            };
             let _ = line_tx.send(first);
             let mut rest = String::new();
             let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
@@ -383,11 +397,13 @@ impl Worker {
             name: name.to_owned(),
             descendants: Vec::new(),
             stdout: printed,
+            metrics: None,
         };
         match line_rx.recv_timeout(IO_TIMEOUT) {
             Ok(Ok(line)) if line.starts_with(&format!("sumworker {name} reading")) => {}
             other => panic!("sumworker {name} did not start reading: {other:?}"),
         }
+        worker.metrics = metrics_rx.try_recv().ok().flatten();
         let pid = worker.pid();
         worker.descendants = Proc::children_of(pid);
         worker

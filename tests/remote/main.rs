@@ -15,8 +15,11 @@
 //!   client address.
 //! - `faults`: a worker SIGKILLed or SIGSTOPped mid-job, a job that kills
 //!   every worker, no worker at all.
+//! - `load`: requests from a few threads to servers in rotation, checked.
 //! - `metrics`: `/metrics` shows the broker's view, as `stats` does.
 //! - `outage`: the broker killed and restarted.
+//! - `prometheus`: a real Prometheus scrapes a server and a worker with
+//!   the shipped rules; the rules and dashboard name only real metrics.
 //! - `clock`: a worker whose clock is 20 s off; expired entries answered.
 //! - `security`: the password kept secret, refused credentials, keys
 //!   confined to the prefix, deployments apart, forged jobs and replies.
@@ -27,6 +30,8 @@
 //!   planned failover.
 //! - `shutdown`: the server and a worker stopped under load.
 //! - `slots`: a worker reads no more jobs than it has free slots.
+//! - `upgrade`: a job in a format a worker does not read is left for one
+//!   that does; the rolling upgrade loses no request.
 //! - `worker_promises`: sumworker's logging, stop and `stats` presence.
 
 // Shared with the e2e tests; not every helper is used here.
@@ -42,10 +47,12 @@ mod crowd;
 mod engines;
 mod fairness;
 mod faults;
+mod load;
 mod metrics;
 mod outage;
 #[path = "../common/process.rs"]
 mod process;
+mod prometheus;
 mod rotation;
 mod security;
 mod sentinel;
@@ -56,6 +63,7 @@ mod slots;
 #[path = "../e2e/support.rs"]
 mod support;
 mod tls;
+mod upgrade;
 mod worker_promises;
 
 use std::time::{Duration, Instant};

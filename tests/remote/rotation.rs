@@ -3,92 +3,17 @@
 //! servers and two workers serve, one process restarted at a time, and not
 //! one request fails.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::conn::Conn;
 use crate::engines::{sumworker, Redis, RedisOptions, Worker};
+use crate::load::Load;
 use crate::security::{run_to_exit, scratch, server_on};
 use crate::support::{Io, Server, IO_TIMEOUT};
 
 const ADMIN: &str = "admin:admin-Pa55-9f8e";
-
-/// Requests from a few threads, each on a new connection to one of the
-/// live servers, every answer checked.
-struct Load {
-    live: Arc<Mutex<Vec<SocketAddr>>>,
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(live: Vec<SocketAddr>) -> Load {
-        let mut load = Load {
-            live: Arc::new(Mutex::new(live)),
-            stop: Arc::new(AtomicBool::new(false)),
-            ok: Arc::new(AtomicU64::new(0)),
-            failures: Arc::new(Mutex::new(Vec::new())),
-            threads: Vec::new(),
-        };
-        for thread in 0..2u64 {
-            let (live, stop, ok, failures) = (
-                Arc::clone(&load.live),
-                Arc::clone(&load.stop),
-                Arc::clone(&load.ok),
-                Arc::clone(&load.failures),
-            );
-            load.threads.push(std::thread::spawn(move || {
-                let mut round = thread;
-                while !stop.load(Ordering::Acquire) {
-                    round += 1;
-                    let addr = {
-                        let live = live.lock().unwrap();
-                        live[round as usize % live.len()]
-                    };
-                    let n = 1 + round % 1000;
-                    let expected = (n * (n + 1) / 2).to_string();
-                    let reply = std::net::TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-                        .map(Conn::new)
-                        .map(|mut conn| conn.try_request(&format!("sumn {n}")));
-                    match reply {
-                        Ok(Ok(reply)) if reply == expected => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        other => failures.lock().unwrap().push(format!("{addr}: {other:?}")),
-                    }
-                }
-            }));
-        }
-        load
-    }
-
-    /// Takes `addr` out of the rotation, and lets requests that chose it
-    /// connect before it is stopped.
-    fn retire(&self, addr: SocketAddr) {
-        self.live.lock().unwrap().retain(|a| *a != addr);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    fn admit(&self, addr: SocketAddr) {
-        self.live.lock().unwrap().push(addr);
-    }
-
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Release);
-        for thread in self.threads.drain(..) {
-            thread.join().expect("a load thread panicked");
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
 
 /// The files every process reads at start: the password and the keys.
 struct Secrets {

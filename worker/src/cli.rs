@@ -55,6 +55,18 @@ pub(crate) struct Args {
     #[command(flatten)]
     log: service::LogArgs,
 
+    /// Serve `GET /metrics` (OpenMetrics, or the classic text format to a
+    /// scraper that asks for it), `GET /healthz` and `GET /readyz` on this
+    /// HOST:PORT; off unless given. Port 0 picks a free port (printed as
+    /// `metrics on ADDR`).
+    #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = service::address::parse)]
+    metrics: Option<std::net::SocketAddr>,
+
+    /// Tests only: speak job formats up to N alone, as a worker of an older
+    /// release would (it leaves newer entries for a worker that reads them).
+    #[arg(long, value_name = "N", hide = true)]
+    newest_format: Option<u32>,
+
     /// Write shell completions (bash, zsh, fish) or the man page (man) to
     /// stdout, and exit: see the README's "Install".
     #[arg(long, value_enum, value_name = "WHAT", hide = true, exclusive = true)]
@@ -100,6 +112,8 @@ pub(crate) struct Config {
     pub(crate) name: String,
     /// How long running jobs may take to finish at shutdown.
     pub(crate) grace: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
+    pub(crate) metrics: Option<std::net::SocketAddr>,
     /// The log filter.
     pub(crate) log_filter: String,
     /// How log lines are written.
@@ -145,11 +159,15 @@ impl Args {
             Some(name) => name,
             None => format!("{}-{}", hostname(), std::process::id()),
         };
-        let Some(broker) = self.broker.into_config()? else {
+        let Some(mut broker) = self.broker.into_config()? else {
             bail!("--broker is required: redis://HOST:PORT[/DB]");
         };
+        if let Some(format) = self.newest_format {
+            broker.format = format;
+        }
         Ok(Config {
             broker,
+            metrics: self.metrics,
             strategy: StrategyConfig {
                 kind,
                 workers,

@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use offload::broker::wire::FORMAT;
 use offload::broker::{Broker, Every, Heartbeat, Keys, COMMAND_TIMEOUT, OFFSET_WARNING_MS};
 use redis::{Connection, RedisResult, Script};
 
+use crate::counts::Counts;
 use crate::running::Running;
 use crate::stop::Stop;
 
@@ -82,6 +82,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) slots: usize,
     /// Its lease.
     pub(crate) lease: Duration,
+    /// What it counts.
+    pub(crate) counts: &'a Counts,
 }
 
 /// Renews every `every` until the helpers are released; calls `withdraw`
@@ -115,7 +117,10 @@ pub(crate) fn run(
         if conn.is_none() {
             conn = broker.connect(COMMAND_TIMEOUT).ok();
         }
-        let Some(live) = conn.as_mut() else { continue };
+        let Some(live) = conn.as_mut() else {
+            me.counts.broker_failed(false);
+            continue;
+        };
         let entries = running.entries();
         let looked = heartbeat(live, broker, me, &skew_logged).and_then(|()| {
             if entries.is_empty() {
@@ -126,8 +131,11 @@ pub(crate) fn run(
         });
         match looked {
             Ok(looked) => {
+                Counts::add(&me.counts.leases_renewed, looked.renewed);
+                Counts::add(&me.counts.withdrawn, looked.withdrawn.len());
                 for entry in looked.taken.iter().filter(|e| running.contains(e)) {
                     if !lost.contains(entry) {
+                        Counts::add(&me.counts.lost_to_another, 1);
                         // Its result is still sent: if it comes first, the
                         // client has its answer sooner; if not, the server
                         // drops it.
@@ -142,6 +150,7 @@ pub(crate) fn run(
                 }
             }
             Err(err) => {
+                me.counts.broker_failed(false);
                 tracing::debug!(%err, "could not renew leases");
                 conn = None;
                 continue;
@@ -179,7 +188,7 @@ fn heartbeat(
         at_ms: broker.clock().now_ms(),
         offset_ms: Some(offset_ms),
         version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        format: Some(FORMAT),
+        format: Some(broker.format()),
         slots: Some(me.slots as u64),
         lease_ms: Some(u64::try_from(me.lease.as_millis()).unwrap_or(u64::MAX)),
     };
@@ -193,6 +202,7 @@ fn heartbeat(
 /// What the renewal script found.
 #[derive(Debug, Default)]
 struct Looked {
+    renewed: usize,
     taken: Vec<String>,
     withdrawn: Vec<String>,
 }
@@ -209,8 +219,12 @@ fn renew(
     for entry in entries {
         call.arg(entry);
     }
-    let (_owned, taken, withdrawn): (Vec<String>, Vec<String>, Vec<String>) = call.invoke(conn)?;
-    Ok(Looked { taken, withdrawn })
+    let (owned, taken, withdrawn): (Vec<String>, Vec<String>, Vec<String>) = call.invoke(conn)?;
+    Ok(Looked {
+        renewed: owned.len(),
+        taken,
+        withdrawn,
+    })
 }
 
 /// Removes the consumers of workers whose heartbeat is older than

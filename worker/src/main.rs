@@ -11,7 +11,9 @@
 //! stop.
 
 mod cli;
+mod counts;
 mod lease;
+mod metrics;
 mod reader;
 mod replier;
 mod running;
@@ -19,8 +21,8 @@ mod settle;
 mod stop;
 mod take;
 
+use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use service::logging;
 use service::StopSignals;
 
 use cli::Config;
+use counts::Counts;
 use running::Running;
 use stop::Stop;
 use take::Taker;
@@ -96,6 +99,31 @@ fn work(config: Config) -> anyhow::Result<()> {
 
     let tick = (config.lease / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
     let running = Arc::new(Running::new(config.strategy.workers));
+    let counts = Arc::new(Counts::default());
+    let metrics = config
+        .metrics
+        .map(|addr| {
+            let collector = metrics::WorkerCollector {
+                stats: strategy.stats_reader(),
+                counts: Arc::clone(&counts),
+                running: Arc::clone(&running),
+                broker: broker.clone(),
+                name: config.name.clone(),
+                started: Instant::now(),
+            };
+            let ready = metrics::readiness(
+                strategy.stats_reader(),
+                Arc::clone(&counts),
+                Arc::clone(&stop),
+            );
+            service::MetricsEndpoint::start(addr, "ysum_worker", Box::new(collector), ready)
+        })
+        .transpose()?;
+    if let Some(metrics) = &metrics {
+        // Scripts and tests wait for this line, as for sumserver's.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "metrics on {}", metrics.addr()).and_then(|()| out.flush());
+    }
     let (unsent, unsent_rx) = crossbeam_channel::unbounded();
     let taker = Arc::new(Taker {
         name: config.name.clone(),
@@ -103,7 +131,7 @@ fn work(config: Config) -> anyhow::Result<()> {
         running: Arc::clone(&running),
         unsent,
         strategy: Arc::downgrade(&strategy),
-        refused: take::Refused::default(),
+        counts: Arc::clone(&counts),
     });
     tracing::info!(
         name = %config.name,
@@ -117,7 +145,7 @@ fn work(config: Config) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("replier".into())
             .spawn_scoped(scope, || {
-                replier::run(&broker, &running, &unsent_rx, &stop);
+                replier::run(&broker, &running, &unsent_rx, &stop, &counts);
             })
             .context("could not start the replier")?;
         std::thread::Builder::new()
@@ -127,6 +155,7 @@ fn work(config: Config) -> anyhow::Result<()> {
                     name: &config.name,
                     slots: config.strategy.workers,
                     lease: config.lease,
+                    counts: &counts,
                 };
                 // A job its server withdrew stops at its next yield point.
                 let withdraw = |entry: &str| {
@@ -151,15 +180,17 @@ fn work(config: Config) -> anyhow::Result<()> {
         stop.release_helpers();
         Ok(())
     })?;
-    let refused = &taker.refused;
+    let refused = &counts.refused;
     tracing::info!(
         most_held = running.most_held(),
         slots = config.strategy.workers,
-        refused_malformed = refused.malformed.load(Ordering::Relaxed),
-        refused_forged = refused.forged.load(Ordering::Relaxed),
-        refused_foreign_key = refused.foreign_key.load(Ordering::Relaxed),
+        refused_malformed = Counts::get(&refused.malformed),
+        refused_forged = Counts::get(&refused.forged),
+        refused_foreign_key = Counts::get(&refused.foreign_key),
+        left_newer_format = Counts::get(&counts.left.entries),
         "sumworker stopped"
     );
+    drop(metrics);
     drop(taker);
     stop_strategy(strategy);
     Ok(())

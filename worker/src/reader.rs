@@ -20,6 +20,7 @@ use redis::streams::{StreamAutoClaimReply, StreamPendingCountReply};
 use redis::{Connection, RedisResult, Value};
 
 use crate::cli::Config;
+use crate::counts::Counts;
 use crate::running::Running;
 use crate::settle::entries;
 use crate::stop::Stop;
@@ -60,6 +61,7 @@ impl Reader<'_> {
                 match self.broker.connect_with_group(self.tick + COMMAND_TIMEOUT) {
                     Ok(fresh) => {
                         conn = Some(fresh);
+                        self.taker.counts.reader_connected();
                         backoff.reset();
                         outage.reset();
                         tracing::info!(broker = self.broker.shown(), name = %self.config.name, "reading jobs");
@@ -77,6 +79,7 @@ impl Reader<'_> {
                         }
                     }
                     Err(err) => {
+                        self.taker.counts.broker_failed(true);
                         self.log_outage(&outage, &err);
                         std::thread::sleep(backoff.next_wait());
                         continue;
@@ -99,6 +102,7 @@ impl Reader<'_> {
                         continue;
                     }
                 }
+                self.taker.counts.broker_failed(true);
                 self.log_outage(&outage, &err);
                 conn = None;
                 std::thread::sleep(backoff.next_wait());
@@ -181,6 +185,7 @@ impl Reader<'_> {
             .into_iter()
             .map(|p| (p.id, p.times_delivered as u64))
             .collect();
+        Counts::add(&self.taker.counts.taken_over, reply.claimed.len());
         tracing::info!(
             jobs = reply.claimed.len(),
             "took over jobs whose lease ran out"

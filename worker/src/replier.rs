@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use offload::broker::{redact, Backoff, Broker, Every, COMMAND_TIMEOUT};
 use redis::Connection;
 
+use crate::counts::Counts;
 use crate::running::Running;
 use crate::settle::{settle, Settle};
 use crate::stop::Stop;
@@ -32,7 +33,13 @@ pub(crate) struct Unsent {
 /// Settles finished jobs until the helpers are released and nothing is left
 /// to send, or the grace period is over (then what is unsent is abandoned:
 /// its jobs stay pending, for another worker after the lease).
-pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent>, stop: &Stop) {
+pub(crate) fn run(
+    broker: &Broker,
+    running: &Running,
+    finished: &Receiver<Unsent>,
+    stop: &Stop,
+    counts: &Counts,
+) {
     let mut conn: Option<Connection> = None;
     let mut generation = broker.generation();
     let mut backoff = Backoff::default();
@@ -49,6 +56,7 @@ pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent
                 replies = unsent.len(),
                 "the grace period is over with replies not sent; their jobs stay pending"
             );
+            Counts::add(&counts.replies_abandoned, unsent.len());
             return;
         }
         let wait = if unsent.is_empty() {
@@ -72,6 +80,7 @@ pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent
             if !keep {
                 // Left pending: whoever claims it sees the deadline passed.
                 tracing::warn!(entry = %job.entry, "gave up sending a reply past its deadline");
+                Counts::add(&counts.replies_abandoned, 1);
                 running.remove(&job.entry);
             }
             keep
@@ -96,6 +105,7 @@ pub(crate) fn run(broker: &Broker, running: &Running, finished: &Receiver<Unsent
                 }
             }
             Err(err) => {
+                counts.broker_failed(false);
                 if let Some(held_back) = failures.pass() {
                     let why = redact(&err.to_string());
                     tracing::warn!(%why, replies = jobs.len(), held_back, "could not send replies; will retry");

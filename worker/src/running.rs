@@ -94,6 +94,17 @@ impl Running {
         let _ = self.changed.0.send(());
     }
 
+    /// The slots: jobs run at once, at most.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Slots running a job now (not counting jobs answered and settling,
+    /// nor slots held by a read waiting for entries).
+    pub(crate) fn busy(&self) -> usize {
+        self.state().started.len()
+    }
+
     /// Slots free now (neither running a job nor held by a read).
     pub(crate) fn free(&self) -> usize {
         self.slots.saturating_sub(self.state().held())

@@ -48,6 +48,39 @@ fn add_settlements(pipe: &mut redis::Pipeline, keys: &Keys, jobs: &[Settle]) {
     }
 }
 
+/// How idle a left entry is made: more than any worker's lease, so that the
+/// next `XAUTOCLAIM` of any worker takes it (a day).
+const LEFT_IDLE_MS: u64 = 86_400_000;
+
+/// Leaves each entry of `left` (with the times it was delivered) for
+/// another worker: it stays pending with consumer `name`, but idle for
+/// longer than any lease and with its delivery undone (`XCLAIM … IDLE …
+/// RETRYCOUNT … JUSTID`), so the next worker to claim expired leases takes
+/// it, and leaving it never brings it nearer to `worker-lost`.
+pub(crate) fn leave(
+    conn: &mut Connection,
+    keys: &Keys,
+    name: &str,
+    left: &[(String, u64)],
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for (entry, delivered) in left {
+        pipe.cmd("XCLAIM")
+            .arg(keys.jobs())
+            .arg(keys.group())
+            .arg(name)
+            .arg(0)
+            .arg(entry)
+            .arg("IDLE")
+            .arg(LEFT_IDLE_MS)
+            .arg("RETRYCOUNT")
+            .arg(delivered.saturating_sub(1))
+            .arg("JUSTID")
+            .ignore();
+    }
+    pipe.query(conn)
+}
+
 /// Settles `jobs` and, in the same round trip, reads up to `count` new
 /// entries for consumer `name` without waiting (`XREADGROUP … COUNT count`,
 /// no `BLOCK`): for the thread that has just finished a job, whose freed

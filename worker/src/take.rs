@@ -15,6 +15,9 @@
 //! `worker-lost` instead of run again; a job whose deadline passed is
 //! acknowledged without running (its server has answered it `timeout`).
 //!
+//! An entry in a format newer than this worker reads is left pending, as
+//! if never delivered, for a worker that reads it (see [`leave`]).
+//!
 //! An entry is refused (acknowledged and deleted, counted, logged, never
 //! answered) when it is not a job, when signing is on and its MAC is
 //! missing or wrong, or when it names as its reply list a key that is not a
@@ -23,21 +26,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use offload::apply::Client;
 use offload::broker::wire::{answer_reply, error_reply, JobMessage, ReplyCode, WireError};
-use offload::broker::{Broker, Every, COMMAND_TIMEOUT, MAX_DELIVERIES};
+use offload::broker::{Broker, COMMAND_TIMEOUT, MAX_DELIVERIES};
 use offload::{Answer, ApplyError, Strategy};
 use redis::streams::StreamId;
 use redis::{Connection, RedisResult};
 
+use crate::counts::Counts;
 use crate::replier::Unsent;
 use crate::running::{Reserved, Running};
-use crate::settle::{settle, settle_then_read, Settle};
+use crate::settle::{leave, settle, settle_then_read, Settle};
 
 /// What starting and finishing jobs needs; shared by the reader and every
 /// job's completion.
@@ -54,60 +56,8 @@ pub(crate) struct Taker {
     /// The local strategy; weak, so that it is dropped by the main thread,
     /// never by one of its own pool threads.
     pub(crate) strategy: Weak<Strategy>,
-    /// Entries refused, by why.
-    pub(crate) refused: Refused,
-}
-
-/// Entries refused without being run or answered, by why.
-#[derive(Debug)]
-pub(crate) struct Refused {
-    /// Not a job (a field missing or unreadable).
-    pub(crate) malformed: AtomicU64,
-    /// Signing is on, and the MAC is missing or wrong.
-    pub(crate) forged: AtomicU64,
-    /// The reply list named is not one of this deployment's.
-    pub(crate) foreign_key: AtomicU64,
-    /// At most one log line per second for refused entries, however many
-    /// an attacker writes.
-    logged: Every,
-}
-
-impl Default for Refused {
-    fn default() -> Self {
-        Refused {
-            malformed: AtomicU64::new(0),
-            forged: AtomicU64::new(0),
-            foreign_key: AtomicU64::new(0),
-            logged: Every::new(Duration::from_secs(1)),
-        }
-    }
-}
-
-impl Refused {
-    /// Counts and logs one refused entry.
-    fn count(&self, entry: &str, err: &WireError) {
-        let counter = match err {
-            WireError::Unsigned | WireError::BadMac => &self.forged,
-            _ => &self.malformed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(held_back) = self.logged.pass() {
-            tracing::error!(entry, %err, held_back, "refused an entry: acknowledged and dropped, never run");
-        }
-    }
-
-    /// Counts and logs an entry whose reply list is not one of ours.
-    fn count_foreign(&self, entry: &str, list: &str) {
-        self.foreign_key.fetch_add(1, Ordering::Relaxed);
-        if let Some(held_back) = self.logged.pass() {
-            tracing::error!(
-                entry,
-                reply = %list.chars().take(64).collect::<String>(),
-                held_back,
-                "refused an entry whose reply list is not under the prefix: acknowledged and dropped, nothing written"
-            );
-        }
-    }
+    /// What this worker counts (refused and left entries among them).
+    pub(crate) counts: Arc<Counts>,
 }
 
 thread_local! {
@@ -132,11 +82,28 @@ impl Taker {
         reserved: &mut Reserved<'_>,
     ) -> RedisResult<()> {
         let mut settle_now = Vec::new();
+        let mut left = Vec::new();
+        let newest = self.broker.format();
         for entry in entries {
+            let delivered = deliveries.get(&entry.id).copied().unwrap_or(1);
             let message = match JobMessage::from_fields(&entry.map, self.broker.signer()) {
+                // A newer format (a fleet being upgraded): not this
+                // worker's to judge; another that reads it will take it.
+                Err(WireError::Unsupported { version }) => {
+                    self.counts.left.count(&entry.id, version, newest);
+                    left.push((entry.id, delivered));
+                    continue;
+                }
+                Ok(message) if message.format > newest => {
+                    self.counts.left.count(&entry.id, message.format, newest);
+                    left.push((entry.id, delivered));
+                    continue;
+                }
                 Ok(message) if self.broker.keys().is_reply_list(&message.reply_to) => message,
                 Ok(message) => {
-                    self.refused.count_foreign(&entry.id, &message.reply_to);
+                    self.counts
+                        .refused
+                        .count_foreign(&entry.id, &message.reply_to);
                     settle_now.push(Settle {
                         entry: entry.id,
                         reply: None,
@@ -145,7 +112,7 @@ impl Taker {
                 }
                 Err(err) => {
                     // Nobody can be answered (or trusted): drop it, loudly.
-                    self.refused.count(&entry.id, &err);
+                    self.counts.refused.count(&entry.id, &err);
                     settle_now.push(Settle {
                         entry: entry.id,
                         reply: None,
@@ -153,12 +120,12 @@ impl Taker {
                     continue;
                 }
             };
-            let delivered = deliveries.get(&entry.id).copied().unwrap_or(1);
             // Judged on the broker's clock, as the server set it: this
             // machine's own clock may be off by any amount.
             let now_ms = self.broker.clock().now_ms();
             if message.deadline_ms < now_ms {
                 let late_ms = now_ms - message.deadline_ms;
+                Counts::add(&self.counts.expired, 1);
                 tracing::info!(entry = %entry.id, job = %message.job, late_ms, "a job past its deadline: answered expired, not run");
                 let detail = format!(
                     "a worker took it {late_ms} ms after its deadline (on the broker's clock), \
@@ -173,6 +140,7 @@ impl Taker {
                 });
             } else if delivered > MAX_DELIVERIES {
                 tracing::warn!(entry = %entry.id, job = %message.job, "job lost by every worker it was given to");
+                Counts::add(&self.counts.given_up, 1);
                 let detail = format!(
                     "{} was given to workers {} times and none finished it",
                     message.job, MAX_DELIVERIES
@@ -192,6 +160,9 @@ impl Taker {
             } else {
                 self.start(reserved, entry.id, message);
             }
+        }
+        if !left.is_empty() {
+            leave(conn, self.broker.keys(), &self.name, &left)?;
         }
         if settle_now.is_empty() {
             Ok(())
@@ -293,6 +264,7 @@ impl Taker {
                 }
             }
             Err(err) => {
+                self.counts.broker_failed(false);
                 tracing::debug!(%err, "could not settle here; the replier retries");
                 conn = None;
                 self.hand_to_replier(job, message.deadline_ms);

@@ -55,6 +55,12 @@ pub struct BrokerConfig {
     /// `redis+sentinel://` only: the sentinels' own password
     /// (`--broker-sentinel-password-file`), when they ask for one.
     pub sentinel_password: Option<Secret>,
+    /// The newest job format this process speaks (`sumserver
+    /// --job-format`): a server writes its jobs in it, a worker leaves an
+    /// entry in a newer one for a worker that speaks it. Below
+    /// [`FORMAT`](super::wire::FORMAT) only while a fleet is upgraded (see
+    /// docs/operations.md).
+    pub format: u32,
 }
 
 impl BrokerConfig {
@@ -68,6 +74,7 @@ impl BrokerConfig {
             signing_keys: None,
             ca_pem: None,
             sentinel_password: None,
+            format: super::wire::FORMAT,
         }
     }
 }

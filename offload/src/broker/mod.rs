@@ -72,6 +72,8 @@ pub struct Broker {
     shown: String,
     keys: Keys,
     signer: Option<Signer>,
+    /// The newest job format spoken here.
+    format: u32,
     /// Shared by every clone: one estimate per process.
     clock: Arc<BrokerClock>,
 }
@@ -84,7 +86,8 @@ impl Broker {
     /// [`StartError::BadSetting`] when the URL does not parse (quoted
     /// without its password), the password is not UTF-8, the prefix is
     /// empty or has spaces, a signing key is too short, or a CA file is
-    /// given for a broker without TLS.
+    /// given for a broker without TLS, or the job format is not one this
+    /// build speaks (or is 1 with signing, which format 1 cannot carry).
     pub fn new(config: &BrokerConfig) -> Result<Broker, StartError> {
         let shown = redact(&config.url);
         let bad = |setting, expected, value: String| StartError::BadSetting {
@@ -100,6 +103,20 @@ impl Broker {
                 format!("{:?}", config.prefix),
             ));
         }
+        if !(wire::OLDEST_FORMAT..=wire::FORMAT).contains(&config.format) {
+            return Err(bad(
+                "job format",
+                "a format this build speaks (1 or 2)",
+                config.format.to_string(),
+            ));
+        }
+        if config.format < 2 && config.signing_keys.is_some() {
+            return Err(bad(
+                "job format",
+                "format 2 or later with --broker-secret-file (format 1 cannot be signed)",
+                config.format.to_string(),
+            ));
+        }
         let signer = config
             .signing_keys
             .as_deref()
@@ -111,6 +128,7 @@ impl Broker {
             shown,
             keys: Keys::new(&config.prefix),
             signer,
+            format: config.format,
             clock: Arc::default(),
         })
     }
@@ -165,6 +183,12 @@ impl Broker {
     /// The keys of this deployment.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The newest job format this process speaks: the one a server writes,
+    /// the newest a worker reads.
+    pub fn format(&self) -> u32 {
+        self.format
     }
 
     /// The signer, when jobs and replies are signed.
@@ -386,7 +410,8 @@ mod tests {
         assert_eq!(broker.keys().jobs(), "blue:jobs");
     }
 
-    /// Bad prefixes, short keys and a CA without TLS are refused.
+    /// Bad prefixes, short keys, a CA without TLS, a format not spoken
+    /// here and format 1 with signing are refused.
     #[test]
     fn bad_settings_are_refused() {
         let base = BrokerConfig::new("redis://127.0.0.1:6380");
@@ -405,6 +430,15 @@ mod tests {
             },
             BrokerConfig {
                 ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+                ..base.clone()
+            },
+            BrokerConfig {
+                format: 3,
+                ..base.clone()
+            },
+            BrokerConfig {
+                format: 1,
+                signing_keys: Some(vec![Secret::new("0123456789abcdef")]),
                 ..base.clone()
             },
         ] {

@@ -115,6 +115,13 @@ impl JobMessage {
         }
     }
 
+    /// The same job in `format` (one this build speaks, as
+    /// [`Broker::new`](super::Broker::new) checks).
+    #[must_use]
+    pub fn in_format(self, format: u32) -> Self {
+        JobMessage { format, ..self }
+    }
+
     /// The stream entry's fields, in order, for `XADD`; signed when a
     /// signer is given.
     pub fn fields(&self, signer: Option<&Signer>) -> Vec<(&'static str, String)> {
@@ -132,6 +139,16 @@ impl JobMessage {
                 ],
             )
         });
+        // Format 1, written for workers that predate format 2, is exactly
+        // what they read: neither `v` nor `mac`.
+        if self.format < 2 {
+            return vec![
+                ("id", id),
+                ("job", job),
+                ("reply", self.reply_to.clone()),
+                ("deadline", deadline),
+            ];
+        }
         let mut fields = vec![
             ("v", self.format.to_string()),
             ("id", id),
@@ -544,6 +561,18 @@ mod tests {
             ("deadline", "1"),
         ]);
         assert_eq!(JobMessage::from_fields(&old, None).unwrap().format, 1);
+        // Written in format 1 (for workers that predate format 2), a job is
+        // what those workers read: no `v`, no `mac`; and it reads back.
+        let written = message(5, Job::Sumn(9)).in_format(1);
+        let fields = written.fields(None);
+        assert!(
+            fields.iter().all(|(k, _)| *k != "v" && *k != "mac"),
+            "{fields:?}"
+        );
+        assert_eq!(
+            JobMessage::from_fields(&as_entry(&fields), None),
+            Ok(written)
+        );
         let future = entry(&[("v", "3"), ("id", "1")]);
         assert_eq!(
             JobMessage::from_fields(&future, None),

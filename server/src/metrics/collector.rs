@@ -5,16 +5,15 @@
 
 use std::sync::Arc;
 
-use offload::buckets::{LatencyBuckets, BUCKET_BOUNDS_US};
-use offload::stats::KindSnapshot;
 use offload::stats::RemoteSnapshot;
 use offload::StatsReader;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
+
+use service::metrics::encode::{self, counter, gauge, to_usize};
 
 use crate::counts::ConnectionCounts;
 
@@ -29,26 +28,6 @@ pub struct ServerCollector {
     pub io: &'static str,
 }
 
-/// Reads one counter of a kind's snapshot.
-type CountOf = fn(&KindSnapshot) -> u64;
-
-/// Reads one latency of a kind's snapshot.
-type LatencyOf = fn(&KindSnapshot) -> &LatencyBuckets;
-
-/// Every job outcome, as `stats` names it, with its counter in a
-/// [`KindSnapshot`].
-const OUTCOMES: [(&str, CountOf); 9] = [
-    ("ok", |k| k.ok),
-    ("busy", |k| k.busy),
-    ("timeout", |k| k.timeout),
-    ("worker_lost", |k| k.worker_lost),
-    ("panicked", |k| k.panicked),
-    ("shutting_down", |k| k.shutting_down),
-    ("pool_down", |k| k.pool_down),
-    ("unavailable", |k| k.unavailable),
-    ("cancelled", |k| k.cancelled),
-];
-
 impl Collector for ServerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.stats.snapshot();
@@ -62,94 +41,7 @@ impl Collector for ServerCollector {
         )?;
         info.encode_info(&[("io", self.io), ("strategy", stats.strategy)])?;
 
-        let mut jobs = encoder.encode_descriptor(
-            "jobs",
-            "Jobs that ended, by kind and outcome (ok, busy, timeout, worker_lost, \
-             panicked, shutting_down, pool_down, unavailable).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (kind, counts) in &stats.jobs {
-            for (outcome, count) in OUTCOMES {
-                let labels = [("kind", kind.name()), ("outcome", outcome)];
-                ConstCounter::new(count(counts)).encode(jobs.encode_family(&labels)?)?;
-            }
-        }
-
-        let latencies: [(&str, &str, LatencyOf); 2] = [
-            (
-                "job_queue_wait",
-                "Time from a job's arrival until a worker took it.",
-                |k| &k.queue_wait_buckets,
-            ),
-            (
-                "job_run",
-                "Time a job ran, from a worker taking it to its answer.",
-                |k| &k.run_buckets,
-            ),
-        ];
-        for (name, help, buckets_of) in latencies {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            for (kind, counts) in &stats.jobs {
-                let labels = [("kind", kind.name())];
-                encode_latency(buckets_of(counts), &mut family.encode_family(&labels)?)?;
-            }
-        }
-
-        let workers = &stats.workers;
-        gauge(
-            &mut encoder,
-            "jobs_queued",
-            "Jobs waiting for a worker now.",
-            stats.queued,
-        )?;
-        gauge(
-            &mut encoder,
-            "jobs_running",
-            "Jobs running now.",
-            workers.busy,
-        )?;
-        gauge(
-            &mut encoder,
-            "workers_configured",
-            "Workers the strategy was started with (0 for inline, 1 for exclusive).",
-            workers.configured,
-        )?;
-        gauge(
-            &mut encoder,
-            "workers_alive",
-            "Workers alive now.",
-            workers.alive,
-        )?;
-        counter(
-            &mut encoder,
-            "workers_respawned",
-            "Worker processes started to replace one that ended.",
-            workers.respawned,
-        )?;
-        counter(
-            &mut encoder,
-            "workers_recycled",
-            "Worker processes retired after --recycle-after jobs.",
-            workers.recycled,
-        )?;
-        counter(
-            &mut encoder,
-            "workers_killed_timeout",
-            "Worker processes killed because their job ran past --job-timeout.",
-            workers.killed_timeout,
-        )?;
-        counter(
-            &mut encoder,
-            "fork_server_restarts",
-            "Fork servers started to replace one that died (procs).",
-            workers.fork_server_restarts,
-        )?;
+        encode::strategy(&mut encoder, &stats)?;
         gauge(
             &mut encoder,
             "connections_open",
@@ -167,12 +59,6 @@ impl Collector for ServerCollector {
             "connections_refused",
             "Connections refused with ERR busy (over --max-connections, or no thread).",
             connections.refused,
-        )?;
-        counter(
-            &mut encoder,
-            "log_lines_dropped",
-            "Log lines dropped because stderr could not keep up.",
-            crate::logging::dropped_lines(),
         )?;
         if let Some(remote) = &stats.remote {
             encode_remote(&mut encoder, remote)?;
@@ -282,8 +168,7 @@ fn encode_remote(
             None,
             MetricType::Info,
         )?;
-        let labels = [("address", primary.as_str())];
-        ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+        info.encode_info(&[("address", primary.as_str())])?;
     }
     gauge(
         encoder,
@@ -349,7 +234,8 @@ fn encode_remote(
             ("version", worker.version.as_deref().unwrap_or("")),
             ("format", format.as_str()),
         ];
-        ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+        // An info family: each sample is `…_info{labels} 1`.
+        info.encode_info(&labels)?;
     }
     let server_offset = encoder.encode_descriptor(
         "remote_clock_offset",
@@ -359,50 +245,4 @@ fn encode_remote(
     )?;
     ConstGauge::new(remote.clock_offset_ms as f64 / 1e3).encode(server_offset)?;
     Ok(())
-}
-
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
-
-/// One latency histogram, in seconds, its buckets cumulative up to `+Inf`.
-fn encode_latency(
-    buckets: &LatencyBuckets,
-    family: &mut prometheus_client::encoding::MetricEncoder<'_>,
-) -> Result<(), std::fmt::Error> {
-    const MICROS: f64 = 1e6;
-    // The encoder adds the counts up itself: it wants each bucket's own.
-    let mut per_bucket: Vec<(f64, u64)> = BUCKET_BOUNDS_US
-        .iter()
-        .zip(buckets.per_bucket)
-        .map(|(&bound, count)| (bound as f64 / MICROS, count))
-        .collect();
-    let counted: u64 = buckets.per_bucket.iter().sum();
-    per_bucket.push((f64::INFINITY, buckets.count - counted));
-    family.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-        buckets.sum_us as f64 / MICROS,
-        buckets.count,
-        &per_bucket,
-        None,
-    )
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: usize,
-) -> Result<(), std::fmt::Error> {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(value).encode(metric)
-}
-
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(value).encode(metric)
 }

@@ -186,7 +186,8 @@ impl Remote {
                 .clock()
                 .now_ms()
                 .saturating_add(as_ms(self.lifetime)),
-        );
+        )
+        .in_format(shared.broker.format());
         let address = done.client().address();
         let long = shared.fair.is_long(job);
         {

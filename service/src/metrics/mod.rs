@@ -1,10 +1,21 @@
-//! `--metrics ADDR`: `GET /metrics` in the Prometheus (OpenMetrics) text
-//! format, on a listener and thread of its own, so that a scrape never
-//! competes with a client for a connection slot or the reactor.
+//! `--metrics ADDR`: on a listener and thread of its own, so that a scrape
+//! never competes with a client for a connection slot or the reactor:
+//!
+//! - `GET /metrics`: the metrics, in OpenMetrics (what Prometheus asks
+//!   for, and what a scraper that asks for nothing gets) or, to a scraper
+//!   that asks for `text/plain`, the classic Prometheus text format
+//!   ([`classic`]);
+//! - `GET /healthz`: 200 while the process runs (for a liveness probe);
+//! - `GET /readyz`: 200 when it can do its work now (the broker reachable,
+//!   the pool up, not stopping), else 503 and why (for a balancer's or a
+//!   readiness probe).
 //!
 //! prometheus-client encodes; tiny_http serves. Each binary brings its own
-//! collector (what it counts); what is exposed, and how an operator reads
-//! it, is in docs/operations.md.
+//! collector (what it counts) and its own readiness; what is exposed, and
+//! how an operator reads it, is in docs/operations.md.
+
+pub mod classic;
+pub mod encode;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -16,7 +27,13 @@ use thiserror::Error;
 
 /// The content type of the OpenMetrics text format, which
 /// prometheus-client writes and Prometheus negotiates.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of the classic Prometheus text format.
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the process can do its work now: `Err` says why not.
+pub type Readiness = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The metrics endpoint could not start.
 #[derive(Debug, Error)]
@@ -47,15 +64,22 @@ pub struct MetricsEndpoint {
 }
 
 impl MetricsEndpoint {
-    /// Binds `addr` and serves `/metrics` from `collector` on a thread
-    /// named `ysum-metrics` (tiny_http adds its own for accepting and for
-    /// each scrape's connection).
+    /// Binds `addr` and serves `/metrics` from `collector` (every name
+    /// after `prefix`, as `ysum` or `ysum_worker`), and `/healthz`
+    /// and `/readyz` (from `ready`), on a thread named `ysum-metrics`
+    /// (tiny_http adds its own for accepting and for each scrape's
+    /// connection).
     ///
     /// # Errors
     ///
     /// [`MetricsError`] when the address cannot be bound or a thread cannot
     /// start.
-    pub fn start(addr: SocketAddr, collector: Box<dyn Collector>) -> Result<Self, MetricsError> {
+    pub fn start(
+        addr: SocketAddr,
+        prefix: &str,
+        collector: Box<dyn Collector>,
+        ready: Readiness,
+    ) -> Result<Self, MetricsError> {
         let listener =
             TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
         let bound = listener
@@ -67,13 +91,13 @@ impl MetricsEndpoint {
                 addr,
                 reason: err.to_string(),
             })?;
-        let mut registry = Registry::with_prefix("ysum");
+        let mut registry = Registry::with_prefix(prefix);
         registry.register_collector(collector);
         let thread = std::thread::Builder::new()
             .name("ysum-metrics".into())
             .spawn({
                 let http = Arc::clone(&http);
-                move || serve(&http, &registry)
+                move || serve(&http, &registry, &ready)
             })
             .map_err(|err| MetricsError::Start {
                 addr,
@@ -110,19 +134,36 @@ impl Drop for MetricsEndpoint {
 }
 
 /// Answers requests until the endpoint is dropped: `GET /metrics` gets the
-/// encoded registry, other paths 404, other methods 405.
-fn serve(http: &tiny_http::Server, registry: &Registry) {
+/// encoded registry in the format asked for, `/healthz` and `/readyz` their
+/// answers, other paths 404, other methods 405.
+fn serve(http: &tiny_http::Server, registry: &Registry, ready: &Readiness) {
     for request in http.incoming_requests() {
         let path = request.url().split('?').next().unwrap_or_default();
+        let accept = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Accept"))
+            .map(|h| h.value.as_str().to_owned())
+            .unwrap_or_default();
         let response = match (request.method(), path) {
             (tiny_http::Method::Get, "/metrics") => {
                 let mut body = String::new();
                 match prometheus_client::encoding::text::encode(&mut body, registry) {
-                    Ok(()) => text(200, body).with_header(header(CONTENT_TYPE)),
+                    Ok(()) if classic::wanted(&accept) => {
+                        text(200, classic::from_openmetrics(&body)).with_header(header(CLASSIC))
+                    }
+                    Ok(()) => text(200, body).with_header(header(OPENMETRICS)),
                     Err(_) => text(500, "cannot encode the metrics\n".into()),
                 }
             }
-            (tiny_http::Method::Get, _) => text(404, "not found: try /metrics\n".into()),
+            (tiny_http::Method::Get, "/healthz") => text(200, "ok\n".into()),
+            (tiny_http::Method::Get, "/readyz") => match ready() {
+                Ok(()) => text(200, "ready\n".into()),
+                Err(why) => text(503, format!("not ready: {why}\n")),
+            },
+            (tiny_http::Method::Get, _) => {
+                text(404, "not found: try /metrics, /healthz or /readyz\n".into())
+            }
             _ => text(405, "only GET\n".into()).with_header(header_named("Allow", "GET")),
         };
         if let Err(err) = request.respond(response) {
