@@ -1,7 +1,7 @@
 //! `sumclient` against small in-test servers that misbehave on purpose: one
 //! that answers wrong, one that stalls once, one that answers twice, ones
-//! that drop connections or shut down, and none at all; and sumclient
-//! interrupted by SIGINT.
+//! that drop connections or shut down, and none at all; sumclient
+//! interrupted by SIGINT; and its flags from the environment.
 
 mod support;
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{counts_add_up, run_client, sum_of, Client, FakeServer};
+use support::{counts_add_up, run_client, run_client_with_env, sum_of, Client, FakeServer};
 
 /// Answers `42` to any request, in either dialect, then closes.
 fn answer_42(mut stream: TcpStream) {
@@ -342,6 +342,53 @@ fn honest_server_has_no_extra_replies() {
         let run = run_client(&args);
         assert_eq!(run.code(), 0, "{mode:?}: {run:?}");
         assert_eq!(run.json()["extra_replies"]["count"], 0, "{run:?}");
+    }
+}
+
+/// `YSUM_KEEP_ALIVE` and `YSUM_JSON` take yes and no as people write them
+/// (they used to take only `true` and `false`): counted by the server's
+/// connections and seen in the report's format. Any other value is refused
+/// with exit status 2, naming the variable, not the flag.
+#[test]
+fn boolean_flags_from_the_environment_take_yes_and_no() {
+    let (server, connections) = scripted_server(|_, _| Act::Answer);
+    let addr = server.addr();
+    let args = ["2", "--addr", &addr, "--requests", "10"];
+    let run = run_client_with_env(&args, &[("YSUM_KEEP_ALIVE", "yes"), ("YSUM_JSON", "1")]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert_eq!(run.json()["overall"]["counts"]["ok"], 10, "{run:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "one per thread");
+    let run = run_client_with_env(&args, &[("YSUM_KEEP_ALIVE", "Off"), ("YSUM_JSON", "NO")]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(run.stdout.starts_with("10 total requests\n"), "{run:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 12, "one per request");
+    for variable in ["YSUM_KEEP_ALIVE", "YSUM_JSON"] {
+        let run = run_client_with_env(&args, &[(variable, "maybe")]);
+        assert_eq!(run.code(), 2, "{run:?}");
+        assert!(
+            run.stderr.contains(&format!(
+                "{variable}=\"maybe\" is not a yes or no \
+                 (write true/false, yes/no, on/off, 1/0)"
+            )),
+            "{run:?}"
+        );
+        assert!(!run.stderr.contains("--"), "names no flag: {run:?}");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 12, "refused before any");
+}
+
+/// A negative duration is refused as one, quoted, with exit status 2 (it
+/// was taken for an unknown flag: "unexpected argument '-1'").
+#[test]
+fn negative_durations_are_refused_as_such() {
+    for option in ["--timeout", "--duration", "--warmup"] {
+        let run = run_client(&["1", option, "-1s"]);
+        assert_eq!(run.code(), 2, "{run:?}");
+        assert!(
+            run.stderr
+                .contains("\"-1s\" is not a duration: a duration is never negative"),
+            "{option}: {run:?}"
+        );
     }
 }
 

@@ -124,6 +124,17 @@ pub(crate) struct Args {
 mod generate;
 pub(crate) use generate::Generate;
 
+#[path = "../../cli/values.rs"]
+mod values;
+use values::parse_duration;
+
+/// Parses the command line and the environment, the rules of
+/// `cli/values.rs` applied (boolean flags from `YSUM_*` as yes or no, negative
+/// durations refused as such); exits with status 2 when they are bad.
+pub(crate) fn parse() -> Args {
+    values::parse()
+}
+
 /// Writes what `what` names (completions or the man page of this binary) to
 /// `out`.
 ///
@@ -131,8 +142,7 @@ pub(crate) use generate::Generate;
 ///
 /// When `out` cannot be written.
 pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    use clap::CommandFactory as _;
-    generate::write(what, Args::command(), out)
+    generate::write(what, values::command::<Args>(), out)
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -167,17 +177,6 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
     name.parse()
         .map_err(|err: offload::StartError| err.to_string())
-}
-
-/// Parses a duration as people write it, with humantime: `100us` (or
-/// `100µs`), `200ms`, `30s`, `2m`, `1.5s`, `1m 30s`; a bare `0` is zero.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(text).map_err(|err| {
-        format!("{text:?} is not a duration ({err}); write it like 200ms, 30s, 2m or 1h")
-    })
 }
 
 impl Args {
@@ -266,6 +265,23 @@ mod tests {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    /// Every duration option refuses `-1s` as negative (it used to be read
+    /// as an unknown flag `-1`), and `--accept-proxy` takes yes or no from
+    /// `YSUM_ACCEPT_PROXY` in every spelling.
+    #[test]
+    fn durations_and_flags_follow_the_shared_rules() {
+        let (durations, flags) = values::check_rules::<Args>(&["sumserver"]);
+        let expected = [
+            "--queue-wait",
+            "--job-timeout",
+            "--inline-below",
+            "--read-timeout",
+            "--grace",
+        ];
+        assert_eq!(durations, expected);
+        assert_eq!(flags, ["--accept-proxy"]);
     }
 
     /// The defaults are the issue's, and the command line maps onto Config.

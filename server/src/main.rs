@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use offload::Strategy;
 use server::counts::ConnectionCounts;
 use server::metrics::{MetricsEndpoint, ServerCollector};
@@ -33,7 +32,7 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
     // A fork server for `--apply procs` is this executable started again;
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
-    let args = cli::Args::parse();
+    let args = cli::parse();
     if let Some(what) = args.generate {
         return match cli::write_generated(what, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
