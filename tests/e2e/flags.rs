@@ -146,6 +146,24 @@ fn negative_durations_are_refused_as_such() {
     }
 }
 
+/// `--metrics` on a port in use stops the start with one line that names
+/// the address and the OS error once (it named the error twice), exit 1.
+#[test]
+fn a_metrics_port_in_use_is_told_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address").to_string();
+    let output = sumserver()
+        .args(["--addr", "127.0.0.1:0", "--metrics", &addr])
+        .output()
+        .expect("run sumserver");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let line = format!("sumserver: cannot listen for metrics on {addr}: ");
+    assert!(stderr.starts_with(&line), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+}
+
 /// A bad `--log-level` is refused with exit status 2 and one message that
 /// quotes it (`garbage` used to turn every log line off silently; `warn=x`
 /// printed its error twice).
