@@ -284,6 +284,46 @@ mod tests {
         assert_eq!(flags, ["--accept-proxy"]);
     }
 
+    /// Every duration the README, the CHANGELOG and docs/ write in
+    /// backticks (`1.5s`, `100us`…) is one the parser takes, and none is
+    /// said there to be refused (the CHANGELOG said `1.5s` was no longer
+    /// accepted, which it is).
+    #[test]
+    fn durations_in_the_docs_are_taken() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![root.join("README.md"), root.join("CHANGELOG.md")];
+        let docs = std::fs::read_dir(root.join("docs")).expect("docs/");
+        files.extend(docs.map(|entry| entry.expect("a docs/ entry").path()));
+        let mut seen = 0;
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "md"))
+        {
+            let text = std::fs::read_to_string(file).expect("readable");
+            // Prose only: fenced blocks would upset the backticks' pairing.
+            let prose: String = text.split("```").step_by(2).collect::<Vec<_>>().join(" ");
+            let spans: Vec<&str> = prose.split('`').collect();
+            for (i, span) in spans.iter().enumerate().skip(1).step_by(2) {
+                let digits = span.trim_end_matches(|c: char| c.is_alphabetic());
+                let unit = &span[digits.len()..];
+                let is_number = !digits.is_empty() && digits.parse::<f64>().is_ok();
+                if !is_number || !["us", "µs", "ms", "s", "m", "h"].contains(&unit) {
+                    continue;
+                }
+                seen += 1;
+                let place = format!("{}: `{span}`", file.display());
+                assert!(parse_duration(span).is_ok(), "{place} is refused");
+                // What the rest of its clause says of it.
+                let after = spans[i + 1].split([';', '.', ',', '(', ')']).next();
+                let after = after.unwrap_or_default();
+                for refusal in ["no longer accepted", "not accepted", "is refused"] {
+                    assert!(!after.contains(refusal), "{place}{after}: it is taken");
+                }
+            }
+        }
+        assert!(seen >= 5, "only {seen} durations found in the docs");
+    }
+
     /// The defaults are the issue's, and the command line maps onto Config.
     #[test]
     fn defaults_and_mapping() {
