@@ -148,6 +148,8 @@ enum Act {
     Close,
     /// Answer `ERR shutting-down …` and close the connection.
     ShuttingDown,
+    /// Answer `ERR busy …`.
+    Busy,
 }
 
 /// The right reply to a request, as sumserver writes it; a seed request of
@@ -212,6 +214,7 @@ fn scripted_server(
                 let out = match act {
                     Act::Answer => format!("{reply}{end}"),
                     Act::Twice => format!("{reply}{end}{reply}{end}"),
+                    Act::Busy => format!("ERR busy the queue is full{end}"),
                     Act::Close => return,
                     Act::ShuttingDown => {
                         let _ =
@@ -324,6 +327,52 @@ fn double_answers_fail_the_run() {
     let run = run_client(&["2", "--addr", &addr, "--requests", "10"]);
     assert_eq!(run.code(), 1, "{run:?}");
     assert!(run.stdout.contains("(0 ok, 10 wrong, 0 errors)"), "{run:?}");
+}
+
+/// The end-of-connection check's own request answered with an error, or
+/// with a foreign server's `pong`, is answered, not an extra reply: the run
+/// passes (it failed, "extra replies: 1 that no request asked for").
+#[test]
+fn a_check_answered_otherwise_is_no_extra_reply() {
+    // One thread, one connection: requests 0 to 4 are the run's, 5 the
+    // check's.
+    let (server, _) = scripted_server(
+        |_, request| {
+            if request == 5 {
+                Act::Busy
+            } else {
+                Act::Answer
+            }
+        },
+    );
+    let addr = server.addr();
+    let args = ["1", "--addr", &addr, "--requests", "5", "--keep-alive"];
+    let run = run_client(&args);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(!run.stdout.contains("extra replies"), "{run:?}");
+    // A server that answers `pong` to every line, as a health-check
+    // responder might: right for `ping`, and one reply to the check.
+    let pong = FakeServer::start(|stream| {
+        let Ok(mut out) = stream.try_clone() else {
+            return;
+        };
+        for line in BufReader::new(stream).lines() {
+            if line.is_err() || out.write_all(b"pong\n").is_err() {
+                return;
+            }
+        }
+    });
+    let addr = pong.addr();
+    for mode in [&["--keep-alive"][..], &["--pipeline", "4"]] {
+        let mut args = vec!["2", "--addr", &addr, "--requests", "10", "--job", "ping"];
+        args.extend_from_slice(mode);
+        args.push("--json");
+        let run = run_client(&args);
+        assert_eq!(run.code(), 0, "{mode:?}: {run:?}");
+        let json = run.json();
+        assert_eq!(json["overall"]["counts"]["ok"], 10, "{json}");
+        assert_eq!(json["extra_replies"]["count"], 0, "{mode:?}: {json}");
+    }
 }
 
 /// An honest server passes the same checks: no extra replies, exit 0.
