@@ -2,8 +2,9 @@
 """Prints the tables of docs/results.md from a results.json of scripts/bench.
 
 Every figure in those tables comes from the file given, except the Python
-2009 rows of the seed table, copied from the seed post (shared/seeds/004),
-whose server ran Python on a 4-core machine. Those rows are for 1000
+2009 rows of the seed table, copied from the seed post (David Beazley's
+"yieldable thread" post: the README's "Readings"), whose server ran Python
+on a 4-core machine. Those rows are for 1000
 requests: they are printed only beside a run that made 1000 requests per
 point (a --quick run makes 200, and its seconds cannot stand beside them).
 """

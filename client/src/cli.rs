@@ -137,6 +137,17 @@ pub(crate) struct Args {
 mod generate;
 pub(crate) use generate::Generate;
 
+#[path = "../../cli/values.rs"]
+mod values;
+use values::parse_duration;
+
+/// Parses the command line and the environment, the rules of
+/// `cli/values.rs` applied (boolean flags from `YSUM_*` as yes or no, negative
+/// durations refused as such); exits with status 2 when they are bad.
+pub(crate) fn parse() -> Args {
+    values::parse()
+}
+
 /// Writes what `what` names (completions or the man page of this binary) to
 /// `out`.
 ///
@@ -144,8 +155,7 @@ pub(crate) use generate::Generate;
 ///
 /// When `out` cannot be written.
 pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    use clap::CommandFactory as _;
-    generate::write(what, Args::command(), out)
+    generate::write(what, values::command::<Args>(), out)
 }
 
 /// What the binary will do: the run's settings and where its report goes.
@@ -159,17 +169,6 @@ pub(crate) struct Plan {
     pub(crate) json: bool,
     /// Where to write the .hgrm distribution.
     pub(crate) hgrm: Option<PathBuf>,
-}
-
-/// Parses a duration as people write it, with humantime: `200ms`, `10s`,
-/// `2m`, `1h 30m`; a bare `0` is zero.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(text).map_err(|err| {
-        format!("{text:?} is not a duration ({err}); write it like 200ms, 10s or 2m")
-    })
 }
 
 /// Parses `HOST:PORT`, resolving a host name to its first address.
@@ -256,7 +255,7 @@ mod tests {
     fn plan_of(args: &[&str]) -> anyhow::Result<Plan> {
         let mut argv = vec!["sumclient"];
         argv.extend_from_slice(args);
-        Args::try_parse_from(argv)?.into_plan()
+        values::try_parse_from::<Args>(argv)?.into_plan()
     }
 
     /// Durations read as people write them; bad ones are quoted.
@@ -271,6 +270,16 @@ mod tests {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    /// Every duration option refuses `-1s` as negative (it used to be read
+    /// as an unknown flag `-1`), and `--keep-alive` and `--json` take yes or
+    /// no from their variables in every spelling.
+    #[test]
+    fn durations_and_flags_follow_the_shared_rules() {
+        let (durations, flags) = values::check_rules::<Args>(&["sumclient", "4"]);
+        assert_eq!(durations, ["--duration", "--warmup", "--timeout"]);
+        assert_eq!(flags, ["--keep-alive", "--json"]);
     }
 
     /// With only N, the plan is the original experiment.

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use client::{hgrm, json, sweep, text, Interrupt, Report, RunError};
 
 /// Exit status when every answer was right.
@@ -26,7 +25,7 @@ const COULD_NOT_RUN: u8 = 2;
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args = cli::parse();
     if let Some(what) = args.generate {
         return match cli::write_generated(what, &mut io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,

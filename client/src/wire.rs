@@ -253,15 +253,25 @@ impl LineConn {
     }
 
     /// Ends a kept-alive connection whose requests are all answered: sends
-    /// `sentinel`, whose reply no request of the run can have, half-closes,
-    /// and reads to EOF. A reply before the sentinel's (a duplicate of an
-    /// earlier one) and anything after it are extra replies.
+    /// `sentinel`, whose right reply no request of the run can have, and
+    /// `quit` (which sumserver answers by closing), half-closes, and reads
+    /// to EOF. One line is the sentinel's reply and every other line is an
+    /// extra reply: a line before the sentinel's right answer (a duplicate
+    /// of an earlier one) and anything after it. When no line is its right
+    /// answer, the sentinel was answered otherwise (`ERR busy`, `ERR
+    /// shutting-down`, a foreign server's `pong`), by the last line that
+    /// came, and only the lines before that one are extra (but for the same
+    /// line just before it: a foreign server's answer to `quit`).
     ///
     /// Nothing here is a failure of a request: a connection that breaks or
     /// goes silent just ends the check.
     pub fn end(mut self, sentinel: &Job, deadline: Instant, interrupt: &Interrupt) -> Extras {
         let mut extra = Extras::default();
         self.queue(&sentinel.line());
+        // `quit` (no reply) asks for the sentinel's answer before the
+        // server closes: a bare end of input would tell the server that the
+        // client left, and it would withdraw the sentinel unanswered.
+        self.queue("quit");
         if self.flush(deadline).is_err() {
             return extra;
         }
@@ -271,9 +281,14 @@ impl LineConn {
             match self.read_line(deadline, interrupt) {
                 Ok(Some(line)) if sentinel.check(&line) == Check::Right => break,
                 Ok(Some(line)) => unmatched.push(line),
-                // EOF or silence before the sentinel's reply: whatever came
-                // answered nothing that was asked.
+                // EOF or silence, and no right answer: the last line was the
+                // sentinel's own reply; and a server that is not ysum's may
+                // have answered `quit` the same way (`pong` to every line).
                 Ok(None) | Err(_) => {
+                    let last = unmatched.pop();
+                    if last.is_some() && unmatched.last() == last.as_ref() {
+                        unmatched.pop();
+                    }
                     for line in &unmatched {
                         extra.add(line);
                     }
@@ -394,7 +409,7 @@ mod tests {
                 let (mut stream, _) = listener.accept().expect("accept");
                 let mut request = Vec::new();
                 let _ = stream.read_to_end(&mut request);
-                assert_eq!(request, b"sumn 1\n");
+                assert_eq!(request, b"sumn 1\nquit\n");
                 let reply: &[u8] = if dup { b"6\n1\n1\n" } else { b"1\n" };
                 stream.write_all(reply).expect("write");
             }
@@ -407,6 +422,41 @@ mod tests {
         assert_eq!(extra.first.as_deref(), Some("6"));
         let conn = LineConn::new(connect(addr, Duration::from_secs(5)).expect("connect"));
         assert_eq!(conn.end(&Job::Sumn(1), deadline(), &go), Extras::default());
+        peer.join().expect("peer");
+    }
+
+    /// A sentinel answered with an error or a wrong word is answered all
+    /// the same: that reply is not an extra one, while a duplicate before
+    /// it still is (both used to count).
+    #[test]
+    fn a_sentinel_answered_otherwise_is_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let replies: [&[u8]; 4] = [
+            b"ERR busy the queue is full\n",
+            b"pong\n",
+            b"ERR shutting-down the server is shutting down\n",
+            b"6\nERR busy the queue is full\n",
+        ];
+        let peer = thread::spawn(move || {
+            for reply in replies {
+                let (mut stream, _) = listener.accept().expect("accept");
+                let mut request = Vec::new();
+                let _ = stream.read_to_end(&mut request);
+                assert_eq!(request, b"sumn 1\nquit\n");
+                stream.write_all(reply).expect("write");
+            }
+        });
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        let go = Interrupt::new();
+        for _ in 0..3 {
+            let conn = LineConn::new(connect(addr, Duration::from_secs(5)).expect("connect"));
+            assert_eq!(conn.end(&Job::Sumn(1), deadline(), &go), Extras::default());
+        }
+        let conn = LineConn::new(connect(addr, Duration::from_secs(5)).expect("connect"));
+        let extra = conn.end(&Job::Sumn(1), deadline(), &go);
+        assert_eq!(extra.count, 1, "{extra:?}");
+        assert_eq!(extra.first.as_deref(), Some("6"));
         peer.join().expect("peer");
     }
 }

@@ -1,7 +1,7 @@
 //! `sumclient` against small in-test servers that misbehave on purpose: one
 //! that answers wrong, one that stalls once, one that answers twice, ones
-//! that drop connections or shut down, and none at all; and sumclient
-//! interrupted by SIGINT.
+//! that drop connections or shut down, and none at all; sumclient
+//! interrupted by SIGINT; and its flags from the environment.
 
 mod support;
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{counts_add_up, run_client, sum_of, Client, FakeServer};
+use support::{counts_add_up, run_client, run_client_with_env, sum_of, Client, FakeServer};
 
 /// Answers `42` to any request, in either dialect, then closes.
 fn answer_42(mut stream: TcpStream) {
@@ -60,6 +60,10 @@ fn stalling_server(stall_at: u64, stall: Duration) -> FakeServer {
         };
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
+            // As sumserver: no reply, every answer before it given.
+            if line == "quit" {
+                return;
+            }
             if answered.fetch_add(1, Ordering::SeqCst) + 1 == stall_at {
                 thread::sleep(stall);
             }
@@ -148,6 +152,8 @@ enum Act {
     Close,
     /// Answer `ERR shutting-down …` and close the connection.
     ShuttingDown,
+    /// Answer `ERR busy …`.
+    Busy,
 }
 
 /// The right reply to a request, as sumserver writes it; a seed request of
@@ -205,6 +211,9 @@ fn scripted_server(
                     .collect()
             };
             for line in lines {
+                if !seed && line.trim() == "quit" {
+                    return;
+                }
                 let act = script(connection, request);
                 request += 1;
                 let reply = reply_to(&line, seed);
@@ -212,6 +221,7 @@ fn scripted_server(
                 let out = match act {
                     Act::Answer => format!("{reply}{end}"),
                     Act::Twice => format!("{reply}{end}{reply}{end}"),
+                    Act::Busy => format!("ERR busy the queue is full{end}"),
                     Act::Close => return,
                     Act::ShuttingDown => {
                         let _ =
@@ -326,6 +336,52 @@ fn double_answers_fail_the_run() {
     assert!(run.stdout.contains("(0 ok, 10 wrong, 0 errors)"), "{run:?}");
 }
 
+/// The end-of-connection check's own request answered with an error, or
+/// with a foreign server's `pong`, is answered, not an extra reply: the run
+/// passes (it failed, "extra replies: 1 that no request asked for").
+#[test]
+fn a_check_answered_otherwise_is_no_extra_reply() {
+    // One thread, one connection: requests 0 to 4 are the run's, 5 the
+    // check's.
+    let (server, _) = scripted_server(
+        |_, request| {
+            if request == 5 {
+                Act::Busy
+            } else {
+                Act::Answer
+            }
+        },
+    );
+    let addr = server.addr();
+    let args = ["1", "--addr", &addr, "--requests", "5", "--keep-alive"];
+    let run = run_client(&args);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(!run.stdout.contains("extra replies"), "{run:?}");
+    // A server that answers `pong` to every line, as a health-check
+    // responder might: right for `ping`, and one reply to the check.
+    let pong = FakeServer::start(|stream| {
+        let Ok(mut out) = stream.try_clone() else {
+            return;
+        };
+        for line in BufReader::new(stream).lines() {
+            if line.is_err() || out.write_all(b"pong\n").is_err() {
+                return;
+            }
+        }
+    });
+    let addr = pong.addr();
+    for mode in [&["--keep-alive"][..], &["--pipeline", "4"]] {
+        let mut args = vec!["2", "--addr", &addr, "--requests", "10", "--job", "ping"];
+        args.extend_from_slice(mode);
+        args.push("--json");
+        let run = run_client(&args);
+        assert_eq!(run.code(), 0, "{mode:?}: {run:?}");
+        let json = run.json();
+        assert_eq!(json["overall"]["counts"]["ok"], 10, "{json}");
+        assert_eq!(json["extra_replies"]["count"], 0, "{mode:?}: {json}");
+    }
+}
+
 /// An honest server passes the same checks: no extra replies, exit 0.
 #[test]
 fn honest_server_has_no_extra_replies() {
@@ -342,6 +398,53 @@ fn honest_server_has_no_extra_replies() {
         let run = run_client(&args);
         assert_eq!(run.code(), 0, "{mode:?}: {run:?}");
         assert_eq!(run.json()["extra_replies"]["count"], 0, "{run:?}");
+    }
+}
+
+/// `YSUM_KEEP_ALIVE` and `YSUM_JSON` take yes and no as people write them
+/// (they used to take only `true` and `false`): counted by the server's
+/// connections and seen in the report's format. Any other value is refused
+/// with exit status 2, naming the variable, not the flag.
+#[test]
+fn boolean_flags_from_the_environment_take_yes_and_no() {
+    let (server, connections) = scripted_server(|_, _| Act::Answer);
+    let addr = server.addr();
+    let args = ["2", "--addr", &addr, "--requests", "10"];
+    let run = run_client_with_env(&args, &[("YSUM_KEEP_ALIVE", "yes"), ("YSUM_JSON", "1")]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert_eq!(run.json()["overall"]["counts"]["ok"], 10, "{run:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "one per thread");
+    let run = run_client_with_env(&args, &[("YSUM_KEEP_ALIVE", "Off"), ("YSUM_JSON", "NO")]);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(run.stdout.starts_with("10 total requests\n"), "{run:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), 12, "one per request");
+    for variable in ["YSUM_KEEP_ALIVE", "YSUM_JSON"] {
+        let run = run_client_with_env(&args, &[(variable, "maybe")]);
+        assert_eq!(run.code(), 2, "{run:?}");
+        assert!(
+            run.stderr.contains(&format!(
+                "{variable}=\"maybe\" is not a yes or no \
+                 (write true/false, yes/no, on/off, 1/0)"
+            )),
+            "{run:?}"
+        );
+        assert!(!run.stderr.contains("--"), "names no flag: {run:?}");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 12, "refused before any");
+}
+
+/// A negative duration is refused as one, quoted, with exit status 2 (it
+/// was taken for an unknown flag: "unexpected argument '-1'").
+#[test]
+fn negative_durations_are_refused_as_such() {
+    for option in ["--timeout", "--duration", "--warmup"] {
+        let run = run_client(&["1", option, "-1s"]);
+        assert_eq!(run.code(), 2, "{run:?}");
+        assert!(
+            run.stderr
+                .contains("\"-1s\" is not a duration: a duration is never negative"),
+            "{option}: {run:?}"
+        );
     }
 }
 

@@ -227,3 +227,36 @@ fn flags_from_the_environment() {
     assert_eq!(report["total_requests"], 30, "--requests wins: {report}");
     assert_eq!(report["kinds"]["prime"]["counts"]["ok"], 30, "{report}");
 }
+
+/// A kept-alive connection's end-of-connection check is answered, not
+/// withdrawn: sumclient sends `quit` after it, so the server counts every
+/// check `ok` and nothing `cancelled` (a bare end of input would tell it
+/// the client left, and it would withdraw a check still queued).
+#[test]
+fn keep_alive_checks_are_answered() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    for io in ["threads", "events"] {
+        let server = Server::start_with(&["--io", io, "--apply", "threads", "--workers", "1"]);
+        let run = run_client(&[
+            "3",
+            "--addr",
+            &server.addr(),
+            "--requests",
+            "60",
+            "--keep-alive",
+            "--job",
+            "sleep:2",
+        ]);
+        assert_eq!(run.code(), 0, "{run:?}");
+        assert!(!run.stdout.contains("extra replies"), "{run:?}");
+        let stream = std::net::TcpStream::connect(server.addr()).expect("connect");
+        (&stream).write_all(b"stats\n").expect("ask for stats");
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).expect("stats");
+        let stats: serde_json::Value = serde_json::from_str(&line).expect("stats JSON");
+        // Each of the 3 connections ends with a `sumn` check.
+        assert_eq!(stats["jobs"]["sumn"]["ok"], 3, "{io}: {stats}");
+        assert_eq!(stats["jobs"]["sumn"]["cancelled"], 0, "{io}: {stats}");
+        assert_eq!(stats["jobs"]["sleep"]["ok"], 60, "{io}: {stats}");
+    }
+}

@@ -32,7 +32,7 @@ pub(crate) struct Args {
     /// Address to listen on, HOST:PORT; a host name is resolved (its first
     /// IPv4 address, else its first); port 0 picks a free port (printed on
     /// the first line of stdout).
-    #[arg(long, env = "YSUM_ADDR", default_value = "127.0.0.1:10000", value_parser = parse_addr)]
+    #[arg(long, env = "YSUM_ADDR", default_value = "127.0.0.1:10000", value_parser = service::address::parse)]
     addr: SocketAddr,
 
     /// Network I/O: `threads` (a blocking thread per connection) or `events`
@@ -119,10 +119,12 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_ACCEPT_PROXY")]
     accept_proxy: bool,
 
-    /// Serve `GET /metrics` (Prometheus text format) on this HOST:PORT, on a
-    /// listener of its own; off unless given. Port 0 picks a free port
-    /// (printed as `metrics on ADDR` after the `listening on` line).
-    #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = parse_addr)]
+    /// Serve `GET /metrics` (OpenMetrics, or the classic text format to a
+    /// scraper that asks for it), `GET /healthz` and `GET /readyz` on this
+    /// HOST:PORT, on a listener of its own; off unless given. Port 0 picks a
+    /// free port (printed as `metrics on ADDR` after the `listening on`
+    /// line).
+    #[arg(long, env = "YSUM_METRICS", value_name = "ADDR", value_parser = service::address::parse)]
     metrics: Option<SocketAddr>,
 
     /// Write shell completions (bash, zsh, fish) or the man page (man) to
@@ -135,6 +137,17 @@ pub(crate) struct Args {
 mod generate;
 pub(crate) use generate::Generate;
 
+#[path = "../../cli/values.rs"]
+mod values;
+use values::parse_duration;
+
+/// Parses the command line and the environment, the rules of
+/// `cli/values.rs` applied (boolean flags from `YSUM_*` as yes or no, negative
+/// durations refused as such); exits with status 2 when they are bad.
+pub(crate) fn parse() -> Args {
+    values::parse()
+}
+
 /// Writes what `what` names (completions or the man page of this binary) to
 /// `out`.
 ///
@@ -142,8 +155,7 @@ pub(crate) use generate::Generate;
 ///
 /// When `out` cannot be written.
 pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    use clap::CommandFactory as _;
-    generate::write(what, Args::command(), out)
+    generate::write(what, values::command::<Args>(), out)
 }
 
 /// The values of `--io`; mapped at once onto [`IoModel`].
@@ -159,36 +171,9 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// Resolves `HOST:PORT`, preferring an IPv4 address (`localhost` is
-/// 127.0.0.1 as well as ::1, and IPv6 may be off).
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs as _;
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|err| format!("cannot resolve {text:?} (write HOST:PORT): {err}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|addr| addr.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
-}
-
 fn parse_strategy(name: &str) -> Result<StrategyKind, String> {
     name.parse()
         .map_err(|err: offload::StartError| err.to_string())
-}
-
-/// Parses a duration as people write it, with humantime: `100us` (or
-/// `100µs`), `200ms`, `30s`, `2m`, `1.5s`, `1m 30s`; a bare `0` is zero.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(text).map_err(|err| {
-        format!("{text:?} is not a duration ({err}); write it like 200ms, 30s, 2m or 1h")
-    })
 }
 
 impl Args {
@@ -289,6 +274,63 @@ mod tests {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    /// Every duration option refuses `-1s` as negative (it used to be read
+    /// as an unknown flag `-1`), and `--accept-proxy` takes yes or no from
+    /// `YSUM_ACCEPT_PROXY` in every spelling.
+    #[test]
+    fn durations_and_flags_follow_the_shared_rules() {
+        let (durations, flags) = values::check_rules::<Args>(&["sumserver"]);
+        let expected = [
+            "--queue-wait",
+            "--job-timeout",
+            "--inline-below",
+            "--read-timeout",
+            "--grace",
+        ];
+        assert_eq!(durations, expected);
+        assert_eq!(flags, ["--accept-proxy"]);
+    }
+
+    /// Every duration the README, the CHANGELOG and docs/ write in
+    /// backticks (`1.5s`, `100us`…) is one the parser takes, and none is
+    /// said there to be refused (the CHANGELOG said `1.5s` was no longer
+    /// accepted, which it is).
+    #[test]
+    fn durations_in_the_docs_are_taken() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![root.join("README.md"), root.join("CHANGELOG.md")];
+        let docs = std::fs::read_dir(root.join("docs")).expect("docs/");
+        files.extend(docs.map(|entry| entry.expect("a docs/ entry").path()));
+        let mut seen = 0;
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "md"))
+        {
+            let text = std::fs::read_to_string(file).expect("readable");
+            // Prose only: fenced blocks would upset the backticks' pairing.
+            let prose: String = text.split("```").step_by(2).collect::<Vec<_>>().join(" ");
+            let spans: Vec<&str> = prose.split('`').collect();
+            for (i, span) in spans.iter().enumerate().skip(1).step_by(2) {
+                let digits = span.trim_end_matches(|c: char| c.is_alphabetic());
+                let unit = &span[digits.len()..];
+                let is_number = !digits.is_empty() && digits.parse::<f64>().is_ok();
+                if !is_number || !["us", "µs", "ms", "s", "m", "h"].contains(&unit) {
+                    continue;
+                }
+                seen += 1;
+                let place = format!("{}: `{span}`", file.display());
+                assert!(parse_duration(span).is_ok(), "{place} is refused");
+                // What the rest of its clause says of it.
+                let after = spans[i + 1].split([';', '.', ',', '(', ')']).next();
+                let after = after.unwrap_or_default();
+                for refusal in ["no longer accepted", "not accepted", "is refused"] {
+                    assert!(!after.contains(refusal), "{place}{after}: it is taken");
+                }
+            }
+        }
+        assert!(seen >= 5, "only {seen} durations found in the docs");
     }
 
     /// The defaults are the issue's, and the command line maps onto Config.

@@ -11,8 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser as _;
-use offload::Strategy;
+use offload::{Strategy, StrategyKind};
 use server::counts::ConnectionCounts;
 use server::metrics::{MetricsEndpoint, ServerCollector};
 use server::{Config, Shutdown, Stopped};
@@ -33,7 +32,7 @@ pub(crate) fn entry(hidden_jobs: bool) -> ExitCode {
     // A fork server for `--apply procs` is this executable started again;
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
-    let args = cli::Args::parse();
+    let args = cli::parse();
     if let Some(what) = args.generate {
         return match cli::write_generated(what, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -115,14 +114,23 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     if let Some(metrics) = &metrics {
         let _ = writeln!(stdout, "metrics on {}", metrics.addr()).and_then(|()| stdout.flush());
     }
-    tracing::info!(
-        addr = %local,
-        io = %config.io,
-        apply = %strategy.kind(),
-        workers = strategy.config().workers,
-        max_connections = config.max_connections,
-        "sumserver started"
-    );
+    match local_workers(&strategy) {
+        Some(workers) => tracing::info!(
+            addr = %local,
+            io = %config.io,
+            apply = %strategy.kind(),
+            workers,
+            max_connections = config.max_connections,
+            "sumserver started"
+        ),
+        None => tracing::info!(
+            addr = %local,
+            io = %config.io,
+            apply = %strategy.kind(),
+            max_connections = config.max_connections,
+            "sumserver started"
+        ),
+    }
 
     let stopped = server::run(listener, &config, &strategy, &shutdown, &counts)
         .context("the accept loop failed")?;
@@ -130,6 +138,17 @@ fn serve(config: Config) -> anyhow::Result<Stopped> {
     drop(strategy);
     tracing::info!(cut_short = stopped.cut_short, "sumserver stopped");
     Ok(stopped)
+}
+
+/// The worker threads or processes this server runs, where it runs any:
+/// under `inline` and `exclusive` a job runs on its connection's thread,
+/// and under `remote` in sumworker processes, so `--workers` counts
+/// nothing there and is not logged as if it did.
+fn local_workers(strategy: &Strategy) -> Option<usize> {
+    match strategy.kind() {
+        StrategyKind::Threads | StrategyKind::Procs => Some(strategy.config().workers),
+        StrategyKind::Inline | StrategyKind::Exclusive | StrategyKind::Remote => None,
+    }
 }
 
 /// Raises the soft limit on open descriptors to the hard limit, so that

@@ -73,6 +73,97 @@ fn exclusive_takes_zero_workers(io: Io) {
     assert_eq!(server.line_conn().request("sumn 4"), "10");
 }
 
+/// `YSUM_ACCEPT_PROXY` takes yes and no as people write them (it used to
+/// take only `true` and `false`): a connection without a PROXY header is
+/// refused under every yes and served under every no. Any other value is
+/// refused at start with exit status 2, naming the variable, not the flag.
+#[test]
+fn a_boolean_flag_from_the_environment_takes_yes_and_no() {
+    for (value, expects_header) in [
+        ("on", true),
+        ("YES", true),
+        ("1", true),
+        ("off", false),
+        ("No", false),
+        ("0", false),
+    ] {
+        let server = Server::start_with_env(
+            Io::Threads,
+            &[("YSUM_ACCEPT_PROXY", value)],
+            &["--apply", "inline"],
+        );
+        let mut conn = server.line_conn();
+        conn.send("ping\n");
+        let reply = conn.read_line();
+        if expects_header {
+            assert!(reply.starts_with("ERR bad-request "), "{value}: {reply:?}");
+        } else {
+            assert_eq!(reply, "pong", "YSUM_ACCEPT_PROXY={value}");
+        }
+    }
+    let bad = sumserver()
+        .args(["--addr", "127.0.0.1:0"])
+        .env("YSUM_ACCEPT_PROXY", "maybe")
+        .output()
+        .expect("run sumserver");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(bad.stdout.is_empty(), "it never listened");
+    assert!(
+        stderr.contains(
+            "YSUM_ACCEPT_PROXY=\"maybe\" is not a yes or no \
+             (write true/false, yes/no, on/off, 1/0)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--accept-proxy"), "{stderr}");
+}
+
+/// A negative duration is refused as one, quoted, with exit status 2 (it
+/// was taken for an unknown flag: "unexpected argument '-1'"), from the
+/// command line and from the environment alike.
+#[test]
+fn negative_durations_are_refused_as_such() {
+    for (args, env) in [
+        (&["--queue-wait", "-1s"][..], None),
+        (&["--grace", "-250ms"][..], None),
+        (&["--read-timeout=-1s"][..], None),
+        (&[][..], Some(("YSUM_JOB_TIMEOUT", "-1s"))),
+    ] {
+        let mut command = sumserver();
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("run sumserver");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains("is not a duration: a duration is never negative"),
+            "{args:?} {env:?}: {stderr}"
+        );
+        assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    }
+}
+
+/// `--metrics` on a port in use stops the start with one line that names
+/// the address and the OS error once (it named the error twice), exit 1.
+#[test]
+fn a_metrics_port_in_use_is_told_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address").to_string();
+    let output = sumserver()
+        .args(["--addr", "127.0.0.1:0", "--metrics", &addr])
+        .output()
+        .expect("run sumserver");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let line = format!("sumserver: cannot listen for metrics on {addr}: ");
+    assert!(stderr.starts_with(&line), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+}
+
 /// A bad `--log-level` is refused with exit status 2 and one message that
 /// quotes it (`garbage` used to turn every log line off silently; `warn=x`
 /// printed its error twice).

@@ -1,7 +1,8 @@
 //! Log formats and the access log: `--log-format json` writes nothing but
 //! JSON lines to stderr, even the last words of a server that cannot
 //! start; `access=debug` logs one line per request with the client's
-//! address, the request's kind, its outcome and its time.
+//! address, the request's kind, its outcome and its time; the start-up
+//! line counts workers only where there are some.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,6 +13,37 @@ use serde_json::Value;
 use crate::support::{both_io, eventually, Io, Server, IO_TIMEOUT};
 
 both_io!(json_lines_only, access_log_in_text);
+
+/// The start-up line gives the worker count under `threads` and `procs`,
+/// which run that many workers, and none under `inline` and `exclusive`,
+/// which run none (it said `workers=2` there, the `--workers` default on
+/// two cores).
+#[test]
+fn workers_logged_only_where_there_are_workers() {
+    for (apply, logged) in [
+        ("threads", Some("workers=3")),
+        ("procs", Some("workers=3")),
+        ("inline", None),
+        ("exclusive", None),
+    ] {
+        let server = Server::start(Io::Threads, apply, &["--workers", "3"]);
+        assert!(
+            eventually(IO_TIMEOUT, || server.log().contains("sumserver started")),
+            "{apply}: {}",
+            server.log()
+        );
+        let log = server.log();
+        let started = log
+            .lines()
+            .find(|line| line.contains("sumserver started"))
+            .unwrap_or_default();
+        assert!(started.contains(&format!("apply={apply}")), "{started}");
+        match logged {
+            Some(workers) => assert!(started.contains(workers), "{apply}: {started}"),
+            None => assert!(!started.contains("workers="), "{apply}: {started}"),
+        }
+    }
+}
 
 /// Requests of every kind, and the outcomes the access log must show.
 fn send_requests(server: &Server) {

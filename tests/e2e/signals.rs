@@ -4,7 +4,9 @@
 //! told `ERR shutting-down`, and the exit status says so.
 
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,12 +22,27 @@ both_io!(
     requests_cut_short_are_told
 );
 
+/// The user a test run as root becomes so that `RLIMIT_NPROC` binds
+/// (`nobody`; the kernel does not enforce the limit on root).
+const NOBODY: u32 = 65534;
+
 /// With no thread to be had (`RLIMIT_NPROC` 1, as user `nobody` when run
 /// as root, whose limit the kernel does not enforce), the server cannot
 /// start its signal thread: it must say so and exit 1 without ever printing
-/// `listening on` (it used to print it, then exit).
+/// `listening on` (it used to print it, then exit). As root the binary
+/// runs from a folder of its own that `nobody` can enter: the clone's may
+/// be closed to other users (under `mktemp -d`, or in a 0700 home), where
+/// the spawn failed with "Permission denied".
 fn no_listening_line_without_threads(io: Io) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sumserver"));
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let root = unsafe { nix::libc::getuid() } == 0;
+    let public = root.then(|| PublicCopy::of(env!("CARGO_BIN_EXE_sumserver"), io.name()));
+    let binary = public
+        .as_ref()
+        .map_or(env!("CARGO_BIN_EXE_sumserver").as_ref(), |copy| {
+            copy.binary.as_path()
+        });
+    let mut command = Command::new(binary);
     command
         .args([
             "--addr",
@@ -35,15 +52,20 @@ fn no_listening_line_without_threads(io: Io) {
             "--apply",
             "inline",
         ])
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: runs in the child between fork and exec and calls only
-    // getuid, setgid, setuid and setrlimit, which are async-signal-safe.
+    // setgroups, setgid, setuid and setrlimit, which are async-signal-safe.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             use nix::libc;
-            if libc::getuid() == 0 && (libc::setgid(65534) != 0 || libc::setuid(65534) != 0) {
+            if root
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(NOBODY) != 0
+                    || libc::setuid(NOBODY) != 0)
+            {
                 return Err(io::Error::last_os_error());
             }
             let one = libc::rlimit {
@@ -75,6 +97,63 @@ fn no_listening_line_without_threads(io: Io) {
     assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
     assert_eq!(stdout, "", "printed before it could be stopped");
     assert!(stderr.starts_with("sumserver: "), "{stderr:?}");
+}
+
+/// A copy of a binary (a hard link where it can be) in a fresh folder under
+/// the temporary folder, which every user may enter and run it from;
+/// removed with the folder when dropped.
+struct PublicCopy {
+    /// The folder, mode 0755.
+    dir: PathBuf,
+    /// The binary in it.
+    binary: PathBuf,
+}
+
+impl PublicCopy {
+    /// Copies `binary` into a folder named after this process and `tag`.
+    ///
+    /// # Panics
+    ///
+    /// If the folder or the copy cannot be made, or the temporary folder
+    /// itself is closed to other users.
+    fn of(binary: &str, tag: &str) -> PublicCopy {
+        let base = std::env::temp_dir();
+        let open = |path: &Path| {
+            std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0)
+        };
+        assert!(
+            base.ancestors().all(open),
+            "{} is closed to other users: set TMPDIR to a folder they can enter",
+            base.display()
+        );
+        let dir = base.join(format!("ysum-public-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("make the public folder");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("open the public folder");
+        let source = Path::new(binary);
+        let copy = dir.join(source.file_name().expect("a file name"));
+        if std::fs::hard_link(source, &copy).is_err() {
+            std::fs::copy(source, &copy).expect("copy the binary");
+        }
+        let mode = std::fs::metadata(&copy)
+            .expect("the copy")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o005,
+            0o005,
+            "{} is not for everyone",
+            copy.display()
+        );
+        PublicCopy { dir, binary: copy }
+    }
+}
+
+impl Drop for PublicCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// SIGHUP (a closed terminal) lets the request in flight finish, is logged,

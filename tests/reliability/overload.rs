@@ -7,8 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    eventually, figures, mib, ms, one_at_a_time, patient_clients, sum_of, Conn, Rng, Scale, Server,
-    IO_TIMEOUT,
+    eventually, figures, mib, ms, one_at_a_time, patient_clients, room_for_descriptors, sum_of,
+    Conn, Rng, Scale, Server, IO_TIMEOUT,
 };
 
 /// Connections opened at once.
@@ -28,6 +28,8 @@ const DRIVERS: usize = 8;
 #[test]
 fn excess_connections_get_busy() {
     let _serial = one_at_a_time();
+    // The 2000, and the other cases' connections beside them.
+    room_for_descriptors(CONNECTIONS as u64 + 512);
     let scale = Scale::get();
     let server = Server::start(
         "threads",

@@ -104,6 +104,28 @@ pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Makes room for `needed` open descriptors in this process: raises the
+/// soft `RLIMIT_NOFILE` to it, within the hard limit. An ordinary user's
+/// soft limit is often 1024, which 2000 connections at once exceed (as
+/// root, with a shell's higher limit, the test had room by chance).
+///
+/// # Panics
+///
+/// If the hard limit is below `needed`, saying how to raise it.
+pub(crate) fn room_for_descriptors(needed: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("read RLIMIT_NOFILE");
+    if soft >= needed {
+        return;
+    }
+    assert!(
+        hard >= needed,
+        "this test needs {needed} open descriptors, above the hard limit {hard}: \
+         raise it (`ulimit -Hn {needed}` as root, or nofile in /etc/security/limits.conf)"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, needed, hard).expect("raise RLIMIT_NOFILE");
+}
+
 /// Prints one case's figures on one line, `figures: CASE key=value …`;
 /// `scripts/soak` collects these lines into its summary.
 pub(crate) fn figures(case: &str, pairs: &[(&str, String)]) {

@@ -33,7 +33,7 @@ pub(crate) struct Args {
 
     /// A job whose worker stops renewing its lease for this long is handed
     /// to another worker.
-    #[arg(long, env = "YSUM_LEASE", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "YSUM_LEASE", default_value = "2s", value_parser = parse_duration)]
     lease: Duration,
 
     /// This worker's consumer name in the group; must be unique among live
@@ -42,13 +42,13 @@ pub(crate) struct Args {
     name: Option<String>,
 
     /// Longest a job may run here before it is answered `timeout`.
-    #[arg(long, env = "YSUM_JOB_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "YSUM_JOB_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     job_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long running jobs may take to finish; the
     /// ones still running then are handed back (another worker takes them
     /// after the lease).
-    #[arg(long, env = "YSUM_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "YSUM_GRACE", default_value = "10s", value_parser = parse_duration)]
     grace: Duration,
 
     /// Logging: --log-level and --log-format.
@@ -77,6 +77,17 @@ pub(crate) struct Args {
 mod generate;
 pub(crate) use generate::Generate;
 
+#[path = "../../cli/values.rs"]
+mod values;
+use values::parse_duration;
+
+/// Parses the command line and the environment, the rules of
+/// `cli/values.rs` applied (boolean flags from `YSUM_*` as yes or no, negative
+/// durations refused as such); exits with status 2 when they are bad.
+pub(crate) fn parse() -> Args {
+    values::parse()
+}
+
 /// Writes what `what` names (completions or the man page of this binary) to
 /// `out`.
 ///
@@ -84,8 +95,7 @@ pub(crate) use generate::Generate;
 ///
 /// When `out` cannot be written.
 pub(crate) fn write_generated(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    use clap::CommandFactory as _;
-    generate::write(what, Args::command(), out)
+    generate::write(what, values::command::<Args>(), out)
 }
 
 /// The local strategies a worker may use.
@@ -224,6 +234,15 @@ mod tests {
             (c.lease, c.name.as_str()),
             (Duration::from_millis(500), "w1")
         );
+    }
+
+    /// Every duration option refuses `-1s` as negative (it used to be read
+    /// as an unknown flag `-1`); sumworker has no boolean flag yet.
+    #[test]
+    fn durations_and_flags_follow_the_shared_rules() {
+        let (durations, flags) = values::check_rules::<Args>(&["sumworker"]);
+        assert_eq!(durations, ["--lease", "--job-timeout", "--grace"]);
+        assert!(flags.is_empty(), "{flags:?}");
     }
 
     /// Bad values are refused with the value quoted.

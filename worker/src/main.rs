@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use offload::broker::{Broker, Probe, Role};
 use offload::Strategy;
 use service::logging;
@@ -43,7 +42,7 @@ fn main() -> ExitCode {
     // A fork server for `--apply procs` is this executable started again;
     // it turns off here, before anything else runs (see offload's docs).
     offload::fork_server_main_if_requested();
-    let args = cli::Args::parse();
+    let args = cli::parse();
     let log_format = args.log_format();
     if let Some(what) = args.generate {
         return match cli::write_generated(what, &mut std::io::stdout().lock()) {

@@ -89,3 +89,16 @@ fn completions_and_man_page() {
         "{man}"
     );
 }
+
+/// A negative duration is refused as one, quoted (it was taken for an
+/// unknown flag: "unexpected argument '-1'").
+#[test]
+fn negative_durations_are_refused_as_such() {
+    for option in ["--lease", "--job-timeout", "--grace"] {
+        let err = refused(&["--broker", "redis://127.0.0.1:1", option, "-1s"]);
+        assert!(
+            err.contains("\"-1s\" is not a duration: a duration is never negative"),
+            "{option}: {err}"
+        );
+    }
+}

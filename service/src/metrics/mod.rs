@@ -36,10 +36,16 @@ const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub type Readiness = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The metrics endpoint could not start.
+///
+/// A cause that is an error of its own is its [`source`], and not repeated
+/// in the message: `{:#}` (how the binaries print an error) adds the chain
+/// of sources, which would name it twice.
+///
+/// [`source`]: std::error::Error::source
 #[derive(Debug, Error)]
 pub enum MetricsError {
     /// The address could not be bound.
-    #[error("cannot listen for metrics on {addr}: {source}")]
+    #[error("cannot listen for metrics on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
@@ -183,4 +189,43 @@ fn header(content_type: &str) -> tiny_http::Header {
 fn header_named(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
         .expect("a constant, valid header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector with nothing to collect.
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl Collector for Nothing {
+        fn encode(
+            &self,
+            _encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+        ) -> Result<(), std::fmt::Error> {
+            Ok(())
+        }
+    }
+
+    /// An address in use is told with its address and the OS error once,
+    /// in the message and its chain of sources as `{:#}` joins them (the
+    /// OS error used to be in both).
+    #[test]
+    fn an_address_in_use_names_its_cause_once() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("address");
+        let err = MetricsEndpoint::start(addr, "ysum", Box::new(Nothing), Box::new(|| Ok(())))
+            .expect_err("in use");
+        let mut parts = vec![err.to_string()];
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            parts.push(cause.to_string());
+            source = cause.source();
+        }
+        let chain = parts.join(": ");
+        assert_eq!(parts.len(), 2, "{chain}");
+        assert_eq!(parts[0], format!("cannot listen for metrics on {addr}"));
+        assert_eq!(chain.matches(parts[1].as_str()).count(), 1, "{chain}");
+    }
 }
