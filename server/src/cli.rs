@@ -98,8 +98,8 @@ pub(crate) struct Args {
     #[command(flatten, next_help_heading = "Broker (--apply remote)")]
     broker: service::BrokerArgs,
 
-    /// The job format to write: 2 (the newest, by default) or 1, which
-    /// workers of releases before 0.2 read. Write the older one only while
+    /// The job format to write: 2 (the newest, by default) or 1, the format
+    /// of workers from before signed jobs. Write the older one only while
     /// such workers still run: see docs/operations.md, "Upgrades".
     #[arg(
         long,
