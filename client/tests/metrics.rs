@@ -2,11 +2,15 @@
 //! and a real Prometheus parser (Python's `prometheus_client`, found by
 //! `build.rs`) reads every family, under both `--io` models.
 
+// Shared with the end-to-end suites, which use all of it.
+#[allow(dead_code)]
+#[path = "../../tests/common/http.rs"]
+mod http;
 mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -87,9 +91,9 @@ fn metrics_add_up_events() {
 #[test]
 fn only_get_metrics() {
     let server = Server::start_with(&["--metrics", "127.0.0.1:0"]);
-    let (status, _, _) = http(server.metrics_addr(), "GET /other HTTP/1.0\r\n\r\n");
+    let (status, _, _) = http::exchange(server.metrics_addr(), "GET /other HTTP/1.0\r\n\r\n");
     assert_eq!(status, 404);
-    let (status, _, _) = http(server.metrics_addr(), "POST /metrics HTTP/1.0\r\n\r\n");
+    let (status, _, _) = http::exchange(server.metrics_addr(), "POST /metrics HTTP/1.0\r\n\r\n");
     assert_eq!(status, 405);
     assert_ne!(server.metrics_addr().to_string(), server.addr());
 }
@@ -100,9 +104,9 @@ fn only_get_metrics() {
 #[test]
 fn health_and_readiness() {
     let ready = Server::start_with(&["--apply", "threads", "--metrics", "127.0.0.1:0"]);
-    let (status, _, body) = http(ready.metrics_addr(), "GET /healthz HTTP/1.0\r\n\r\n");
+    let (status, _, body) = http::exchange(ready.metrics_addr(), "GET /healthz HTTP/1.0\r\n\r\n");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, _, body) = http(ready.metrics_addr(), "GET /readyz HTTP/1.0\r\n\r\n");
+    let (status, _, body) = http::exchange(ready.metrics_addr(), "GET /readyz HTTP/1.0\r\n\r\n");
     assert_eq!((status, body.as_str()), (200, "ready\n"));
 
     let unreachable = Server::start_with(&[
@@ -113,9 +117,11 @@ fn health_and_readiness() {
         "--metrics",
         "127.0.0.1:0",
     ]);
-    let (status, _, _) = http(unreachable.metrics_addr(), "GET /healthz HTTP/1.0\r\n\r\n");
+    let (status, _, _) =
+        http::exchange(unreachable.metrics_addr(), "GET /healthz HTTP/1.0\r\n\r\n");
     assert_eq!(status, 200);
-    let (status, _, body) = http(unreachable.metrics_addr(), "GET /readyz HTTP/1.0\r\n\r\n");
+    let (status, _, body) =
+        http::exchange(unreachable.metrics_addr(), "GET /readyz HTTP/1.0\r\n\r\n");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.starts_with("not ready: the broker at redis://127.0.0.1:1"),
@@ -158,7 +164,8 @@ fn metrics_add_up(io: &str) {
     assert_eq!(sent.values().sum::<u64>(), REQUESTS, "{sent:?}");
 
     let stats = stats(&addr);
-    let (status, content_type, body) = http(server.metrics_addr(), "GET /metrics HTTP/1.0\r\n\r\n");
+    let (status, content_type, body) =
+        http::exchange(server.metrics_addr(), "GET /metrics HTTP/1.0\r\n\r\n");
     assert_eq!(status, 200, "{body}");
     assert!(
         content_type.starts_with("application/openmetrics-text"),
@@ -168,7 +175,7 @@ fn metrics_add_up(io: &str) {
 
     // The classic text format, to a scraper that asks for it: what
     // prometheus_client's classic parser reads, with the same samples.
-    let (status, classic_type, classic) = http(
+    let (status, classic_type, classic) = http::exchange(
         server.metrics_addr(),
         "GET /metrics HTTP/1.0\r\nAccept: text/plain; version=0.0.4\r\n\r\n",
     );
@@ -305,30 +312,6 @@ fn stats(addr: &str) -> Value {
         .read_line(&mut line)
         .expect("read stats");
     serde_json::from_str(&line).unwrap_or_else(|err| panic!("stats {line:?}: {err}"))
-}
-
-/// One HTTP/1.0 exchange: the status, the Content-Type and the body.
-fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to /metrics");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    stream.write_all(request.as_bytes()).expect("send request");
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).expect("read reply");
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a header and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let content_type = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
 }
 
 /// Families by name: their type and samples, as prometheus_client read

@@ -25,7 +25,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::conn::Conn;
+
+#[path = "http.rs"]
+mod http;
+// Not every suite asks for every one.
 use crate::process::{bury, Proc};
+#[allow(unused_imports)]
+pub(crate) use http::{exchange, http_get, scrape};
 
 /// The longest any single read, write or wait may take before a test fails.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -406,56 +412,4 @@ impl Drop for Server {
             let _ = fs::remove_file(&self.log);
         }
     }
-}
-
-/// One `GET path` (HTTP/1.0) to a metrics endpoint, with an `Accept`
-/// header when given: the status, the `Content-Type` and the body.
-///
-/// # Panics
-///
-/// When the endpoint does not answer in time, or not in HTTP.
-pub(crate) fn http_get(
-    addr: SocketAddr,
-    path: &str,
-    accept: Option<&str>,
-) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let accept = accept
-        .map(|value| format!("Accept: {value}\r\n"))
-        .unwrap_or_default();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\n{accept}\r\n").as_bytes())
-        .unwrap_or_else(|err| panic!("ask for {path}: {err}"));
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .unwrap_or_else(|err| panic!("read {path}: {err}"));
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let content_type = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
-}
-
-/// `GET /metrics` at `addr`: the body of a 200 reply.
-///
-/// # Panics
-///
-/// On another status, or when the endpoint does not answer in time.
-pub(crate) fn scrape(addr: SocketAddr) -> String {
-    let (status, _, body) = http_get(addr, "/metrics", None);
-    assert_eq!(status, 200, "{body}");
-    body
 }

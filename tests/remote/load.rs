@@ -1,59 +1,121 @@
-//! [`Load`]: requests from a few threads, each on a new connection to one
-//! of the servers in rotation, every answer checked; servers can leave and
-//! join the rotation while it runs (a rolling restart or upgrade).
+//! [`Load`]: tiny jobs from two threads, every answer checked, wrong
+//! answers and errors kept apart (errors with their time). Either a new
+//! connection per request to one of the servers in rotation (servers can
+//! leave and join it while the load runs: a rolling restart or upgrade), or
+//! one kept-alive connection per thread to a single server.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
 use crate::support::IO_TIMEOUT;
 
-/// Requests from a few threads, each on a new connection to one of the
-/// live servers, every answer checked.
+/// How the load's threads connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connections {
+    /// A new connection per request, to the servers in rotation in turn.
+    PerRequest,
+    /// One connection per thread, kept, to the first server.
+    KeptAlive,
+}
+
+/// What the load saw.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// Requests answered right.
+    pub(crate) ok: u64,
+    /// Requests answered wrong: never acceptable.
+    pub(crate) wrong: Vec<String>,
+    /// Requests answered `ERR …`, or whose connection failed, with when.
+    pub(crate) errors: Vec<(Instant, String)>,
+}
+
+impl Seen {
+    /// Every request that was not answered right, wrong answers first.
+    pub(crate) fn failures(&self) -> Vec<String> {
+        self.wrong
+            .iter()
+            .cloned()
+            .chain(self.errors.iter().map(|(_, error)| error.clone()))
+            .collect()
+    }
+}
+
+/// The running load.
 pub(crate) struct Load {
     live: Arc<Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
     ok: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<String>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    pub(crate) fn start(live: Vec<SocketAddr>) -> Load {
+    /// Starts two threads sending `sumn` to the servers of `live`.
+    pub(crate) fn start(live: Vec<SocketAddr>, connections: Connections) -> Load {
         let mut load = Load {
             live: Arc::new(Mutex::new(live)),
             stop: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(Mutex::new(Seen::default())),
             ok: Arc::new(AtomicU64::new(0)),
-            failures: Arc::new(Mutex::new(Vec::new())),
             threads: Vec::new(),
         };
         for thread in 0..2u64 {
-            let (live, stop, ok, failures) = (
+            let (live, stop, seen, ok) = (
                 Arc::clone(&load.live),
                 Arc::clone(&load.stop),
+                Arc::clone(&load.seen),
                 Arc::clone(&load.ok),
-                Arc::clone(&load.failures),
             );
             load.threads.push(std::thread::spawn(move || {
-                let mut round = thread;
+                let mut kept: Option<Conn> = None;
+                let mut round = thread * 1_000;
                 while !stop.load(Ordering::Acquire) {
                     round += 1;
                     let addr = {
                         let live = live.lock().unwrap();
-                        live[round as usize % live.len()]
+                        match connections {
+                            Connections::PerRequest => live[round as usize % live.len()],
+                            Connections::KeptAlive => live[0],
+                        }
                     };
-                    let n = 1 + round % 1000;
-                    let expected = (n * (n + 1) / 2).to_string();
-                    let reply = std::net::TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-                        .map(Conn::new)
-                        .map(|mut conn| conn.try_request(&format!("sumn {n}")));
+                    let n = 1 + round % 2_000;
+                    let request = format!("sumn {n}");
+                    let reply = match (connections, kept.as_mut()) {
+                        (Connections::KeptAlive, Some(conn)) => conn.try_request(&request),
+                        _ => std::net::TcpStream::connect_timeout(&addr, IO_TIMEOUT).and_then(
+                            |stream| {
+                                stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                                let mut conn = Conn::new(stream);
+                                let reply = conn.try_request(&request);
+                                if connections == Connections::KeptAlive {
+                                    kept = Some(conn);
+                                }
+                                reply
+                            },
+                        ),
+                    };
                     match reply {
-                        Ok(Ok(reply)) if reply == expected => {
+                        Ok(reply) if reply == (n * (n + 1) / 2).to_string() => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
-                        other => failures.lock().unwrap().push(format!("{addr}: {other:?}")),
+                        Ok(reply) if reply.starts_with("ERR ") => {
+                            let error = format!("{addr}: {request} → {reply}");
+                            seen.lock().unwrap().errors.push((Instant::now(), error));
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Ok(reply) => {
+                            let wrong = format!("{addr}: {request} → {reply}");
+                            seen.lock().unwrap().wrong.push(wrong);
+                        }
+                        Err(err) => {
+                            kept = None;
+                            let error = format!("{addr}: {request} → {err}");
+                            seen.lock().unwrap().errors.push((Instant::now(), error));
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
                     }
                 }
             }));
@@ -73,13 +135,14 @@ impl Load {
         self.live.lock().unwrap().push(addr);
     }
 
-    /// Stops the load: the requests answered right, and every failure.
-    pub(crate) fn finish(mut self) -> (u64, Vec<String>) {
+    /// Stops the load and says what it saw.
+    pub(crate) fn finish(mut self) -> Seen {
         self.stop.store(true, Ordering::Release);
         for thread in self.threads.drain(..) {
             thread.join().expect("a load thread panicked");
         }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
+        let mut seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        seen.ok = self.ok.load(Ordering::Relaxed);
+        seen
     }
 }

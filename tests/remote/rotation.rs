@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::engines::{sumworker, Redis, RedisOptions, Worker};
-use crate::load::Load;
+use crate::load::{Connections, Load};
 use crate::security::{run_to_exit, scratch, server_on};
 use crate::support::{Io, Server, IO_TIMEOUT};
 
@@ -87,7 +87,10 @@ fn rotation_under_load(io: Io) {
     let start_server = || server_on(io, &url, &arg_refs);
     let mut workers = [start_worker("rot-1"), start_worker("rot-2")];
     let mut servers: Vec<Server> = vec![start_server(), start_server()];
-    let load = Load::start(servers.iter().map(Server::addr).collect());
+    let load = Load::start(
+        servers.iter().map(Server::addr).collect(),
+        Connections::PerRequest,
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     let steps: [(&str, &str, Option<&str>); 3] = [
@@ -124,7 +127,8 @@ fn rotation_under_load(io: Io) {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (ok, failures) = load.finish();
+    let seen = load.finish();
+    let (ok, failures) = (seen.ok, seen.failures());
     assert!(
         failures.is_empty(),
         "{} of {} failed: {failures:?}",

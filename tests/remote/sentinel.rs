@@ -3,74 +3,13 @@
 //! primary killed: no wrong answer, every job in flight answered, new jobs
 //! served again within 8 s. A planned `SENTINEL FAILOVER`: not one error.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
 use crate::engines::{SentinelSet, Worker};
+use crate::load::{Connections, Load, Seen};
 use crate::security::server_on;
 use crate::support::{eventually, Io, Server, IO_TIMEOUT};
-
-/// Tiny jobs from two keep-alive clients, every answer checked; wrong
-/// answers and errors are kept apart.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    wrong: Arc<Mutex<Vec<String>>>,
-    errors: Arc<Mutex<Vec<(Instant, String)>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(server: &Server) -> Load {
-        let mut load = Load {
-            stop: Arc::new(AtomicBool::new(false)),
-            ok: Arc::new(AtomicU64::new(0)),
-            wrong: Arc::new(Mutex::new(Vec::new())),
-            errors: Arc::new(Mutex::new(Vec::new())),
-            threads: Vec::new(),
-        };
-        for thread in 0..2u64 {
-            let addr = server.addr();
-            let (stop, ok, wrong, errors) = (
-                Arc::clone(&load.stop),
-                Arc::clone(&load.ok),
-                Arc::clone(&load.wrong),
-                Arc::clone(&load.errors),
-            );
-            load.threads.push(std::thread::spawn(move || {
-                let stream = std::net::TcpStream::connect(addr).expect("connect");
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                let mut conn = Conn::new(stream);
-                let mut n = thread * 1_000;
-                while !stop.load(Ordering::Acquire) {
-                    n += 1;
-                    let reply = conn.request(&format!("sumn {n}"));
-                    if reply == (n * (n + 1) / 2).to_string() {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else if reply.starts_with("ERR ") {
-                        errors.lock().unwrap().push((Instant::now(), reply));
-                        std::thread::sleep(Duration::from_millis(5));
-                    } else {
-                        wrong.lock().unwrap().push(format!("sumn {n} → {reply}"));
-                    }
-                }
-            }));
-        }
-        load
-    }
-
-    fn finish(mut self) -> (u64, Vec<String>, Vec<(Instant, String)>) {
-        self.stop.store(true, Ordering::Release);
-        for thread in self.threads.drain(..) {
-            thread.join().expect("a load thread panicked");
-        }
-        let wrong = self.wrong.lock().unwrap().clone();
-        let errors = self.errors.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), wrong, errors)
-    }
-}
 
 /// The set, two workers and a server on the sentinels' URL.
 fn cluster(io: Io) -> (SentinelSet, Vec<Worker>, Server) {
@@ -88,7 +27,7 @@ fn cluster(io: Io) -> (SentinelSet, Vec<Worker>, Server) {
 /// 8 s of the kill, and 50 jobs right after.
 fn primary_killed(io: Io) {
     let (mut set, _workers, server) = cluster(io);
-    let load = Load::start(&server);
+    let load = Load::start(vec![server.addr()], Connections::KeptAlive);
     let mut sleeps: Vec<Conn> = (0..10).map(|_| server.line_conn()).collect();
     for conn in &mut sleeps {
         conn.set_read_timeout(Duration::from_secs(20));
@@ -118,11 +57,11 @@ fn primary_killed(io: Io) {
     for (i, conn) in sleeps.iter_mut().enumerate() {
         assert_eq!(conn.read_line(), "ok", "sleep {i} in flight at the kill");
     }
-    let (ok, wrong, errors) = load.finish();
+    let Seen { ok, wrong, errors } = load.finish();
     assert!(wrong.is_empty(), "wrong answers: {wrong:?}");
     assert!(ok > 0);
     for (_, error) in &errors {
-        assert!(error.starts_with("ERR unavailable "), "{error}");
+        assert!(error.contains(" → ERR unavailable "), "{error}");
     }
     let stats = server.stats();
     assert!(stats["remote"]["failovers"].as_u64() >= Some(1), "{stats}");
@@ -145,7 +84,7 @@ crate::with_sentinel!(primary_killed);
 /// the server and the workers follow it, and every answer is right.
 fn planned_failover(io: Io) {
     let (set, _workers, server) = cluster(io);
-    let load = Load::start(&server);
+    let load = Load::start(vec![server.addr()], Connections::KeptAlive);
     std::thread::sleep(Duration::from_millis(300));
     let old = set.primary_port();
     set.planned_failover();
@@ -157,7 +96,7 @@ fn planned_failover(io: Io) {
     });
     assert!(followed, "{}", server.stats());
     std::thread::sleep(Duration::from_millis(500));
-    let (ok, wrong, errors) = load.finish();
+    let Seen { ok, wrong, errors } = load.finish();
     assert!(wrong.is_empty(), "wrong answers: {wrong:?}");
     assert!(
         errors.is_empty(),

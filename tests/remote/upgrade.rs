@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::engines::{Redis, Worker};
-use crate::load::Load;
+use crate::load::{Connections, Load};
 use crate::remote_server;
 use crate::server::scrape;
 use crate::support::{eventually, Io, Server, IO_TIMEOUT};
@@ -120,7 +120,10 @@ fn rolling_upgrade(io: Io) {
         remote_server(io, &redis, &["--job-format", "1"]),
         remote_server(io, &redis, &["--job-format", "1"]),
     ];
-    let load = Load::start(servers.iter().map(Server::addr).collect());
+    let load = Load::start(
+        servers.iter().map(Server::addr).collect(),
+        Connections::PerRequest,
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     for (index, worker) in workers.iter_mut().enumerate() {
@@ -143,7 +146,8 @@ fn rolling_upgrade(io: Io) {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let (ok, failures) = load.finish();
+    let seen = load.finish();
+    let (ok, failures) = (seen.ok, seen.failures());
     let mut left = 0.0;
     for worker in &workers {
         left += sample(
