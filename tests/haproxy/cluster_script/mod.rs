@@ -4,9 +4,10 @@
 //! sumworkers, which stop with the rest; bad `--remote` values start
 //! nothing. It supervises: a server, worker or Redis that exits is started
 //! again (a server on its port, at no cost to the clients), one that keeps
-//! dying stops the cluster, HAProxy's exit is fatal. A port in use or a
-//! binary that is missing or cannot run is one line, before anything
-//! starts.
+//! dying stops the cluster, HAProxy's exit is fatal. With `--sentinel`
+//! the broker is a primary and a replica behind three sentinels, and a
+//! killed primary fails over. A port in use or a binary that is missing
+//! or cannot run is one line, before anything starts.
 //!
 //! # Layout
 //!
@@ -18,9 +19,12 @@
 //!   nothing.
 //! - `supervision`: members that exit come back; one that keeps dying, or
 //!   HAProxy, ends the cluster.
+//! - `sentinel`: `--remote W --sentinel`, a primary, a replica and three
+//!   sentinels; a failover and the restarts around it.
 
 mod refusals;
 mod remote;
+mod sentinel;
 mod stop;
 mod supervision;
 
@@ -39,7 +43,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::balancer::{free_port, haproxy, workspace};
-use crate::engines::{redis_server, sumworker};
+use crate::engines::{redis_sentinel, redis_server, sumworker};
 use crate::process::{bury, states, Proc};
 use crate::support::{eventually, Conn, Reaped, IO_TIMEOUT};
 
@@ -55,14 +59,23 @@ fn fresh_run_dir() -> PathBuf {
 
 /// The script, with the binaries of this build.
 fn script_command(run_dir: &Path) -> Command {
+    let mut command = script_command_in_temporary();
+    command.arg("--run-dir").arg(run_dir);
+    command
+}
+
+/// The script, with the binaries of this build, left to make its own
+/// temporary run folder.
+fn script_command_in_temporary() -> Command {
     let mut command = Command::new(workspace().join("scripts/cluster"));
     command
-        .arg("--run-dir")
-        .arg(run_dir)
         .env("YSUM_SUMSERVER", env!("CARGO_BIN_EXE_sumserver"))
         .stdin(Stdio::null());
     command
 }
+
+/// What the script says on stderr before the folder it chose.
+const RUN_DIR_LINE: &str = "cluster: logs, status and admin socket in ";
 
 /// A running `scripts/cluster`, with its descendants once up.
 struct Script {
@@ -74,7 +87,7 @@ struct Script {
     lines: Vec<String>,
     /// Its later lines on stdout, as it prints them (restarts).
     later: mpsc::Receiver<String>,
-    /// Its `--run-dir`, removed on drop.
+    /// Its `--run-dir`, or the temporary folder it chose; removed on drop.
     run_dir: Removed,
     /// Its stderr, in a file beside the run folder; removed on drop.
     stderr: Removed,
@@ -110,9 +123,22 @@ impl Script {
     /// line, and checks that the processes under it are exactly those whose
     /// pids it printed, and that the balancer answers.
     fn start_with(servers: usize, args: &[&str], server_args: &[&str]) -> Script {
-        let run_dir = Removed(fresh_run_dir());
-        let stderr = Removed(run_dir.0.with_extension("stderr"));
-        let mut command = script_command(&run_dir.0);
+        Script::launch(servers, args, server_args, Some(fresh_run_dir()))
+    }
+
+    /// [`Script::start_with`], in the folder `run_dir` (`--run-dir`) or,
+    /// with `None`, in the temporary one the script chooses.
+    fn launch(
+        servers: usize,
+        args: &[&str],
+        server_args: &[&str],
+        run_dir: Option<PathBuf>,
+    ) -> Script {
+        let stderr = Removed(fresh_run_dir().with_extension("stderr"));
+        let mut command = match &run_dir {
+            Some(run_dir) => script_command(run_dir),
+            None => script_command_in_temporary(),
+        };
         command
             .args(["--servers", &servers.to_string()])
             .args(["--port", &free_port().to_string()])
@@ -127,8 +153,16 @@ impl Script {
                 .env("YSUM_REDIS", redis_server())
                 .env("YSUM_SUMWORKER", sumworker());
         }
+        if args.contains(&"--sentinel") {
+            command.env("YSUM_SENTINEL", redis_sentinel());
+        }
         let mut child = Reaped(command.spawn().expect("spawn scripts/cluster"));
         let (lines, later) = read_until_balancer(&mut child.0, &stderr.0);
+        let run_dir = Removed(run_dir.unwrap_or_else(|| {
+            let said = fs::read_to_string(&stderr.0).unwrap_or_default();
+            let named = said.lines().find_map(|l| l.strip_prefix(RUN_DIR_LINE));
+            PathBuf::from(named.unwrap_or_else(|| panic!("no run folder named on stderr:\n{said}")))
+        }));
         let pid = i32::try_from(child.0.id()).unwrap();
         let mut tree = Vec::new();
         let mut parents = vec![pid];
@@ -237,6 +271,13 @@ impl Script {
         assert!(announced.starts_with(same), "{line:?} after {start:?}");
         let pid = printed_pid(announced);
         assert_ne!(pid, old_pid, "{line:?}");
+        self.adopt(pid, line);
+        pid
+    }
+
+    /// Checks that `pid`, printed on `line`, is a child of the script, and
+    /// adds it to the processes buried on drop.
+    fn adopt(&mut self, pid: i32, line: &str) {
         let process = Proc::read(pid).unwrap_or_else(|| panic!("{line:?}: no such process"));
         assert_eq!(
             process.ppid,
@@ -244,7 +285,6 @@ impl Script {
             "{line:?}: not the script's child"
         );
         self.tree.push(process);
-        pid
     }
 
     /// Waits (bounded) for the script to exit; its status.
@@ -267,6 +307,12 @@ impl Script {
     /// SIGTERM: the script exits 0 within the stop deadlines, and every
     /// process it started is gone. Returns what it wrote on stderr.
     fn sigterm_and_check_all_gone(mut self) -> String {
+        self.stop_and_check_all_gone()
+    }
+
+    /// [`Script::sigterm_and_check_all_gone`], keeping the script's
+    /// files for the caller to look at until it is dropped.
+    fn stop_and_check_all_gone(&mut self) -> String {
         kill(self.pid(), Signal::SIGTERM).unwrap();
         let status = self.wait();
         assert!(

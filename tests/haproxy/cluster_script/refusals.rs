@@ -41,12 +41,13 @@ fn stand_in() -> &'static str {
     env!("CARGO_BIN_EXE_sumserver")
 }
 
-/// `--remote 0`, `--remote x` and a missing redis-server: one error, a
-/// non-zero exit, nothing started (no line on stdout, no run folder).
+/// `--remote 0`, `--remote x`, `--sentinel` without `--remote` and a
+/// missing redis-server: one error, a non-zero exit, nothing started (no
+/// line on stdout, no run folder).
 #[test]
 fn remote_bad_values_start_nothing() {
     let missing = workspace().join("no-such-dir/redis-server");
-    let cases: [(&[&str], Option<&Path>, i32, &str); 3] = [
+    let cases: [(&[&str], Option<&Path>, i32, &str); 4] = [
         (&["--remote", "0"], None, 2, "--remote must be from 1 to 64"),
         (
             &["--remote", "x"],
@@ -54,6 +55,7 @@ fn remote_bad_values_start_nothing() {
             2,
             "argument --remote: invalid int value",
         ),
+        (&["--sentinel"], None, 2, "--sentinel needs --remote W"),
         (&["--remote", "2"], Some(&missing), 1, "YSUM_REDIS="),
     ];
     for (args, redis, code, error) in cases {
@@ -75,8 +77,9 @@ fn remote_bad_values_start_nothing() {
     }
 }
 
-/// Each of `YSUM_HAPROXY`, `YSUM_SUMSERVER`, `YSUM_SUMWORKER` and
-/// `YSUM_REDIS` naming a missing file, a file that is not executable, or a
+/// Each of `YSUM_HAPROXY`, `YSUM_SUMSERVER`, `YSUM_SUMWORKER`,
+/// `YSUM_REDIS` and `YSUM_SENTINEL` (all asked for, with `--remote 1
+/// --sentinel`) naming a missing file, a file that is not executable, or a
 /// name not in `PATH`: exactly one line on stderr, exit 1, nothing on
 /// stdout, no run folder. A file that is executable but no program shows
 /// only when run: a `cannot run` line, exit 1, and no run folder either.
@@ -96,6 +99,7 @@ fn missing_binaries_start_nothing() {
         "YSUM_SUMSERVER",
         "YSUM_SUMWORKER",
         "YSUM_REDIS",
+        "YSUM_SENTINEL",
     ];
     let values = [
         (missing.to_str().unwrap(), "no such file"),
@@ -106,7 +110,7 @@ fn missing_binaries_start_nothing() {
         for (value, error) in values {
             let run_dir = Removed(fresh_run_dir());
             let mut command = script_command(&run_dir.0);
-            command.args(["--servers", "1", "--remote", "1"]);
+            command.args(["--servers", "1", "--remote", "1", "--sentinel"]);
             command.args(["--port", &free_port().to_string()]);
             for other in variables {
                 command.env(other, stand_in());
