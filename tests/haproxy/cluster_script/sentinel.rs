@@ -122,12 +122,19 @@ enum Outcome {
     Wrong(String),
 }
 
+/// One job sent through the balancer: when it was sent, when its outcome
+/// came, and what that was.
+struct Sent {
+    at: Instant,
+    done: Instant,
+    outcome: Outcome,
+}
+
 /// `sumn` jobs sent one at a time through the balancer on a kept-alive
-/// connection (a new one after an I/O error), each outcome noted with the
-/// moment it came.
+/// connection (a new one after an I/O error), each noted as a [`Sent`].
 struct Jobs {
     stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<Vec<(Instant, Outcome)>>,
+    thread: thread::JoinHandle<Vec<Sent>>,
 }
 
 impl Jobs {
@@ -139,6 +146,7 @@ impl Jobs {
             let mut conn: Option<Conn> = None;
             let mut n = 0u64;
             while !stopped.load(Ordering::Acquire) {
+                let at = Instant::now();
                 if conn.is_none() {
                     match TcpStream::connect(&balancer) {
                         Ok(stream) => {
@@ -148,7 +156,12 @@ impl Jobs {
                         }
                         Err(err) => {
                             let error = Outcome::Error(format!("connect: {err}"));
-                            outcomes.push((Instant::now(), error));
+                            let done = Instant::now();
+                            outcomes.push(Sent {
+                                at,
+                                done,
+                                outcome: error,
+                            });
                             thread::sleep(Duration::from_millis(20));
                             continue;
                         }
@@ -166,7 +179,8 @@ impl Jobs {
                     }
                 };
                 let failed = !matches!(outcome, Outcome::Right);
-                outcomes.push((Instant::now(), outcome));
+                let done = Instant::now();
+                outcomes.push(Sent { at, done, outcome });
                 if failed {
                     thread::sleep(Duration::from_millis(20));
                 }
@@ -176,7 +190,7 @@ impl Jobs {
         Jobs { stop, thread }
     }
 
-    fn finish(self) -> Vec<(Instant, Outcome)> {
+    fn finish(self) -> Vec<Sent> {
         self.stop.store(true, Ordering::Release);
         self.thread.join().expect("the jobs thread panicked")
     }
@@ -363,32 +377,35 @@ fn a_killed_primary_fails_over_and_comes_back_as_a_replica() {
 
     let wrong: Vec<&String> = outcomes
         .iter()
-        .filter_map(|(_, o)| match o {
+        .filter_map(|sent| match &sent.outcome {
             Outcome::Wrong(w) => Some(w),
             _ => None,
         })
         .collect();
     assert!(wrong.is_empty(), "wrong answers: {wrong:?}");
-    let errors: Vec<(Instant, &String)> = outcomes
+    let errors: Vec<&Sent> = outcomes
         .iter()
-        .filter_map(|(at, o)| match o {
-            Outcome::Error(e) => Some((*at, e)),
-            _ => None,
-        })
+        .filter(|sent| matches!(sent.outcome, Outcome::Error(_)))
         .collect();
-    for (_, error) in &errors {
-        assert!(error.starts_with("ERR unavailable "), "{error}");
+    for sent in &errors {
+        assert!(
+            matches!(&sent.outcome, Outcome::Error(e) if e.starts_with("ERR unavailable ")),
+            "{:?}",
+            sent.outcome
+        );
     }
-    let last_error = errors.last().map_or(killed, |(at, _)| *at);
-    let back = outcomes
+    // Service is back with the first right answer to a job sent after the
+    // kill and after the last error: a reply on its way at the kill does
+    // not count.
+    let since = errors.last().map_or(killed, |sent| sent.done).max(killed);
+    let mut after = outcomes
         .iter()
-        .find(|(at, o)| *at > last_error && matches!(o, Outcome::Right))
-        .map(|(at, _)| at.duration_since(killed))
-        .expect("no right answer after the last error");
-    let right_after = outcomes
-        .iter()
-        .filter(|(at, o)| *at > last_error && matches!(o, Outcome::Right))
-        .count();
+        .filter(|sent| sent.at > since && matches!(sent.outcome, Outcome::Right));
+    let back = after
+        .next()
+        .map(|sent| sent.done.duration_since(killed))
+        .expect("no right answer after the kill and the last error");
+    let right_after = 1 + after.count();
     println!(
         "figures: cluster --sentinel primary killed: jobs answered again after {} ms \
          ({} ERR unavailable), redis 1 back as a replica after {} ms, {right_after} right after",
