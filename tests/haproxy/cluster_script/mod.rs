@@ -135,8 +135,11 @@ impl Script {
         run_dir: Option<PathBuf>,
     ) -> Script {
         let stderr = Removed(fresh_run_dir().with_extension("stderr"));
-        let mut command = match &run_dir {
-            Some(run_dir) => script_command(run_dir),
+        // Removed even if the start fails; a temporary one is known only
+        // once the script has named it.
+        let given = run_dir.map(Removed);
+        let mut command = match &given {
+            Some(run_dir) => script_command(&run_dir.0),
             None => script_command_in_temporary(),
         };
         command
@@ -158,11 +161,13 @@ impl Script {
         }
         let mut child = Reaped(command.spawn().expect("spawn scripts/cluster"));
         let (lines, later) = read_until_balancer(&mut child.0, &stderr.0);
-        let run_dir = Removed(run_dir.unwrap_or_else(|| {
+        let run_dir = given.unwrap_or_else(|| {
             let said = fs::read_to_string(&stderr.0).unwrap_or_default();
             let named = said.lines().find_map(|l| l.strip_prefix(RUN_DIR_LINE));
-            PathBuf::from(named.unwrap_or_else(|| panic!("no run folder named on stderr:\n{said}")))
-        }));
+            Removed(PathBuf::from(named.unwrap_or_else(|| {
+                panic!("no run folder named on stderr:\n{said}")
+            })))
+        });
         let pid = i32::try_from(child.0.id()).unwrap();
         let mut tree = Vec::new();
         let mut parents = vec![pid];
