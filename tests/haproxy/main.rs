@@ -18,7 +18,9 @@
 //! - `drain`: `set server … state drain` on the admin socket.
 //! - `proxy`: `--accept-proxy` with HAProxy's `send-proxy-v2`.
 //! - `cluster_script`: `scripts/cluster` starts, serves and stops cleanly;
-//!   with `--remote`, its Redis and sumworkers run the jobs.
+//!   supervises its members; with `--remote`, its Redis and sumworkers run
+//!   the jobs; with `--sentinel`, a primary, a replica and three sentinels
+//!   that fail over.
 
 mod balancer;
 mod cluster_script;

@@ -12,7 +12,8 @@
 //! ([`Strategy::take_completion_fd`]): the callbacks run on this thread, and
 //! no thread stands between a worker and the loop. Under `inline` and `exclusive` the strategy runs the job inside
 //! `submit`, on this thread: every other connection waits meanwhile. That
-//! stall is what the experiment is about (`shared/seeds/000`–`003`). With
+//! stall is what the experiment is about (the readings in the README's
+//! "Readings"). With
 //! `--inline-below`, a job predicted to run below the threshold runs inside
 //! `submit` on this thread too (the rule's promise: never a longer one).
 //!
