@@ -127,6 +127,17 @@ pub(crate) struct Args {
     #[arg(long, env = "YSUM_HGRM", value_name = "FILE", conflicts_with = "sweep")]
     hgrm: Option<PathBuf>,
 
+    /// Write every request to FILE as a line of JSON: the request, each
+    /// attempt's target and outcome, the reply or error, and times in ms
+    /// since the run began (client/src/history.rs describes the lines).
+    #[arg(
+        long,
+        env = "YSUM_HISTORY",
+        value_name = "FILE",
+        conflicts_with = "sweep"
+    )]
+    history: Option<PathBuf>,
+
     /// Write shell completions (bash, zsh, fish) or the man page (man) to
     /// stdout, and exit: see the README's "Install".
     #[arg(long, value_enum, value_name = "WHAT", hide = true, exclusive = true)]
@@ -169,6 +180,8 @@ pub(crate) struct Plan {
     pub(crate) json: bool,
     /// Where to write the .hgrm distribution.
     pub(crate) hgrm: Option<PathBuf>,
+    /// Where to write the history of every request.
+    pub(crate) history: Option<PathBuf>,
 }
 
 /// Parses `HOST:PORT`, resolving a host name to its first address.
@@ -238,12 +251,14 @@ impl Args {
             rate: self.rate,
             timeout: self.timeout,
             retries: self.retries,
+            history: None,
         };
         Ok(Plan {
             config,
             sweep: self.sweep,
             json: self.json,
             hgrm: self.hgrm,
+            history: self.history,
         })
     }
 }

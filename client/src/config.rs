@@ -2,8 +2,10 @@
 //! module builds them from the command line; tests build them directly.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::history::History;
 use crate::job::Job;
 use crate::mix::Mix;
 
@@ -35,6 +37,8 @@ pub struct Config {
     /// its reply arrived (or that was answered `ERR shutting-down`) is sent
     /// again on a new connection.
     pub retries: u32,
+    /// Where to write every request as a line of JSON (`--history`).
+    pub history: Option<Arc<History>>,
 }
 
 /// How much to do after the warmup.
@@ -75,6 +79,7 @@ impl Config {
             rate: None,
             timeout: Duration::from_secs(10),
             retries: 0,
+            history: None,
         }
     }
 

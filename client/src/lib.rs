@@ -35,12 +35,15 @@
 //! - [`report`]: the result of a run and the figures derived from it.
 //! - [`text`], [`json`], [`hgrm`], [`sweep`]: the report as text, as JSON,
 //!   as an HdrHistogram percentile file, and the table of a sweep.
+//! - [`history`]: `--history FILE`, every request as a line of JSON with
+//!   its attempts and times.
 //! - [`progress`]: the progress bar on stderr.
 //! - [`interrupt`]: stopping a run early (Ctrl-C), with a grace for the
 //!   requests in flight.
 
 pub mod config;
 pub mod hgrm;
+pub mod history;
 pub mod interrupt;
 pub mod job;
 pub mod json;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use client::history::History;
 use client::{hgrm, json, sweep, text, Interrupt, Report, RunError};
 
 /// Exit status when every answer was right.
@@ -67,7 +68,7 @@ fn on_ctrl_c(interrupt: Arc<Interrupt>) -> anyhow::Result<()> {
 }
 
 /// Runs the plan, prints the report, and returns the exit status.
-fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
+fn execute(mut plan: cli::Plan) -> anyhow::Result<u8> {
     // Every output file is opened before the load, so that a bad path
     // fails at once rather than after the whole run.
     let hgrm_out = match &plan.hgrm {
@@ -76,6 +77,11 @@ fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    if let Some(path) = &plan.history {
+        let history =
+            History::create(path).with_context(|| format!("could not create {path:?}"))?;
+        plan.config.history = Some(Arc::new(history));
+    }
     let interrupt = Arc::new(Interrupt::new());
     on_ctrl_c(Arc::clone(&interrupt))?;
     let show_progress = io::stderr().is_terminal();
@@ -118,6 +124,12 @@ fn execute(plan: cli::Plan) -> anyhow::Result<u8> {
         let mut out = BufWriter::new(file);
         hgrm::write_hgrm(&reports[0].stats.latency(), &mut out)
             .and_then(|()| out.flush())
+            .with_context(|| format!("could not write {path:?}"))?;
+    }
+
+    if let (Some(path), Some(history)) = (&plan.history, &plan.config.history) {
+        history
+            .finish()
             .with_context(|| format!("could not write {path:?}"))?;
     }
 

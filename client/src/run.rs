@@ -194,6 +194,10 @@ fn worker<'a>(
         interrupt,
         stats: Stats::default(),
         connected_once: false,
+        trail: config
+            .history
+            .as_deref()
+            .map(|history| history.trail(index)),
     }
 }
 

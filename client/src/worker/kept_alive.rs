@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::thread;
 use std::time::Instant;
 
+use crate::history::Attempt;
 use crate::job::{Dialect, Job};
 use crate::outcome::Failure;
 use crate::schedule::Slot;
@@ -27,6 +28,8 @@ pub(super) struct Request {
     pub(super) retried: u32,
     /// When its current attempt times out.
     pub(super) deadline: Instant,
+    /// Its earlier attempts, for `--history` (empty without it).
+    pub(super) attempts: Vec<Attempt>,
 }
 
 /// Why a kept-alive connection is dropped.
@@ -168,9 +171,12 @@ impl Worker<'_> {
                 let request = in_flight.pop_front().expect("a request is in flight");
                 let reply = Ok(reply);
                 if let Some(cause) = self.retry_cause(&request.job, &reply, request.retried) {
+                    let mut attempts = request.attempts;
+                    self.note_attempt(&mut attempts, &cause);
                     self.stats.record_retry(cause);
                     resend.push_back(Request {
                         retried: request.retried + 1,
+                        attempts,
                         ..request
                     });
                     *draining = true;
@@ -181,6 +187,7 @@ impl Worker<'_> {
                         request.slot,
                         request.started,
                         reply,
+                        request.attempts,
                     );
                 }
                 None
@@ -208,6 +215,7 @@ impl Worker<'_> {
             started: now,
             retried: 0,
             deadline: now + self.timeout,
+            attempts: Vec::new(),
         })
     }
 

@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Connection;
+use crate::history::{Attempt, Trail};
 use crate::interrupt::{Interrupt, SLICE};
 use crate::job::{Check, Dialect, Job};
 use crate::mix::Picker;
@@ -79,6 +80,8 @@ pub struct Worker<'a> {
     /// Whether one of its connects has succeeded; a thread whose very first
     /// connect fails gives up, its address unreachable.
     pub connected_once: bool,
+    /// Its part of `--history`, if asked for.
+    pub trail: Option<Trail<'a>>,
 }
 
 impl Worker<'_> {
@@ -98,6 +101,7 @@ impl Worker<'_> {
             let dialect = job.seed().map_or(Dialect::Line, |_| Dialect::Seed);
             let started = Instant::now();
             let mut retried = 0;
+            let mut attempts = Vec::new();
             loop {
                 let exchange = wire::fresh_exchange(
                     self.addr,
@@ -110,13 +114,14 @@ impl Worker<'_> {
                 }
                 self.stats.record_extra(self.addr, exchange.extra);
                 if let Some(cause) = self.retry_cause(&job, &exchange.reply, retried) {
+                    self.note_attempt(&mut attempts, &cause);
                     self.stats.record_retry(cause);
                     retried += 1;
                     thread::sleep(backoff(retried));
                     continue;
                 }
                 let give_up = self.gives_up(&exchange.reply);
-                self.finish(job, dialect, slot, started, exchange.reply);
+                self.finish(job, dialect, slot, started, exchange.reply, attempts);
                 if let Some(failure) = give_up {
                     self.abandon(&failure);
                     return;
@@ -177,9 +182,12 @@ impl Worker<'_> {
     fn fail(&mut self, request: Request, failure: Failure, resend: &mut VecDeque<Request>) {
         let failed = Err(failure);
         if let Some(cause) = self.retry_cause(&request.job, &failed, request.retried) {
+            let mut attempts = request.attempts;
+            self.note_attempt(&mut attempts, &cause);
             self.stats.record_retry(cause);
             resend.push_back(Request {
                 retried: request.retried + 1,
+                attempts,
                 ..request
             });
             return;
@@ -190,7 +198,16 @@ impl Worker<'_> {
             request.slot,
             request.started,
             failed,
+            request.attempts,
         );
+    }
+
+    /// Notes, for `--history`, an attempt that ended in `outcome` and is
+    /// sent again.
+    fn note_attempt(&self, attempts: &mut Vec<Attempt>, outcome: &str) {
+        if self.trail.is_some() {
+            attempts.push(Attempt::now(self.addr, outcome));
+        }
     }
 
     /// Notes a connect that succeeded.
@@ -235,8 +252,13 @@ impl Worker<'_> {
         slot: Slot,
         started: Instant,
         reply: Result<String, Failure>,
+        attempts: Vec<Attempt>,
     ) {
         let done = Instant::now();
+        if let Some(trail) = &mut self.trail {
+            let line = job.request(dialect);
+            trail.record(&job, &line, self.addr, (started, done), &attempts, &reply);
+        }
         let outcome = match reply {
             Ok(reply) => match job.check(&reply) {
                 Check::Right => Outcome::Right,
