@@ -1,8 +1,10 @@
 //! Looks for the engines the engine tests start (`tests/haproxy`: HAProxy;
 //! `tests/remote`: Redis, Sentinel, Prometheus, and libfaketime for a
-//! worker whose clock is off; `tests/deploy`: systemd-analyze, promtool),
-//! so that a test whose engine is missing is marked ignored with the reason
-//! instead of passing without having run.
+//! worker whose clock is off; `tests/deploy`: systemd-analyze, promtool;
+//! `tests/nemesis`: Redis, Sentinel, HAProxy and libfaketime on hosts of
+//! their own, network namespaces, which need root, `ip` and `nft`), so that
+//! a test whose engine is missing is marked ignored with the reason instead
+//! of passing without having run.
 //!
 //! For each engine found, `YSUM_<ENGINE>` is set to its path at compile
 //! time; for each one missing, the cfg `no_<engine>` is set, on which the
@@ -71,6 +73,44 @@ fn main() {
         None if required => {}
         None => println!("cargo:rustc-cfg=no_faketime"),
     }
+    probe_netns(required);
+}
+
+/// Network namespaces for `tests/nemesis`: `ip` (iproute2) makes them and
+/// their veth pairs, `nft` (nftables) drops packets inside them, and both
+/// need CAP_SYS_ADMIN and CAP_NET_ADMIN, which root has outside an
+/// unprivileged container. Their paths go to `YSUM_IP` and `YSUM_NFT`;
+/// `no_netns` is set when any of it is missing (never with
+/// `YSUM_REQUIRE_ENGINES=1`). Only looked at, nothing is made here.
+fn probe_netns(required: bool) {
+    println!("cargo:rustc-check-cfg=cfg(no_netns)");
+    let mut found = true;
+    for (binary, path_var) in [("ip", "YSUM_IP"), ("nft", "YSUM_NFT")] {
+        match find(binary) {
+            Some(path) => {
+                println!("cargo:rerun-if-changed={}", path.display());
+                println!("cargo:rustc-env={path_var}={}", path.display());
+            }
+            None => found = false,
+        }
+    }
+    let usable = found && may_make_namespaces();
+    if !usable && !required {
+        println!("cargo:rustc-cfg=no_netns");
+    }
+}
+
+/// Whether this process holds CAP_SYS_ADMIN (21) and CAP_NET_ADMIN (12) in
+/// its effective set, as `/proc/self/status` says.
+fn may_make_namespaces() -> bool {
+    const NEEDED: u64 = (1 << 21) | (1 << 12);
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & NEEDED == NEEDED)
 }
 
 /// libfaketime where Debian puts it: `/usr/lib/<triple>/faketime/`.
