@@ -562,31 +562,37 @@ fn quiet_broker(
     findings: &mut Findings,
     figures: &mut Figures,
 ) {
-    let quiet: Vec<&Sample> = evidence
+    let quiet: Vec<(usize, &Sample)> = evidence
         .samples
         .iter()
-        .filter(|s| s.at_ms >= from && s.at_ms <= to)
+        .enumerate()
+        .filter(|(_, s)| s.at_ms >= from && s.at_ms <= to)
         .collect();
     let after = if step == 0 {
         "the load's end".to_owned()
     } else {
         format!("step {step}'s last heal")
     };
-    if !quiet.is_empty() && quiet.iter().all(|s| !s.reachable) {
+    if !quiet.is_empty() && quiet.iter().all(|(_, s)| !s.reachable) {
         findings.add("the broker unreadable after a heal", || {
             format!(
                 "no sample from {:.1} s to {:.1} s after {after} could read the primary ({:?})",
                 from / 1000.0,
                 to.min(1e12) / 1000.0,
-                quiet.first().and_then(|s| s.primary.clone())
+                quiet.first().and_then(|(_, s)| s.primary.clone())
             )
         });
     }
-    for s in quiet.iter().filter(|s| s.reachable) {
+    for &(index, s) in quiet.iter().filter(|(_, s)| s.reachable) {
         let oldest = s.oldest_entry_ms.max(s.oldest_pending_ms).unwrap_or(0);
         figures.oldest_quiet_entry_ms = figures.oldest_quiet_entry_ms.max(oldest);
         if oldest > STALE.as_millis() as u64 {
-            findings.add("a stale entry after a heal", || {
+            let known = known::sample_shown_by(
+                s,
+                primary_since(&evidence.samples, index),
+                &evidence.faults,
+            );
+            findings.add_as(known, "a stale entry after a heal", || {
                 format!(
                     "at {:.1} s, after {after}: stream {} (oldest {:?} ms), pending {} \
                      (oldest {:?} ms) on {:?}",
@@ -600,6 +606,17 @@ fn quiet_broker(
             });
         }
     }
+}
+
+/// When the primary that `samples[index]` names became the primary, as the
+/// samples before it saw (the first sample if it never changed).
+fn primary_since(samples: &[Sample], index: usize) -> f64 {
+    let primary = &samples[index].primary;
+    samples[..index]
+        .iter()
+        .rev()
+        .find(|s| s.primary.is_some() && s.primary != *primary)
+        .map_or(samples[0].at_ms, |changed| changed.at_ms)
 }
 
 /// For each fault, the longest gap between two ok answers that meets its

@@ -544,3 +544,33 @@ fn known_findings_are_listed_apart() {
     let verdict = check(&evidence);
     assert!(!verdict.passed(), "{}", verdict.render());
 }
+
+/// F2 (a node restarted with its append-only file, promoted by a failover
+/// before the sentinels made it a replica, brings back old entries) is
+/// known only on the new primary, right after the switch, when that node
+/// was restarted shortly before.
+#[test]
+fn resurrected_entries_after_a_promotion_are_known() {
+    let mut evidence = clean();
+    // Step 1 killed r2 as the primary from 10 to 12 s; at 15 s the
+    // sentinels switch to it, and it holds 9 s old entries.
+    evidence.faults[0].detail = "r2 (the primary)".into();
+    for s in evidence.samples.iter_mut().filter(|s| s.at_ms >= 15_000.0) {
+        s.primary = Some("10.213.47.12:6379".into());
+    }
+    evidence.samples[60] = Sample {
+        primary: Some("10.213.47.12:6379".into()),
+        ..sample(15_000.0, Some(9_000))
+    };
+    let verdict = check(&evidence);
+    assert!(verdict.passed(), "{}", verdict.render());
+    assert_eq!(
+        verdict.findings[0].known,
+        Some("F2"),
+        "{}",
+        verdict.render()
+    );
+    // On a node the nemesis did not restart, it is new.
+    evidence.faults[0].detail = "r1 (the primary)".into();
+    assert!(!check(&evidence).passed());
+}

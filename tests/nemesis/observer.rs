@@ -41,7 +41,7 @@ pub(crate) struct Sample {
 #[derive(Debug)]
 pub(crate) struct Observer {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<Sample>>,
+    thread: Option<JoinHandle<Vec<Sample>>>,
 }
 
 impl Observer {
@@ -63,13 +63,25 @@ impl Observer {
                 samples
             })
             .expect("spawn the observer");
-        Observer { stop, thread }
+        Observer {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stops it; every sample taken.
-    pub(crate) fn finish(self) -> Vec<Sample> {
+    pub(crate) fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Release);
-        self.thread.join().expect("the observer panicked")
+        let thread = self.thread.take().expect("not finished yet");
+        thread.join().expect("the observer panicked")
+    }
+}
+
+impl Drop for Observer {
+    /// Stops the thread if the run ended early (a panic): it would go on
+    /// asking a bed that is gone.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
     }
 }
 

@@ -128,7 +128,7 @@ pub(crate) const SHORT: Profile = Profile {
     pair_percent: 45,
     triple_percent: 0,
     one_deck: true,
-    reserve: Duration::from_secs(8),
+    reserve: Duration::from_secs(5),
 };
 
 /// `scripts/nemesis`: as many decks as fit in the duration.

@@ -23,13 +23,12 @@ pub(crate) const DEADLINE: Duration =
 /// The workers' `--lease`.
 pub(crate) const LEASE: Duration = Duration::from_secs(1);
 
-/// An entry in the jobs stream or its pending list older than this is
-/// stale: its deadline ([`DEADLINE`]) passed, and a worker had a lease and
-/// a quarter (the longest a lost worker's entry waits to be taken over,
-/// seen expired and deleted) plus 0.75 s of slack for a loaded machine to
-/// remove it.
-pub(crate) const STALE: Duration =
-    Duration::from_millis(DEADLINE.as_millis() as u64 + LEASE.as_millis() as u64 * 5 / 4 + 750);
+/// An entry in the jobs stream or its pending list older than this, 2 s
+/// after a heal, is stale: the longest job deadline. (A lost worker's
+/// entry is taken over a lease and a quarter after it last renewed it,
+/// well within the deadline; the longest job of the load is a 100 ms
+/// sleep.)
+pub(crate) const STALE: Duration = DEADLINE;
 
 /// After the heal of a fault that takes the broker away from a server, the
 /// time within which the server may still answer `ERR unavailable`: the
