@@ -520,10 +520,12 @@ impl<'b> Cluster<'b> {
         socket.write_all(b"show stat\n").ok()?;
         let mut csv = String::new();
         socket.read_to_string(&mut csv).ok()?;
+        // `show stat` is CSV: pxname, svname, …, status (field 17).
         Some(
             csv.lines()
-                .filter(|l| l.starts_with("sumservers,a") || l.starts_with("sumservers,s"))
-                .filter(|l| l.split(',').nth(17).is_some_and(|s| s == "UP"))
+                .map(|l| l.split(',').collect::<Vec<_>>())
+                .filter(|f| f.len() > 17 && f[0] == "sumservers")
+                .filter(|f| f[1] != "FRONTEND" && f[1] != "BACKEND" && f[17] == "UP")
                 .count(),
         )
     }

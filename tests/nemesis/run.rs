@@ -168,12 +168,9 @@ pub(crate) fn run(settings: &Settings) -> Outcome {
             client.log_tail(2000)
         )),
     }
-    for monitor in &mut monitors {
-        monitor.kill();
-    }
     evidence
         .leaks
-        .extend(tear_down(&mut cluster, &mut client, &bed));
+        .extend(tear_down(&mut cluster, &mut client, &mut monitors, &bed));
     write_faults(out, &log, &samples);
     evidence.faults = log.faults;
     evidence.notes = log.notes;
@@ -232,9 +229,15 @@ fn client_argv(
 /// Kills every process of the run, checks that each one it started is gone
 /// and reaped and that nothing else runs in the bed, then tears the bed
 /// down; returns what was left behind.
-fn tear_down(cluster: &mut Cluster<'_>, client: &mut Daemon, bed: &Bed) -> Vec<String> {
+fn tear_down(
+    cluster: &mut Cluster<'_>,
+    client: &mut Daemon,
+    monitors: &mut [Daemon],
+    bed: &Bed,
+) -> Vec<String> {
     let mut started: Vec<(String, Proc)> = Vec::new();
-    for daemon in cluster.daemons().chain(std::iter::once(&mut *client)) {
+    let others = std::iter::once(&mut *client).chain(monitors.iter_mut());
+    for daemon in cluster.daemons().chain(others) {
         started.extend(daemon.started().iter().map(|p| (daemon.name.clone(), *p)));
         daemon.resume();
         daemon.kill();
