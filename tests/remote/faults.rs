@@ -199,3 +199,54 @@ fn full_queue_is_busy_at_once() {
         assert!(reply.starts_with("ERR timeout "), "{reply}");
     }
 }
+
+/// A reply taken from the broker whose answer never reached the server (a
+/// connection broken on the way back, or a take sent before a partition
+/// that ran after the server gave its connection up) is not lost: it waits
+/// on the server's taken list, where the next round reads it, and is
+/// removed once handled (finding F1 of the fault schedule,
+/// docs/reliability.md). Before the fix, replies were popped and such a job
+/// was answered `ERR timeout` at its deadline.
+fn a_reply_whose_answer_was_lost_is_read_again(io: Io) {
+    let redis = Redis::start();
+    let name = format!("lost-{}", io.name());
+    let worker = Worker::start(&redis, &name, &["--workers", "1"]);
+    let server = remote_server(io, &redis, &[]);
+    let mut conn = server.line_conn();
+    assert_eq!(conn.request("sumn 3"), "6");
+    // Held in the stream while the worker is stopped.
+    worker.signal(Signal::SIGSTOP);
+    conn.send("sumn 1000\n");
+    let mut admin = redis.conn();
+    let listed = eventually(Duration::from_secs(5), || {
+        redis::cmd("XLEN")
+            .arg("ysum:jobs")
+            .query::<u64>(&mut admin)
+            .is_ok_and(|len| len == 1)
+    });
+    assert!(listed, "the job never reached the stream");
+    let (reply_list, id) = crate::security::first_entry(&mut admin);
+    let taken_list = reply_list.replacen("ysum:reply:", "ysum:taken:", 1);
+    assert_ne!(taken_list, reply_list);
+    // What a take whose answer was lost leaves behind: the reply moved.
+    let _: () = redis::cmd("RPUSH")
+        .arg(&taken_list)
+        .arg(format!("{id} ok 500500"))
+        .query(&mut admin)
+        .expect("RPUSH");
+    let started = std::time::Instant::now();
+    let answer = conn.read_line();
+    let took = started.elapsed();
+    assert_eq!(answer, "500500");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    let forgotten = eventually(Duration::from_secs(2), || {
+        redis::cmd("EXISTS")
+            .arg(&taken_list)
+            .query::<u64>(&mut admin)
+            .is_ok_and(|n| n == 0)
+    });
+    assert!(forgotten, "the handled reply stays on {taken_list}");
+    worker.signal(Signal::SIGCONT);
+}
+
+crate::with_redis!(a_reply_whose_answer_was_lost_is_read_again);

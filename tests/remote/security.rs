@@ -68,7 +68,7 @@ pub(crate) fn run_to_exit(binary: &str, args: &[&str], env: &[(&str, &str)]) -> 
 }
 
 /// A job's reply list and id, read from the stream (the first entry).
-fn first_entry(queue: &mut redis::Connection) -> (String, String) {
+pub(crate) fn first_entry(queue: &mut redis::Connection) -> (String, String) {
     let entries: Vec<Value> = redis::cmd("XRANGE")
         .arg("ysum:jobs")
         .arg("-")

@@ -8,6 +8,10 @@
 /// name.
 const REPLY: &str = "reply:";
 
+/// The part of a taken list's name after the prefix, before the server's
+/// name. Not under [`REPLY`]: workers may push to reply lists only.
+const TAKEN: &str = "taken:";
+
 /// The names of every key one deployment uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -17,6 +21,7 @@ pub struct Keys {
     seen: String,
     redeliveries: String,
     replies: String,
+    taken: String,
 }
 
 impl Keys {
@@ -29,6 +34,7 @@ impl Keys {
             seen: format!("{prefix}seen"),
             redeliveries: format!("{prefix}redeliveries"),
             replies: format!("{prefix}{REPLY}"),
+            taken: format!("{prefix}{TAKEN}"),
         }
     }
 
@@ -65,6 +71,14 @@ impl Keys {
         format!("{}{server}", self.replies)
     }
 
+    /// The list a server's dispatcher moves its replies to, atomically, as
+    /// it takes them, and removes them from once it has handled them: a
+    /// reply whose answer is lost with a broken connection stays there for
+    /// the next round instead of vanishing, as a pop's would.
+    pub fn taken_list(&self, server: &str) -> String {
+        format!("{}{server}", self.taken)
+    }
+
     /// Whether `key` is a reply list of this deployment: the only keys a
     /// worker pushes to, whatever a job entry names.
     pub fn is_reply_list(&self, key: &str) -> bool {
@@ -97,6 +111,8 @@ mod tests {
         }
         assert_eq!(keys.reply_list("h-1-2"), "blue:reply:h-1-2");
         assert!(keys.is_reply_list("blue:reply:h-1-2"));
+        assert_eq!(keys.taken_list("h-1-2"), "blue:taken:h-1-2");
+        assert!(!keys.is_reply_list(&keys.taken_list("h-1-2")));
         for other in [
             "blue:jobs",
             "blue:reply:",

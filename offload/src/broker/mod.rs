@@ -259,11 +259,24 @@ impl Broker {
         // One at a time (not a pipeline): a refusal keeps its error code.
         let mut checks = Vec::new();
         match role {
-            Role::Server { reply_list } => {
-                // Its run id, the stream's length, its own (empty) list.
+            Role::Server {
+                reply_list,
+                taken_list,
+            } => {
+                // Its run id, the stream's length, and a take from its own
+                // (empty) reply list, which blocks a millisecond and moves
+                // nothing, or moves a reply where its dispatcher finds it.
                 checks.push(redis::cmd("INFO").arg("server").clone());
                 checks.push(redis::cmd("XLEN").arg(keys.jobs()).clone());
-                checks.push(redis::cmd("LPOP").arg(reply_list).clone());
+                checks.push(
+                    redis::cmd("BLMOVE")
+                        .arg(reply_list)
+                        .arg(taken_list)
+                        .arg("LEFT")
+                        .arg("RIGHT")
+                        .arg(0.001)
+                        .clone(),
+                );
             }
             Role::Worker { name } => {
                 // Its own pending entries (read, not delivered), and a
@@ -304,10 +317,12 @@ impl Broker {
 /// Who is probing the broker, and so which commands it needs.
 #[derive(Debug, Clone, Copy)]
 pub enum Role<'a> {
-    /// A server, with its reply list.
+    /// A server, with its reply list and its taken list.
     Server {
         /// Its reply list.
         reply_list: &'a str,
+        /// Where it moves its replies as it takes them.
+        taken_list: &'a str,
     },
     /// A worker, with its consumer name.
     Worker {

@@ -1,4 +1,4 @@
-//! The dispatcher thread: pops this server's reply list, completes each job
+//! The dispatcher thread: takes this server's replies ([`Taker`]), completes each job
 //! the first time its answer arrives, and keeps the broker's health.
 //!
 //! It is the only thread that marks the broker up: after a failure (its
@@ -14,25 +14,25 @@ use std::time::Duration;
 use redis::{Connection, RedisResult};
 
 use super::shared::Delivery;
+use super::taken::Taker;
 use super::{outbox, Shared};
 use crate::broker::wire::{JobMessage, Reply};
 use crate::broker::{run_id, Backoff, COMMAND_TIMEOUT};
 
-/// How long one `BLMPOP` blocks: the longest the thread takes to see a stop.
+/// How long one take blocks: the longest the thread takes to see a stop,
+/// and a reply a lost round left on the taken list to be read again.
 const BLOCK: Duration = Duration::from_millis(250);
-
-/// Most replies taken in one round trip.
-const DRAIN: usize = 256;
 
 pub(super) fn run(shared: &Shared) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Backoff::default();
     let mut known_run_id: Option<String> = None;
     let mut generation = shared.broker.generation();
+    let mut taker = Taker::new(&shared.reply_list, &shared.taken_list);
     while !shared.stopping.load(Ordering::Acquire) {
         shared.broker.drop_if_stale(&mut conn, &mut generation);
         if conn.is_none() || !shared.up.load(Ordering::Acquire) {
-            match reconnect(shared, &mut known_run_id) {
+            match reconnect(shared, &mut known_run_id, &mut taker) {
                 Ok(fresh) => {
                     conn = Some(fresh);
                     backoff.reset();
@@ -47,14 +47,14 @@ pub(super) fn run(shared: &Shared) {
             }
         }
         let Some(live) = conn.as_mut() else { continue };
-        match pop(live, &shared.reply_list) {
+        match taker.take(live, BLOCK) {
             Ok(replies) => replies.iter().for_each(|text| deliver(shared, text)),
             Err(err) => {
                 // A planned failover ends this wait (the old primary turns
                 // replica and unblocks it), and so does a lost connection:
                 // one fresh try at once, so that a switch the broker makes
                 // smoothly costs no job an `unavailable`.
-                conn = reconnect(shared, &mut known_run_id).ok();
+                conn = reconnect(shared, &mut known_run_id, &mut taker).ok();
                 if conn.is_none() {
                     shared.went_down(&err, "lost the broker while waiting for replies");
                 }
@@ -66,8 +66,13 @@ pub(super) fn run(shared: &Shared) {
 /// Opens a connection, makes sure the group exists, and, if the broker is
 /// not the one it was (restarted, or another node after a failover), hands
 /// out again every job in flight whose entry it lacks.
-fn reconnect(shared: &Shared, known_run_id: &mut Option<String>) -> RedisResult<Connection> {
+fn reconnect(
+    shared: &Shared,
+    known_run_id: &mut Option<String>,
+    taker: &mut Taker,
+) -> RedisResult<Connection> {
     let mut conn = shared.broker.connect_with_group(BLOCK + COMMAND_TIMEOUT)?;
+    taker.connected(&mut conn)?;
     let now = run_id(&mut conn)?;
     shared.broker.clock().measure(&mut conn)?;
     if known_run_id.as_ref().is_some_and(|known| *known != now) {
@@ -120,20 +125,6 @@ fn missing(shared: &Shared, conn: &mut Connection) -> RedisResult<Vec<JobMessage
         .filter(|(_, there)| there.is_empty())
         .map(|((_, message), _)| message)
         .collect())
-}
-
-/// Waits up to [`BLOCK`] for replies and takes every one waiting (up to
-/// [`DRAIN`]) in the same round trip (`BLMPOP`, Redis 7).
-fn pop(conn: &mut Connection, list: &str) -> RedisResult<Vec<String>> {
-    let popped: Option<(String, Vec<String>)> = redis::cmd("BLMPOP")
-        .arg(BLOCK.as_secs_f64())
-        .arg(1)
-        .arg(list)
-        .arg("LEFT")
-        .arg("COUNT")
-        .arg(DRAIN)
-        .query(conn)?;
-    Ok(popped.map(|(_, replies)| replies).unwrap_or_default())
 }
 
 /// Completes the job a reply names, unless it was completed already or the

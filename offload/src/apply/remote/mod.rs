@@ -5,7 +5,8 @@
 //! in-flight table and queues the number for the outbox thread, which
 //! `XADD`s it to the jobs stream. Three more threads finish the story:
 //!
-//! - [`dispatcher`]: pops this server's reply list and completes each job
+//! - [`dispatcher`]: takes this server's replies ([`taken`]: moved, never
+//!   popped, so that none is lost with a broken connection) and completes each job
 //!   the first time an answer for it arrives (later ones are counted as
 //!   late and dropped); it also owns the broker's health: it reconnects
 //!   with capped backoff and, when the broker came back without its data,
@@ -24,6 +25,7 @@ mod fair;
 mod monitor;
 mod outbox;
 mod shared;
+mod taken;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,10 +96,13 @@ impl Remote {
             expected: "set for remote (the deadline travels with the job)",
             value: "none".into(),
         })?;
-        let reply_list = broker.keys().reply_list(&server_name());
+        let name = server_name();
+        let reply_list = broker.keys().reply_list(&name);
+        let taken_list = broker.keys().taken_list(&name);
         let (outbox, outbox_rx) = crossbeam_channel::unbounded();
         match broker.probe(Role::Server {
             reply_list: &reply_list,
+            taken_list: &taken_list,
         }) {
             Ok(()) => {}
             Err(Probe::Refused(detail)) => return Err(StartError::BrokerRefused { detail }),
@@ -105,7 +110,7 @@ impl Remote {
                 tracing::warn!(broker = broker.shown(), %why, "the broker is not reachable yet; jobs get ERR unavailable until it is");
             }
         }
-        let shared = Arc::new(Shared::new(broker, reply_list, outbox));
+        let shared = Arc::new(Shared::new(broker, reply_list, taken_list, outbox));
         let (deadlines, deadlines_rx) = crossbeam_channel::unbounded();
         // Dropped to stop the monitor; a message (from `Shared::nudge`)
         // makes it read the broker now.

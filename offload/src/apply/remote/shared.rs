@@ -75,6 +75,8 @@ pub(super) struct Shared {
     pub(super) broker: Broker,
     /// This server's reply list.
     pub(super) reply_list: String,
+    /// Where its dispatcher moves replies as it takes them (see [`super::taken`]).
+    pub(super) taken_list: String,
     /// Jobs handed out and not yet answered, by number.
     pub(super) in_flight: Mutex<HashMap<u64, InFlight>>,
     /// Whether the broker answered the last time anyone asked.
@@ -122,7 +124,12 @@ pub(super) enum Delivery {
 }
 
 impl Shared {
-    pub(super) fn new(broker: Broker, reply_list: String, outbox: Sender<Outgoing>) -> Shared {
+    pub(super) fn new(
+        broker: Broker,
+        reply_list: String,
+        taken_list: String,
+        outbox: Sender<Outgoing>,
+    ) -> Shared {
         Shared {
             down_reason: Mutex::new(format!(
                 "the broker at {} has not answered yet",
@@ -130,6 +137,7 @@ impl Shared {
             )),
             broker,
             reply_list,
+            taken_list,
             in_flight: Mutex::new(HashMap::new()),
             up: AtomicBool::new(false),
             refusals: Every::new(REFUSALS_LOGGED_EVERY),
