@@ -537,6 +537,23 @@ impl<'b> Cluster<'b> {
         let _ = std::fs::remove_file(data.join("dump.rdb"));
     }
 
+    /// Starts node `i` again, with its data, as a deployment should bring
+    /// back a Redis node under Sentinel (docs/distributed.md): a replica of
+    /// the primary the sentinels name, when that is the other node. Started
+    /// plain, it would say `master` with its old data until the sentinels
+    /// convert it, about ten seconds later, and a failover meanwhile would
+    /// promote it (finding F2, docs/reliability.md).
+    pub(crate) fn restart_node(&mut self, i: usize) {
+        let mut argv = self.nodes[i].argv()[..2].to_vec();
+        if let Some(primary) = self.primary().filter(|&p| p != i) {
+            argv.push("--replicaof".into());
+            argv.push(self.node_addr(primary).to_string().into());
+            argv.push(REDIS_PORT.to_string().into());
+        }
+        self.nodes[i].set_argv(argv);
+        self.nodes[i].start();
+    }
+
     /// Every daemon.
     pub(crate) fn daemons(&mut self) -> impl Iterator<Item = &mut Daemon> {
         self.nodes

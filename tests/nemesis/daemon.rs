@@ -69,6 +69,11 @@ impl Daemon {
         self
     }
 
+    /// The program and arguments of the next start.
+    pub(crate) fn argv(&self) -> &[OsString] {
+        &self.argv
+    }
+
     /// Replaces the program and arguments of the next starts.
     pub(crate) fn set_argv(&mut self, argv: Vec<OsString>) {
         self.argv = argv;

@@ -316,7 +316,7 @@ fn heal(active: Active, cluster: &mut Cluster<'_>, bed: &Bed) {
         Active::Killed(Target::Worker(i)) => cluster.workers[i].start(),
         Active::Killed(Target::Server(i)) => cluster.servers[i].start(),
         Active::Killed(Target::Haproxy) => cluster.haproxy.start(),
-        Active::KilledNode(node) => cluster.nodes[node].start(),
+        Active::KilledNode(node) => cluster.restart_node(node),
         Active::Shifted(i) => {
             cluster.workers[i].terminate(Duration::from_secs(3));
             let argv = cluster.worker_argv(i, 0);
