@@ -102,6 +102,9 @@ pub(crate) struct Schedule {
     pub(crate) steps: Vec<Step>,
     /// When the load stops.
     pub(crate) end: Duration,
+    /// Load without faults after each step's last heal, kept when a step
+    /// starts late.
+    pub(crate) quiet: Duration,
 }
 
 /// The shape of a schedule.
@@ -377,6 +380,7 @@ impl Schedule {
             seed,
             steps,
             end: at,
+            quiet: profile.quiet,
         }
     }
 
