@@ -41,6 +41,8 @@ mod known;
 mod nemesis;
 mod netns;
 mod observer;
+#[path = "../common/prime.rs"]
+mod prime;
 #[allow(dead_code)]
 #[path = "../common/process.rs"]
 mod process;

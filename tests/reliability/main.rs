@@ -30,6 +30,8 @@ mod conn;
 mod descriptors;
 mod overload;
 mod panics;
+#[path = "../common/prime.rs"]
+mod prime;
 #[path = "../common/process.rs"]
 mod process;
 mod runaway;

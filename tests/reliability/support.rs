@@ -173,50 +173,7 @@ impl Rng {
     }
 }
 
-/// Whether `n` is prime: Miller–Rabin with the first twelve primes as
-/// bases, which is exact for every 64-bit number.
-pub(crate) fn is_prime(n: u64) -> bool {
-    const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
-    if n < 2 {
-        return false;
-    }
-    for p in BASES {
-        if n.is_multiple_of(p) {
-            return n == p;
-        }
-    }
-    let mul = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(n)) as u64;
-    let pow = |mut base: u64, mut exp: u64| {
-        let mut acc = 1;
-        while exp > 0 {
-            if exp & 1 == 1 {
-                acc = mul(acc, base);
-            }
-            base = mul(base, base);
-            exp >>= 1;
-        }
-        acc
-    };
-    let (mut d, mut r) = (n - 1, 0);
-    while d % 2 == 0 {
-        d /= 2;
-        r += 1;
-    }
-    'bases: for a in BASES {
-        let mut x = pow(a, d);
-        if x == 1 || x == n - 1 {
-            continue;
-        }
-        for _ in 1..r {
-            x = mul(x, x);
-            if x == n - 1 {
-                continue 'bases;
-            }
-        }
-        return false;
-    }
-    true
-}
+pub(crate) use crate::prime::is_prime;
 
 /// The right reply to a `sumn N`, `prime N` or `sleep MS` request line.
 pub(crate) fn expected(request: &str) -> String {

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use redis::{Client, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisResult};
 
+use super::target::client_for;
 use super::{COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 
 /// The port a sentinel listens on when the URL names none.
@@ -251,32 +252,13 @@ impl Sentinels {
             },
             _ => ConnectionAddr::Tcp(host.to_owned(), port),
         };
-        let info = self.node.clone().set_addr(addr);
-        match &self.ca_pem {
-            Some(ca) => Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                },
-            ),
-            None => Client::open(info),
-        }
+        client_for(self.node.clone().set_addr(addr), self.ca_pem.as_deref())
     }
 }
 
 /// One sentinel's answer to `SENTINEL GET-MASTER-ADDR-BY-NAME`.
 fn ask(sentinel: &ConnectionInfo, master: &str, ca: Option<&[u8]>) -> RedisResult<(String, u16)> {
-    let client = match ca {
-        Some(ca) => Client::build_with_tls(
-            sentinel.clone(),
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca.to_vec()),
-            },
-        )?,
-        None => Client::open(sentinel.clone())?,
-    };
+    let client = client_for(sentinel.clone(), ca)?;
     let mut conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
     conn.set_read_timeout(Some(COMMAND_TIMEOUT))?;
     conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;

@@ -81,17 +81,8 @@ impl Target {
         })?;
         let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
         check_ca(config, tls, shown)?;
-        let client = match &config.ca_pem {
-            Some(ca) => Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                },
-            ),
-            None => Client::open(info),
-        }
-        .map_err(|err| bad("a usable broker address", err.to_string()))?;
+        let client = client_for(info, config.ca_pem.as_deref())
+            .map_err(|err| bad("a usable broker address", err.to_string()))?;
         Ok(Target::Direct(Box::new(client)))
     }
 
@@ -190,4 +181,19 @@ fn check_ca(config: &BrokerConfig, tls: bool, shown: &str) -> Result<(), StartEr
         });
     }
     Ok(())
+}
+
+/// A client for `info`, trusting the CA of `--broker-ca-file` for TLS if
+/// one was given (else the system's roots).
+pub(super) fn client_for(info: ConnectionInfo, ca: Option<&[u8]>) -> RedisResult<Client> {
+    match ca {
+        Some(ca) => Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            },
+        ),
+        None => Client::open(info),
+    }
 }
