@@ -42,6 +42,21 @@ pub(crate) fn sumworker() -> PathBuf {
 }
 
 /// A free loopback port (never 6379): bound, read and released.
+/// Whether `command` (one that answers a number: `XLEN`, `EXISTS`, `LLEN`)
+/// answers `want` on `conn` within `within`, asked again and again.
+pub(crate) fn answers_within(
+    conn: &mut redis::Connection,
+    command: &redis::Cmd,
+    want: i64,
+    within: Duration,
+) -> bool {
+    eventually(within, || {
+        command
+            .query::<i64>(conn)
+            .is_ok_and(|answer| answer == want)
+    })
+}
+
 pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::engines::{Redis, Worker};
+use crate::engines::{answers_within, Redis, Worker};
 use crate::support::{eventually, Io};
 use crate::{remote_server, timed};
 
@@ -218,12 +218,8 @@ fn a_reply_whose_answer_was_lost_is_read_again(io: Io) {
     worker.signal(Signal::SIGSTOP);
     conn.send("sumn 1000\n");
     let mut admin = redis.conn();
-    let listed = eventually(Duration::from_secs(5), || {
-        redis::cmd("XLEN")
-            .arg("ysum:jobs")
-            .query::<u64>(&mut admin)
-            .is_ok_and(|len| len == 1)
-    });
+    let xlen = redis::cmd("XLEN").arg("ysum:jobs").clone();
+    let listed = answers_within(&mut admin, &xlen, 1, Duration::from_secs(5));
     assert!(listed, "the job never reached the stream");
     let (reply_list, id) = crate::security::first_entry(&mut admin);
     let taken_list = reply_list.replacen("ysum:reply:", "ysum:taken:", 1);
@@ -239,12 +235,8 @@ fn a_reply_whose_answer_was_lost_is_read_again(io: Io) {
     let took = started.elapsed();
     assert_eq!(answer, "500500");
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
-    let forgotten = eventually(Duration::from_secs(2), || {
-        redis::cmd("EXISTS")
-            .arg(&taken_list)
-            .query::<u64>(&mut admin)
-            .is_ok_and(|n| n == 0)
-    });
+    let exists = redis::cmd("EXISTS").arg(&taken_list).clone();
+    let forgotten = answers_within(&mut admin, &exists, 0, Duration::from_secs(2));
     assert!(forgotten, "the handled reply stays on {taken_list}");
     worker.signal(Signal::SIGCONT);
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use redis::Value;
 
-use crate::engines::{sumworker, Redis, RedisOptions, Worker};
+use crate::engines::{answers_within, sumworker, Redis, RedisOptions, Worker};
 use crate::server::Launch;
 use crate::support::{eventually, Io, Server, IO_TIMEOUT};
 use crate::with_redis;
@@ -279,12 +279,12 @@ fn injected_keys_are_untouched(io: Io) {
 
     let mut admin = redis.conn();
     // The worker's heartbeat has written the hash that one entry names.
-    let seen = eventually(IO_TIMEOUT, || {
-        redis::cmd("EXISTS")
-            .arg("ysum:seen")
-            .query::<i64>(&mut admin)
-            .is_ok_and(|n| n == 1)
-    });
+    let seen = answers_within(
+        &mut admin,
+        redis::cmd("EXISTS").arg("ysum:seen"),
+        1,
+        IO_TIMEOUT,
+    );
     assert!(seen, "no heartbeat");
     let _: () = redis::cmd("RPUSH")
         .arg("session:42")
@@ -305,12 +305,12 @@ fn injected_keys_are_untouched(io: Io) {
             .query(&mut admin)
             .expect("XADD");
     }
-    let drained = eventually(IO_TIMEOUT, || {
-        redis::cmd("XLEN")
-            .arg("ysum:jobs")
-            .query::<u64>(&mut admin)
-            .is_ok_and(|len| len == 0)
-    });
+    let drained = answers_within(
+        &mut admin,
+        redis::cmd("XLEN").arg("ysum:jobs"),
+        0,
+        IO_TIMEOUT,
+    );
     assert!(drained, "the injected entries stayed in the stream");
     assert_eq!(conn.request("sumn 4"), "10");
     let ttl = |key: &str, admin: &mut redis::Connection| -> i64 {
@@ -428,12 +428,12 @@ fn forgeries_are_refused(io: Io) {
     let mut waiting = server.line_conn();
     waiting.send("sumn 1000\n");
     let mut admin = redis.conn();
-    let listed = eventually(IO_TIMEOUT, || {
-        redis::cmd("XLEN")
-            .arg("ysum:jobs")
-            .query::<u64>(&mut admin)
-            .is_ok_and(|len| len == 1)
-    });
+    let listed = answers_within(
+        &mut admin,
+        redis::cmd("XLEN").arg("ysum:jobs"),
+        1,
+        IO_TIMEOUT,
+    );
     assert!(listed, "the job never reached the stream");
     let (reply_list, id) = first_entry(&mut admin);
     for forged in [
@@ -508,12 +508,12 @@ fn forgeries_are_refused(io: Io) {
         }
         let _: String = xadd.query(&mut admin).expect("XADD");
     }
-    let drained = eventually(IO_TIMEOUT, || {
-        redis::cmd("XLEN")
-            .arg("ysum:jobs")
-            .query::<u64>(&mut admin)
-            .is_ok_and(|len| len == 0)
-    });
+    let drained = answers_within(
+        &mut admin,
+        redis::cmd("XLEN").arg("ysum:jobs"),
+        0,
+        IO_TIMEOUT,
+    );
     assert!(drained, "the forged entries stayed in the stream");
     assert_eq!(conn.request("sumn 4"), "10");
     let exists: i64 = redis::cmd("EXISTS")
