@@ -61,6 +61,16 @@ pub(crate) fn abandon(to: SocketAddr, count: usize, line: &str) {
     drop(held);
 }
 
+/// Asks `sumn 10` from 127.0.0.1 and asserts that the right answer comes
+/// less than `limit` after `since` (when a crowd closed or was sent): a
+/// client on another address is not held behind the crowd.
+pub(crate) fn assert_answered_within(to: SocketAddr, since: Instant, limit: Duration) {
+    let (reply, _) = ask_from(Ipv4Addr::LOCALHOST, to, "sumn 10");
+    assert_eq!(reply, "55");
+    let took = since.elapsed();
+    assert!(took < limit, "answered {took:?} after the crowd");
+}
+
 /// Sends `line` from `source` and returns the reply with how long it took.
 pub(crate) fn ask_from(source: Ipv4Addr, to: SocketAddr, line: &str) -> (String, Duration) {
     let mut conn = Conn::new(connect_from(source, to));

@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::crowd::{abandon, ask_from, hold};
+use crate::crowd::{abandon, ask_from, assert_answered_within, hold};
 use crate::engines::{Redis, Worker};
 use crate::remote_server;
 use crate::support::{eventually, Io, IO_TIMEOUT};
@@ -30,13 +30,7 @@ fn abandoned_jobs_are_withdrawn(io: Io) {
         length <= pending && pending <= 2,
         "stream {length}, pending {pending}"
     );
-    let (reply, _) = ask_from(Ipv4Addr::LOCALHOST, server.addr(), "sumn 10");
-    assert_eq!(reply, "55");
-    let took = closed.elapsed();
-    assert!(
-        took < Duration::from_secs(3),
-        "answered {took:?} after the closes"
-    );
+    assert_answered_within(server.addr(), closed, Duration::from_secs(3));
     let emptied = eventually(IO_TIMEOUT, || {
         queue.length() == 0 && queue.pending().is_empty()
     });
